@@ -1,0 +1,5 @@
+import sys
+
+from automc.cli import main
+
+sys.exit(main())

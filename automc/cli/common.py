@@ -1,0 +1,25 @@
+"""Argument helpers shared by the verb modules (no torch at import time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from automc.errors import AutomcError
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``"1x3x32x32"`` -> ``(1, 3, 32, 32)``; anything else is an AutomcError."""
+    parts = str(text).lower().replace("*", "x").split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise AutomcError(f"--input: cannot parse {text!r}; expected e.g. 1x3x32x32") from None
+    if len(shape) < 2 or any(s <= 0 for s in shape):
+        raise AutomcError(f"--input: {text!r} must be at least two positive sizes, e.g. 1x3x32x32")
+    return shape
+
+
+def automc_home() -> Path:
+    """Cache folder for trained base models etc.: ``$AUTOMC_HOME`` or ``~/.cache/automc``."""
+    return Path(os.environ.get("AUTOMC_HOME") or Path.home() / ".cache" / "automc")

@@ -1,0 +1,437 @@
+"""The search loop and the end-to-end pipeline — the only place that wires controller,
+cost model, compression and proxy together.
+
+``search(...)``: base model (trained and cached if not given) → layer graph → bound
+search space → budgets checked against the cheapest plan → controller asks plans →
+infeasible ones priced by the cost model alone → feasible ones compressed and scored by
+the proxy → everything recorded in one Optuna storage (resumable) → Pareto front → K
+winners spread along it → fine-tuned with knowledge distillation → real MACs/latency
+measured → exported (state_dict, plan JSON, ONNX) → report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automc.errors import AutomcError
+from automc.plan import CompressionPlan, LayerSpec, Measurement
+
+DEFAULT_SPACE = "joint"
+
+
+@dataclass(frozen=True)
+class Winner:
+    """A fine-tuned Pareto winner with its measured figures and exported files."""
+
+    trial: int
+    plan: CompressionPlan
+    figures: Mapping[str, Any]
+    files: Mapping[str, str]
+    model: Any = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What ``search`` returns.
+
+    Attributes:
+        storage: Optuna storage URL holding every trial.
+        study: study name.
+        trials: the trials as ``automc.report.TrialRow`` records.
+        pareto: trial numbers on the feasible Pareto front.
+        winners: fine-tuned winners (empty with ``finetune_top=0``).
+        base: figures of the base model.
+        report_dir: folder of the rendered report.
+    """
+
+    storage: str
+    study: str
+    trials: tuple[Any, ...]
+    pareto: tuple[int, ...]
+    winners: tuple[Winner, ...] = ()
+    base: Mapping[str, Any] = field(default_factory=dict)
+    report_dir: Path | None = None
+
+
+def resolve_space(name_or_path: str) -> Path:
+    """A shipped space name (``joint``) or a path to a search-space YAML file."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for root in (Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces"):
+        cand = root / f"{name_or_path}.yaml"
+        if cand.is_file():
+            return cand
+    raise AutomcError(f"search space {name_or_path!r}: file not found (give a path or a shipped name: prune, quant, lowrank, joint)")
+
+
+def storage_url(storage: str | None, out: Path) -> str:
+    """Default storage: SQLite in the run folder; a bare path becomes a SQLite URL (``.log`` = journal file)."""
+    if not storage:
+        return f"sqlite:///{out / 'study.db'}"
+    if "://" in storage or storage.endswith(".log"):
+        return storage
+    return f"sqlite:///{storage}"
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def default_study(model: str, dataset: str, controller: str, seed: int) -> str:
+    return _SAFE.sub("_", f"{model}-{dataset}-{controller}-s{seed}")
+
+
+class Evaluator:
+    """Scores one candidate: cost first (microseconds), proxy only if within budget.
+
+    Picklable, so Ray can ship it to workers. Raises for a failed candidate; the
+    controller records the failure with its reason and the search goes on.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        layers: Sequence[LayerSpec],
+        example_input: Any,
+        proxy: Any,
+        cost_model: Any,
+        limits: Mapping[str, float],
+        objectives: Sequence[Any],
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.layers = list(layers)
+        self.example_input = example_input
+        self.proxy = proxy
+        self.cost_model = cost_model
+        self.limits = dict(limits)
+        self.objectives = list(objectives)
+        self.seed = seed
+
+    def cost(self, plan: CompressionPlan) -> Any:
+        return self.cost_model.estimate(self.layers, plan)
+
+    def __call__(self, candidate: Any) -> Measurement:
+        import torch
+
+        from automc import budget, compress
+
+        plan = candidate.plan
+        report = self.cost(plan)
+        if report.unsupported:
+            names = ", ".join(sorted(report.unsupported)[:3])
+            raise AutomcError(f"cost model cannot price layer(s) {names}")
+        totals = dict(report.total)
+        cons = budget.constraints(totals, self.limits)
+        info: dict[str, Any] = {"cost": totals}
+        if any(v > 0 for v in cons.values()):
+            info["proxy_skipped"] = True
+            return Measurement(objectives=self._objectives(totals, None), constraints=cons, info=info)
+        torch.manual_seed(self.seed)
+        calib = self.proxy.calibration_batches()
+        compressed = compress.apply(self.model, plan, self.example_input, calib_batches=calib, seed=self.seed)
+        metrics = dict(self.proxy.evaluate(compressed, plan))
+        info["proxy"] = metrics
+        return Measurement(objectives=self._objectives(totals, metrics), constraints=cons, info=info)
+
+    def _objectives(self, totals: Mapping[str, float], metrics: Mapping[str, float] | None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for o in self.objectives:
+            if o.name in totals:
+                out[o.name] = float(totals[o.name])
+            elif metrics is None:
+                out[o.name] = 0.0 if o.direction == "maximize" else 1e9
+            else:
+                v = float(metrics[o.name])
+                if not math.isfinite(v):
+                    raise AutomcError(f"proxy returned non-finite {o.name}")
+                out[o.name] = v
+        return out
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def search(
+    *,
+    model: str = "resnet20",
+    dataset: str = "digits",
+    space: str = DEFAULT_SPACE,
+    budgets: Sequence[str] = ("flops=0.3",),
+    objectives: Sequence[str] = ("acc", "macs"),
+    controller: str = "optuna-tpe",
+    trials: int = 50,
+    profile: str | None = "cpu-x86-2core",
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    weights: str | None = None,
+    data_root: str | None = None,
+    base_epochs: int | None = None,
+    finetune_top: int = 3,
+    finetune_epochs: int = 3,
+    kd_temperature: float = 4.0,
+    kd_alpha: float = 0.9,
+    calib_batches: int = 4,
+    batch_size: int = 128,
+    ray_address: str | None = None,
+    export_onnx: bool = True,
+    progress: bool = True,
+) -> SearchResult:
+    """Run the whole pipeline; see the module docstring. Returns a ``SearchResult``.
+
+    Rerunning with the same ``storage`` and ``study`` continues the search: completed
+    trials are kept and the run stops when ``trials`` trials are complete in total.
+    Bad input is rejected with an ``AutomcError`` before anything is written.
+    """
+    from automc import budget as budget_mod
+    from automc import cost as cost_mod
+    from automc.search import registry
+    from automc.space import SearchSpace
+
+    # ---- validate everything cheap before any heavy work or any write ----
+    if trials < 1:
+        raise AutomcError(f"--trials must be >= 1, got {trials}")
+    if finetune_top < 0 or finetune_epochs < 0:
+        raise AutomcError("--finetune-top and --finetune-epochs must be >= 0")
+    if not (kd_temperature > 0 and 0.0 <= kd_alpha <= 1.0):
+        raise AutomcError("--kd-temperature must be > 0 and --kd-alpha in [0, 1]")
+    space_path = resolve_space(space)
+    space_def = SearchSpace.load(space_path)
+    budget_specs = budget_mod.parse_budgets(list(budgets))
+    objs = budget_mod.parse_objectives(list(objectives))
+    registry.get_factory(controller)
+    prof = cost_mod.load_profile(profile) if profile else None
+    needs_profile = {"latency_ms", "energy_mj"} & ({o.name for o in objs} | {b.metric for b in budget_specs})
+    if "latency_ms" in needs_profile and (prof is None or not getattr(prof, "has_latency", True)):
+        raise AutomcError("a latency budget or objective needs --profile with a measured latency table")
+    out_dir = Path(out) if out else Path("reports") / default_study(model, dataset, controller, seed)
+    study_name = study or default_study(model, dataset, controller, seed)
+    url = storage_url(storage, out_dir)
+
+    # ---- data, base model, layers, space, cost ----
+    import torch
+
+    from automc import data as data_mod
+    from automc import graph, models, train
+
+    threads = int(os.environ.get("AUTOMC_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    splits = data_mod.load(dataset, root=data_root)
+    if weights:
+        base = models.create(model, num_classes=splits.num_classes, in_channels=splits.in_channels, weights=weights)
+        base_info: dict[str, Any] = {"weights": str(weights)}
+    else:
+        base, base_info = train.base_model(model, dataset, epochs=base_epochs, seed=seed, data_root=data_root,
+                                           progress=progress)
+    base.eval()
+    example = splits.train[0][0].unsqueeze(0)
+    layers = graph.layers(base, example)
+    bound = space_def.bind(layers, model=model)
+    cost_model = cost_mod.CostModel(profile=prof)
+
+    def cost_fn(plan: CompressionPlan) -> Mapping[str, float]:
+        return cost_model.estimate(layers, plan).total
+
+    identity = CompressionPlan(model=model)
+    base_cost = dict(cost_fn(identity))
+    limits = budget_mod.resolve(budget_specs, base_cost)
+    budget_mod.check_feasible_space(bound, cost_fn, limits)
+
+    from automc.proxy import AdaptiveBNProxy, ProxyData
+
+    proxy_data = ProxyData.from_splits(splits, calib_batches=calib_batches, calib_batch_size=batch_size, seed=seed)
+    proxy = AdaptiveBNProxy(data=proxy_data, teacher=base if "kl" in {o.name for o in objs} else None)
+
+    meta = {
+        "model": model,
+        "dataset": dataset,
+        "space": str(space_path),
+        "objectives": [{"name": o.name, "direction": o.direction} for o in objs],
+        "budgets": list(budgets),
+        "limits": limits,
+        "controller": controller,
+        "profile": str(profile or ""),
+        "seed": seed,
+        "layer_order": [s.name for s in layers],
+    }
+    from automc.search.storage import Recorder
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(url, study_name, objs, meta)
+    options: dict[str, Any] = {}
+    if controller == "ray":
+        options["address"] = ray_address or os.environ.get("RAY_ADDRESS")
+        options["storage_path"] = str((out_dir / "ray").resolve())
+    ctrl = registry.create(controller, space=bound, objectives=objs, recorder=recorder, seed=seed,
+                           budgets=limits, cost_fn=cost_fn, **options)
+    evaluator = Evaluator(model=base, layers=layers, example_input=example, proxy=proxy, cost_model=cost_model,
+                          limits=limits, objectives=objs, seed=seed)
+
+    done = recorder.completed()
+    primary = next((o.name for o in objs if o.direction == "maximize"), objs[0].name)
+    bar = _progress(trials, "search", progress, initial=min(done, trials))
+    best = {"value": -math.inf}
+
+    def on_result(candidate: Any, result: Measurement | None, reason: str) -> None:
+        if result is not None and result.feasible and primary in result.objectives:
+            best["value"] = max(best["value"], float(result.objectives[primary]))
+        bar.update(1)
+        if math.isfinite(best["value"]):
+            bar.set_postfix_str(f"best feasible {primary}={best['value']:.4f}")
+
+    t0 = time.perf_counter()
+    ctrl.drive(evaluator, trials, on_result=on_result)
+    bar.close()
+    search_s = time.perf_counter() - t0
+
+    # ---- base figures, winners, report ----
+    from automc.report import ReportData, render
+    from automc.pareto import select_spread
+
+    data = ReportData.from_storage(url, study_name) if "://" in url else ReportData.from_storage(url, study_name)
+    front = data.pareto_numbers()
+    base_fig = _base_figures(base, splits, proxy, identity, cost_model, layers, example, recorder)
+    base_fig["search_seconds"] = search_s
+    recorder.set_study_attr("base", base_fig)
+    rows = {t.number: t for t in data.trials}
+    pts = [[rows[n].values[o.name] for o in objs] for n in front]
+    chosen = [front[i] for i in select_spread(pts, [o.direction for o in objs], finetune_top)] if finetune_top else []
+    winners = []
+    wbar = _progress(len(chosen), "fine-tune", progress)
+    for number in chosen:
+        plan = CompressionPlan.from_dict(rows[number].plan)
+        winners.append(_finish_winner(number, plan, rows[number], base, splits, proxy, cost_model, layers, example,
+                                      limits, out_dir, finetune_epochs, kd_temperature, kd_alpha, seed,
+                                      export_onnx, progress))
+        wbar.update(1)
+    wbar.close()
+    recorder.set_study_attr("winners", [dict(w.figures, trial=w.trial, plan=w.plan.to_dict(), files=dict(w.files))
+                                        for w in winners])
+    data = ReportData.from_storage(url, study_name)
+    render(data, out_dir)
+    return SearchResult(storage=url, study=study_name, trials=data.trials, pareto=tuple(front),
+                        winners=tuple(winners), base=base_fig, report_dir=out_dir)
+
+
+def measured_macs(model: Any, example_input: Any) -> int:
+    """Conv + linear MACs of a real (compressed) model, counted by fvcore."""
+    from fvcore.nn import FlopCountAnalysis
+
+    model.eval()
+    fca = FlopCountAnalysis(model, example_input)
+    fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    ops = fca.by_operator()
+    return int(sum(v for k, v in ops.items() if k in ("conv", "linear", "addmm", "matmul", "bmm", "einsum")))
+
+
+def _latency_ms(model: Any, example_input: Any) -> float:
+    from automc.profiler import measure_model_ms
+
+    return float(measure_model_ms(model, example_input))
+
+
+def _base_figures(base: Any, splits: Any, proxy: Any, identity: CompressionPlan, cost_model: Any,
+                  layers: Sequence[LayerSpec], example: Any, recorder: Any) -> dict[str, Any]:
+    import copy
+
+    from automc import train
+
+    cost = cost_model.estimate(layers, identity).total
+    fig: dict[str, Any] = {k: float(v) for k, v in cost.items()}
+    fig["test_acc"] = float(train.evaluate(base, splits.test)["acc"])
+    fig["proxy_acc"] = float(proxy.evaluate(copy.deepcopy(base), identity)["acc"])
+    fig["macs_measured"] = measured_macs(base, example)
+    fig["params"] = int(sum(p.numel() for p in base.parameters()))
+    fig["latency_ms_measured"] = _latency_ms(base, example)
+    return fig
+
+
+def _finish_winner(number: int, plan: CompressionPlan, row: Any, base: Any, splits: Any, proxy: Any,
+                   cost_model: Any, layers: Sequence[LayerSpec], example: Any, limits: Mapping[str, float],
+                   out_dir: Path, epochs: int, temperature: float, alpha: float, seed: int, export_onnx: bool,
+                   progress: bool) -> Winner:
+    import torch
+
+    from automc import budget, compress, train
+
+    from automc.proxy import recalibrate_bn
+
+    calib = proxy.calibration_batches()
+    model = compress.apply(base, plan, example, calib_batches=calib, seed=seed)
+    proxy_metrics = dict(proxy.evaluate(model, plan))
+    recalibrate_bn(model, calib)
+    before = train.evaluate(model, splits.test)["acc"]
+    if epochs:
+        train.finetune(model, splits, teacher=base, epochs=epochs, temperature=temperature, alpha=alpha,
+                       seed=seed, progress=progress)
+    after = train.evaluate(model, splits.test)
+    model.eval()
+    cost = dict(cost_model.estimate(layers, plan).total)
+    measured = {"macs": float(measured_macs(model, example))}
+    if "latency_ms" in cost or "latency_ms" in limits:
+        measured["latency_ms"] = _latency_ms(model, example)
+    measured_cons = budget.constraints({**cost, **measured}, limits)
+    figures: dict[str, Any] = {k: float(v) for k, v in cost.items()}
+    figures.update(
+        proxy_acc=float(proxy_metrics.get("acc", row.values.get("acc", math.nan))),
+        test_acc_before=float(before),
+        test_acc=float(after["acc"]),
+        test_loss=float(after["loss"]),
+        macs_measured=measured["macs"],
+        latency_ms_measured=measured.get("latency_ms"),
+        params=int(cost.get("params", sum(p.numel() for p in model.parameters()))),
+        meets_budget_measured=all(v <= 1e-9 for v in measured_cons.values()),
+        measured_constraints=measured_cons,
+    )
+    wdir = out_dir / "winners" / f"trial{number}"
+    wdir.mkdir(parents=True, exist_ok=True)
+    files = {"state_dict": str(wdir / "model.pt"), "plan": str(wdir / "plan.json")}
+    torch.save({"state_dict": model.state_dict(), "plan": plan.to_json(), "model": plan.model}, files["state_dict"])
+    Path(files["plan"]).write_text(plan.to_json(indent=2), encoding="utf-8")
+    if export_onnx:
+        onnx_path = wdir / "model.onnx"
+        try:
+            torch.onnx.export(model, (example,), str(onnx_path), opset_version=17, dynamo=False)
+            files["onnx"] = str(onnx_path)
+        except Exception as e:  # noqa: BLE001 - export is best effort; the reason is reported
+            figures["onnx_error"] = f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"
+    return Winner(trial=number, plan=plan, figures=figures, files=files, model=model)
+
+
+def summary_table(result: SearchResult) -> str:
+    """Plain-text summary printed at the end of ``automc search``."""
+    lines = [f"{'model':<14}{'test acc':>10}{'MACs':>12}{'lat pred':>10}{'lat meas':>10}{'budget ok':>10}"]
+    b = result.base
+    lines.append(f"{'base':<14}{b.get('test_acc', math.nan):>10.4f}{b.get('macs', 0) / 1e6:>11.2f}M"
+                 f"{b.get('latency_ms', math.nan):>10.3f}{b.get('latency_ms_measured', math.nan):>10.3f}{'':>10}")
+    for w in result.winners:
+        f = w.figures
+        lines.append(f"{'trial ' + str(w.trial):<14}{f['test_acc']:>10.4f}{f['macs_measured'] / 1e6:>11.2f}M"
+                     f"{f.get('latency_ms', math.nan):>10.3f}{(f.get('latency_ms_measured') or math.nan):>10.3f}"
+                     f"{'yes' if f['meets_budget_measured'] else 'NO':>10}")
+    lines.append(f"storage: {result.storage} (study {result.study}); open with: optuna-dashboard {result.storage}")
+    if result.report_dir:
+        lines.append(f"report: {result.report_dir / 'index.html'}")
+        for w in result.winners:
+            lines.append(f"winner trial {w.trial}: " + ", ".join(f"{k}={v}" for k, v in w.files.items()))
+    return "\n".join(lines)
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,433 @@
+"""Ray Tune controller: Optuna's TPE behind Ray Tune's ``OptunaSearch``, trials run in parallel Ray workers.
+
+:meth:`RayController.drive` runs a ``ray.tune.Tuner`` whose trainable calls the
+(picklable) ``evaluate(candidate)`` inside a Ray worker; ``evaluate`` travels once
+through the object store (``tune.with_parameters``). As each trial finishes, a Tune
+callback on the driver records it in the run's Optuna storage through the ``Recorder``
+(so a killed driver loses only the in-flight trials) and calls ``on_result``.
+
+* Cluster: a local Ray instance is started (``num_cpus`` option, default all CPUs) unless
+  Ray is already initialised, or ``address`` / ``RAY_ADDRESS`` names a cluster to join.
+  Ray started here is shut down when ``drive`` returns.
+* Parallelism: ``cpus_per_trial`` (torch threads in the worker are set to it),
+  ``gpus_per_trial``, ``max_concurrent`` (default: cluster CPUs // cpus_per_trial).
+* Constraints: Ray's ``OptunaSearch`` has no constraint support, so the searcher used
+  here sets each finished trial's constraint values on its Optuna trial
+  (``Trial.set_constraint``) before telling it; Optuna's TPE then models feasibility
+  (c-TPE) instead of being fed penalised objectives. Failed and non-finite results are
+  told as FAIL. The recorded study carries the constraints too, so infeasible trials
+  never reach the study's ``best_trials`` / the Pareto front.
+* Failures: a trial whose worker dies is retried (``FailureConfig(max_failures=2)``); an
+  exception raised by ``evaluate`` fails only that trial (recorded with its reason,
+  not retried).
+* Resume: ``n_trials`` counts the finished trials in the storage; a rerun runs only the
+  rest and seeds the searcher with the recorded complete trials.
+* Each trial records the Ray node id and host name that ran it (user attr ``info``:
+  ``node_id``, ``hostname``).
+
+``ask``/``tell`` work without Ray (the same searcher, driven in-process), so the
+controller passes the shared contract tests and can be used by a sequential loop.
+
+Importing this module needs neither ray nor optuna.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from automc.errors import AutomcError
+from automc.plan import CompressionPlan, Measurement
+from automc.search.base import Candidate, Controller, Evaluate, Objective, OnResult, failure_reason
+
+STATE_FORMAT = "automc-ray/1"
+MEASUREMENT_KEY = "automc_measurement"
+FAILURE_KEY = "automc_failure"
+NODE_KEY = "automc_node_id"
+HOST_KEY = "automc_hostname"
+MAX_FAILURES = 2
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def metric_name(objective: Objective) -> str:
+    """Name of an objective's value in a Tune result."""
+    return f"obj_{objective.name}"
+
+
+def _searcher_class() -> type:
+    """``OptunaSearch`` subclass that tells failures as FAIL and passes constraints to Optuna."""
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class ConstrainedOptunaSearch(OptunaSearch):
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            study: Any = self._ot_study
+            row: dict = result or {}
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            values = [row.get(m) for m in metrics]
+            usable = (
+                not error
+                and not row.get(FAILURE_KEY)
+                and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+            )
+            if usable:
+                measurement = json.loads(row.get(MEASUREMENT_KEY, "{}"))
+                for key, value in measurement.get("constraints", {}).items():
+                    ot_trial.set_constraint(str(key), float(value))
+                study.tell(ot_trial, values if isinstance(self.metric, list) else values[0])
+            else:
+                study.tell(ot_trial, state=TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+
+    return ConstrainedOptunaSearch
+
+
+def run_trial(
+    config: dict,
+    *,
+    evaluate: Evaluate,
+    space: Any,
+    names: Sequence[str],
+    objectives: Sequence[Objective],
+    cpus_per_trial: int,
+) -> dict:
+    """The Tune trainable: decode the config, evaluate the candidate, return the result row.
+
+    Runs in a Ray worker. An exception from ``evaluate`` is reported as a failed result
+    (``automc_failure``, objective metrics NaN) rather than raised, so Tune does not retry a
+    deterministic failure. Torch threads are set to ``cpus_per_trial`` (through
+    ``OMP_NUM_THREADS`` when torch is not imported yet).
+    """
+    import socket
+    import sys
+
+    import ray
+
+    threads = max(1, int(cpus_per_trial))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    values = decode_values(config, names)
+    candidate = Candidate(id=str(config.get("__candidate_id", "")), values=values, plan=space.to_plan(values))
+    row: dict[str, Any] = {
+        NODE_KEY: ray.get_runtime_context().get_node_id(),
+        HOST_KEY: socket.gethostname(),
+    }
+    try:
+        result = evaluate(candidate)
+        reason = failure_reason(result, objectives)
+    except Exception as e:  # noqa: BLE001 - any evaluation error fails only this trial
+        result, reason = None, f"{e.__class__.__name__}: {' '.join(str(e).split())[:300]}"
+    row[FAILURE_KEY] = reason
+    for o in objectives:
+        row[metric_name(o)] = math.nan if reason or result is None else float(result.objectives[o.name])
+    if result is not None:
+        row[MEASUREMENT_KEY] = json.dumps(result.to_dict())
+    return row
+
+
+def encode_distributions(space: Any) -> tuple[list[str], dict[str, Any]]:
+    """Param names and Optuna distributions keyed ``p0, p1, ...`` (Tune splits keys on ``/``)."""
+    dists = space.distributions()
+    names = list(dists)
+    return names, {f"p{i}": dists[n] for i, n in enumerate(names)}
+
+
+def decode_values(config: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """Space values from a Tune config keyed ``p0, p1, ...``."""
+    return {name: config[f"p{i}"] for i, name in enumerate(names)}
+
+
+class RayController(Controller):
+    """Optuna TPE (constraint-aware) suggesting candidates that Ray Tune evaluates in parallel.
+
+    Options:
+        cpus_per_trial: CPUs reserved per trial (torch threads in the worker).
+        gpus_per_trial: GPUs reserved per trial.
+        max_concurrent: trials running at once (default: cluster CPUs // cpus_per_trial).
+        address: Ray cluster address (default: ``RAY_ADDRESS``, else a local instance).
+        num_cpus: CPUs of a locally started Ray instance (default: all).
+        storage_path: folder for Ray Tune's own results (default: ``ray`` beside the
+            SQLite/journal storage, else a temporary folder).
+        n_startup_trials: random trials before TPE models the results.
+    """
+
+    name = "ray"
+    OPTIONS: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {
+            "cpus_per_trial": 1,
+            "gpus_per_trial": 0,
+            "max_concurrent": None,
+            "address": None,
+            "num_cpus": None,
+            "storage_path": None,
+            "n_startup_trials": 10,
+        }
+    )
+
+    def __init__(
+        self,
+        *,
+        space: Any,
+        objectives: Sequence[Objective],
+        recorder: Any,
+        seed: int = 0,
+        budgets: Mapping[str, float] | None = None,
+        cost_fn: Callable[[CompressionPlan], Mapping[str, float]] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            space=space,
+            objectives=objectives,
+            recorder=recorder,
+            seed=seed,
+            budgets=budgets,
+            cost_fn=cost_fn,
+            **options,
+        )
+        for key in ("cpus_per_trial", "n_startup_trials"):
+            value = self.options[key]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or value < (1 if key == "cpus_per_trial" else 0)
+            ):
+                raise AutomcError(f"controller 'ray': {key} must be a number >= 1, got {value!r}")
+        self._names, self._dists = encode_distributions(space)
+        self._asked = 0
+        self._pending: dict[str, Candidate] = {}
+        self._history: list[dict[str, Any]] = []
+        self._searcher = self._make_searcher(history=())
+
+    # --- the searcher ---------------------------------------------------------------------
+    def _make_searcher(self, *, history: Sequence[Mapping[str, Any]]) -> Any:
+        """A fresh searcher seeded with ``history`` ({params, values, constraints} of complete trials)."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(
+            seed=self.seed + len(history), n_startup_trials=int(self.options["n_startup_trials"])
+        )
+        metrics = [metric_name(o) for o in self.objectives]
+        modes = ["max" if o.direction == "maximize" else "min" for o in self.objectives]
+        searcher = _searcher_class()(
+            space=dict(self._dists),
+            metric=metrics if len(metrics) > 1 else metrics[0],
+            mode=modes if len(modes) > 1 else modes[0],
+            sampler=sampler,
+        )
+        for h in history:
+            searcher._ot_study.add_trial(
+                optuna.trial.create_trial(
+                    values=list(h["values"]),
+                    params=dict(h["params"]),
+                    distributions=dict(self._dists),
+                    constraints=dict(h["constraints"]) or None,
+                )
+            )
+        return searcher
+
+    def _history_from_recorder(self) -> list[dict[str, Any]]:
+        out = []
+        index = {name: f"p{i}" for i, name in enumerate(self._names)}
+        for r in self.recorder.trials():
+            if r.state != "COMPLETE" or set(r.params) != set(index):
+                continue
+            out.append(
+                {
+                    "params": {index[k]: v for k, v in r.params.items()},
+                    "values": [r.values[o.name] for o in self.objectives],
+                    "constraints": {k: float(v) for k, v in r.constraints.items() if v is not None},
+                }
+            )
+        return out
+
+    # --- sequential ask / tell (no Ray needed) ---------------------------------------------
+    def ask(self) -> Candidate | None:
+        trial_id = f"ask-{self._asked:05d}"
+        self._asked += 1
+        config = self._searcher.suggest(trial_id)
+        values = decode_values(config, self._names)
+        candidate = Candidate(id=trial_id, values=values, plan=self.space.to_plan(values))
+        self._pending[trial_id] = candidate
+        return candidate
+
+    def tell(self, candidate_id: str, result: Measurement | None, *, reason: str = "") -> None:
+        candidate = self._pending.pop(candidate_id, None)
+        if candidate is None:
+            raise AutomcError(f"controller 'ray': unknown or already told candidate {candidate_id!r}")
+        self.recorder.add(candidate, result, reason)
+        problem = failure_reason(result, self.objectives)
+        row: dict[str, Any] = {FAILURE_KEY: problem}
+        if result is not None and not problem:
+            row[MEASUREMENT_KEY] = json.dumps(result.to_dict())
+            row.update({metric_name(o): float(result.objectives[o.name]) for o in self.objectives})
+            params = {f"p{i}": candidate.values[n] for i, n in enumerate(self._names)}
+            self._history.append(
+                {
+                    "params": params,
+                    "values": [float(result.objectives[o.name]) for o in self.objectives],
+                    "constraints": {k: float(v) for k, v in result.constraints.items()},
+                }
+            )
+        self._searcher.on_trial_complete(candidate_id, row, error=bool(problem))
+
+    def state_dict(self) -> dict:
+        """JSON-able: the complete trials the searcher has seen and the ask counter.
+
+        Restoring rebuilds the searcher from these trials; its sampler is reseeded with
+        ``seed + len(trials)`` so a restored run does not repeat the first run's random
+        start-up points. Candidates asked but not told are not kept.
+        """
+        return {"format": STATE_FORMAT, "asked": self._asked, "history": list(self._history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            raise AutomcError(f"controller 'ray': saved state is not a {STATE_FORMAT} state")
+        history = [dict(h) for h in state["history"]]
+        self._asked = int(state["asked"])
+        self._history = history
+        self._pending = {}
+        self._searcher = self._make_searcher(history=history)
+
+    # --- parallel drive --------------------------------------------------------------------
+    def _storage_path(self) -> Path:
+        if self.options["storage_path"]:
+            return Path(self.options["storage_path"]).resolve()
+        url = self.recorder.url or ""
+        if url.startswith("sqlite:///"):
+            return Path(url[len("sqlite:///") :]).resolve().parent / "ray"
+        if url.endswith(".log") and "://" not in url:
+            return Path(url).resolve().parent / "ray"
+        return Path(tempfile.mkdtemp(prefix="automc-ray-"))
+
+    def _init_ray(self) -> bool:
+        """Connect to or start Ray; returns whether this call started it."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        address = self.options["address"] or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            num_cpus = self.options["num_cpus"]
+            ray.init(
+                num_cpus=None if num_cpus is None else int(num_cpus),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        return True
+
+    def drive(self, evaluate: Evaluate, n_trials: int, *, on_result: OnResult | None = None) -> None:
+        """Run the remaining ``n_trials - completed`` trials in parallel Ray workers.
+
+        Args:
+            evaluate: picklable ``candidate -> Measurement`` run inside the workers.
+            n_trials: total finished trials wanted in the study.
+            on_result: called on the driver as each trial is recorded.
+        """
+        remaining = int(n_trials) - self.recorder.completed()
+        if remaining <= 0:
+            return
+        import ray
+        from ray import tune
+
+        started = self._init_ray()
+        try:
+            cpus = int(self.options["cpus_per_trial"])
+            gpus = float(self.options["gpus_per_trial"])
+            concurrent = self.options["max_concurrent"]
+            if concurrent is None:
+                concurrent = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
+            history = self._history_from_recorder()
+            searcher = self._make_searcher(history=history)
+            trainable = tune.with_resources(
+                tune.with_parameters(
+                    run_trial,
+                    evaluate=evaluate,
+                    space=self.space,
+                    names=tuple(self._names),
+                    objectives=tuple(self.objectives),
+                    cpus_per_trial=cpus,
+                ),
+                {"cpu": cpus, "gpu": gpus},
+            )
+            callback = _recording_callback(self, on_result)
+            name = _SAFE.sub("_", f"{self.recorder.study_name}-from{self.recorder.completed()}")
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    num_samples=remaining,
+                    max_concurrent_trials=int(concurrent),
+                    reuse_actors=True,
+                    trial_dirname_creator=_trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=str(self._storage_path()),
+                    failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                    callbacks=[callback],
+                    verbose=0,
+                ),
+            )
+            tuner.fit()
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _record(self, trial: Any, *, errored: bool) -> tuple[Candidate, Measurement | None, str]:
+        values = decode_values(trial.config, self._names)
+        candidate = Candidate(id=f"ray-{trial.trial_id}", values=values, plan=self.space.to_plan(values))
+        row = trial.last_result or {}
+        result: Measurement | None = None
+        if errored:
+            reason = f"ray worker failed {MAX_FAILURES + 1} times"
+            if trial.error_file:
+                reason += f" (see {trial.error_file})"
+        else:
+            reason = str(row.get(FAILURE_KEY) or "")
+            if MEASUREMENT_KEY in row:
+                raw = Measurement.from_dict(json.loads(row[MEASUREMENT_KEY]))
+                info = {**dict(raw.info), "node_id": row.get(NODE_KEY), "hostname": row.get(HOST_KEY)}
+                result = Measurement(objectives=raw.objectives, constraints=raw.constraints, info=info)
+            elif not reason:
+                reason = "trial reported no result"
+        usable = result if not reason else None
+        self.recorder.add(candidate, result if not errored else None, reason)
+        return candidate, usable, reason
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _recording_callback(controller: RayController, on_result: OnResult | None) -> Any:
+    """A Tune callback recording each finished trial on the driver, then calling ``on_result``."""
+    from ray.tune import Callback
+
+    class RecordingCallback(Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._finish(trial, errored=False)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._finish(trial, errored=True)
+
+        def _finish(self, trial: Any, *, errored: bool) -> None:
+            candidate, usable, reason = controller._record(trial, errored=errored)
+            if on_result is not None:
+                on_result(candidate, usable, reason)
+
+    return RecordingCallback()

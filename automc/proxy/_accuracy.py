@@ -1,0 +1,191 @@
+"""Accuracy-style proxies: vanilla, adaptive BatchNorm (EagleEye) and KL to the teacher.
+
+All three share one evaluation pass over ``ProxyData.val_*``; the adaptive-BN proxy
+first recalibrates the candidate's BatchNorm statistics on ``ProxyData.calib_inputs``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from automc.errors import AutomcError
+from automc.proxy._base import CachedProxy, Metric, ProxyFailure
+from automc.proxy._data import ProxyData
+
+
+def recalibrate_bn(model: nn.Module, batches: tuple[torch.Tensor, ...]) -> int:
+    """Re-estimate every BatchNorm's running statistics from ``batches`` (in place).
+
+    Running statistics are reset and accumulated as a cumulative average
+    (``momentum=None``) over forward passes in which *only* the BatchNorm layers are
+    in train mode: dropout stays off and fake-quant modules keep their calibrated ranges.
+    Momentum is restored afterwards and the model is left in eval mode. BatchNorms that
+    do not track running statistics are left alone.
+
+    Returns:
+        The number of BatchNorm layers recalibrated.
+    """
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    model.eval()
+    if not norms:
+        return 0
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    try:
+        with torch.no_grad():
+            for x in batches:
+                model(x)
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+        model.eval()
+    return len(norms)
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ProxyFailure(
+            f"model output must be a (batch, classes) tensor, got {getattr(out, 'shape', type(out))}"
+        )
+    if not bool(torch.isfinite(out).all()):
+        raise ProxyFailure("non-finite model outputs")
+    return out
+
+
+class _ValPassProxy(CachedProxy):
+    """One evaluation pass over the val batches, optionally after BN recalibration."""
+
+    def __init__(
+        self,
+        *,
+        data: ProxyData,
+        recalibrate: bool,
+        with_accuracy: bool,
+        teacher: nn.Module | None,
+        cache_size: int,
+    ) -> None:
+        super().__init__(cache_size=cache_size)
+        if recalibrate and not data.calib_inputs:
+            raise AutomcError(f"proxy {self.name!r} needs calibration batches (ProxyData calib_batches >= 1)")
+        self._data = data
+        self._recalibrate = recalibrate
+        self._with_accuracy = with_accuracy
+        self._teacher_logp: tuple[torch.Tensor, ...] | None = None
+        if teacher is not None:
+            self._teacher_logp = teacher_log_probs(teacher, data)
+
+    def calibration_batches(self) -> tuple[torch.Tensor, ...]:
+        """The search's calibration inputs (train split), e.g. for data-driven pruning criteria."""
+        return self._data.calib_inputs
+
+    def _compute(self, model: nn.Module) -> dict[str, float]:
+        data = self._data
+        if self._recalibrate:
+            recalibrate_bn(model, data.calib_inputs)
+        else:
+            model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=data.val_targets[0].device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=correct.device)
+        kl_sum = torch.zeros((), dtype=torch.float64, device=correct.device)
+        with torch.inference_mode():
+            for i, (x, y) in enumerate(zip(data.val_inputs, data.val_targets)):
+                out = _logits(model, x)
+                if self._with_accuracy:
+                    correct += (out.argmax(dim=1) == y).sum()
+                    loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+                if self._teacher_logp is not None:
+                    s_logp = F.log_softmax(out.float(), dim=1)
+                    kl_sum += F.kl_div(
+                        s_logp, self._teacher_logp[i], reduction="sum", log_target=True
+                    ).double()
+        n = data.n_val
+        result: dict[str, float] = {}
+        if self._with_accuracy:
+            result["acc"] = int(correct) / n
+            result["loss"] = float(loss_sum) / n
+        if self._teacher_logp is not None:
+            result["kl"] = max(0.0, float(kl_sum) / n)
+        return result
+
+
+def teacher_log_probs(teacher: nn.Module, data: ProxyData) -> tuple[torch.Tensor, ...]:
+    """Log-softmax of ``teacher`` on the val batches, computed once in eval mode (its mode is restored).
+
+    Raises:
+        AutomcError: the teacher's outputs are not finite (a broken base model is the
+            user's problem, not a candidate failure).
+    """
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.inference_mode():
+            out = tuple(F.log_softmax(teacher(x).float(), dim=1) for x in data.val_inputs)
+    finally:
+        teacher.train(was_training)
+    if not all(bool(torch.isfinite(t).all()) for t in out):
+        raise AutomcError("the teacher (base model) produces non-finite outputs on the val split")
+    return out
+
+
+class AdaptiveBNProxy(_ValPassProxy):
+    """Top-1 accuracy and CE loss on val after adaptive BatchNorm recalibration (EagleEye, ECCV 2020).
+
+    The candidate is modified in place (its BatchNorm statistics are replaced) and left
+    in eval mode: hand it a fresh candidate, never the base model. Not copied again.
+    With a ``teacher``, the same pass also returns ``kl`` = mean KL(teacher || candidate),
+    so accuracy and KL cost one recalibration.
+
+    Returns ``{"acc", "loss"}`` (+ ``"kl"``).
+    """
+
+    name = "adaptive_bn"
+
+    def __init__(self, *, data: ProxyData, teacher: nn.Module | None = None, cache_size: int = 256) -> None:
+        self.metrics = (Metric("acc", "maximize"), Metric("loss", "minimize"))
+        if teacher is not None:
+            self.metrics += (Metric("kl", "minimize"),)
+        super().__init__(
+            data=data, recalibrate=True, with_accuracy=True, teacher=teacher, cache_size=cache_size
+        )
+
+
+class VanillaProxy(_ValPassProxy):
+    """Top-1 accuracy and CE loss on val with the candidate's BatchNorm statistics as they are.
+
+    After pruning, those statistics are stale, which is why this proxy ranks candidates
+    worse than ``AdaptiveBNProxy``; it is the baseline. Returns ``{"acc", "loss"}``.
+    """
+
+    name = "vanilla"
+    metrics: tuple[Metric, ...] = (Metric("acc", "maximize"), Metric("loss", "minimize"))
+
+    def __init__(self, *, data: ProxyData, cache_size: int = 256) -> None:
+        super().__init__(
+            data=data, recalibrate=False, with_accuracy=True, teacher=None, cache_size=cache_size
+        )
+
+
+class KLToTeacherProxy(_ValPassProxy):
+    """Mean KL(teacher || candidate) of softmax outputs on the val batches (label free).
+
+    The teacher's outputs are computed once, at construction; the teacher is not kept.
+    With ``recalibrate`` (default) the candidate's BatchNorm statistics are first
+    re-estimated as in ``AdaptiveBNProxy`` (in place). Returns ``{"kl"}``.
+    """
+
+    name = "kl_teacher"
+    metrics: tuple[Metric, ...] = (Metric("kl", "minimize"),)
+
+    def __init__(
+        self, *, data: ProxyData, teacher: nn.Module, recalibrate: bool = True, cache_size: int = 256
+    ) -> None:
+        super().__init__(
+            data=data, recalibrate=recalibrate, with_accuracy=False, teacher=teacher, cache_size=cache_size
+        )

@@ -1,0 +1,234 @@
+"""How well each proxy ranks candidates like accuracy after fine-tuning (fixed MACs budget).
+
+Samples ``--n`` pruning plans of a base model at one MACs budget (random per-group keep
+ratios rescaled until the plan's MACs are within ``--tolerance`` of the budget),
+compresses each (criterion l1), scores it with every proxy, fine-tunes every one with
+the same short KD recipe and reports Kendall tau / Spearman rho between each proxy and
+the fine-tuned *test* accuracy and loss. Sign convention: correlations are computed on
+"goodness" (acc, -loss, -kl, score) so positive = the proxy orders candidates as the
+fine-tuned metric does (higher acc, lower loss).
+
+Also measures the adaptive-BN proxy's speed: seconds per candidate and
+``overhead_vs_forward`` = proxy time / time of the bare forward passes over the same
+batches (train-mode-BN calibration passes + eval passes) on the same compressed model.
+
+Usage: .venv/bin/python scripts/bench_proxy.py [--n 30 --budget 0.2 --epochs 3]
+Writes reports/bench/proxy.json (numbers measured in this run only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from scipy import stats
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from automc import compress, data, graph, train
+from automc.cost.flops import layer_geometry
+from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
+from automc.proxy import AdaptiveBNProxy, ProxyData, SynFlowProxy, VanillaProxy
+
+THREADS = 2
+
+
+def plan_macs(layers: Sequence[LayerSpec], keep: Mapping[int, float]) -> int:
+    """Total MACs of the pruned model (cost engine's layer geometry, shared rounding rule)."""
+    return sum(layer_geometry(spec, LayerChoice(), keep).macs for spec in layers)
+
+
+def make_plan(layers: Sequence[LayerSpec], keep: Mapping[int, float], model: str) -> CompressionPlan:
+    choices = {
+        s.name: LayerChoice(keep_ratio=keep[s.group]) for s in layers if s.prunable and keep[s.group] < 1.0
+    }
+    return CompressionPlan(
+        layers=choices, criterion="l1", model=model, fingerprint=layers_fingerprint(layers)
+    )
+
+
+def sample_keep(
+    layers: Sequence[LayerSpec], target_macs: float, tolerance: float, rng: random.Random, min_keep: float
+) -> dict[int, float] | None:
+    """Random per-group keep ratios scaled (bisection) so MACs land within tolerance of the target."""
+    groups = sorted({s.group for s in layers if s.prunable})
+    raw = {g: rng.uniform(0.05, 1.0) for g in groups}
+
+    def keep_at(scale: float) -> dict[int, float]:
+        out = {g: min(1.0, max(min_keep, round(r * scale, 4))) for g, r in raw.items()}
+        out[-1] = 1.0
+        return out
+
+    lo, hi = 0.0, 1.0 / min(raw.values())
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if plan_macs(layers, keep_at(mid)) > target_macs:
+            hi = mid
+        else:
+            lo = mid
+    for scale in (lo, hi):
+        keep = keep_at(scale)
+        if abs(plan_macs(layers, keep) / target_macs - 1.0) <= tolerance:
+            return keep
+    return None
+
+
+def bare_forward_seconds(model: nn.Module, pdata: ProxyData) -> float:
+    """The forward passes the adaptive-BN proxy makes, without any proxy bookkeeping."""
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    t0 = time.perf_counter()
+    for bn in norms:
+        bn.train()
+    with torch.no_grad():
+        for x in pdata.calib_inputs:
+            model(x)
+    model.eval()
+    with torch.inference_mode():
+        for x in pdata.val_inputs:
+            model(x)
+    return time.perf_counter() - t0
+
+
+def correlations(
+    goodness: Sequence[float], ft_acc: Sequence[float], ft_loss: Sequence[float]
+) -> dict[str, float]:
+    neg_loss = [-v for v in ft_loss]
+    return {
+        "kendall": float(stats.kendalltau(goodness, ft_acc).statistic),
+        "spearman": float(stats.spearmanr(goodness, ft_acc).statistic),
+        "kendall_loss": float(stats.kendalltau(goodness, neg_loss).statistic),
+        "spearman_loss": float(stats.spearmanr(goodness, neg_loss).statistic),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--n", type=int, default=30, help="number of sampled plans")
+    ap.add_argument("--budget", type=float, default=0.2, help="MACs budget as a fraction of the base model")
+    ap.add_argument("--tolerance", type=float, default=0.01, help="relative MACs tolerance around the budget")
+    ap.add_argument("--min-keep", type=float, default=0.1, help="smallest keep ratio drawn for a group")
+    ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per candidate")
+    ap.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
+    ap.add_argument("--calib-batches", type=int, default=8)
+    ap.add_argument("--calib-batch-size", type=int, default=64)
+    ap.add_argument(
+        "--timing-candidates", type=int, default=5, help="candidates used for overhead_vs_forward"
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="reports/bench/proxy.json")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(THREADS)
+    t_start = time.perf_counter()
+    splits = data.load(args.dataset, seed=args.seed)
+    base, base_info = train.base_model(
+        args.model, args.dataset, seed=args.seed, splits=splits, progress=False
+    )
+    base.eval()
+    example = splits.example_input(1)
+    layers = graph.layers(base, example)
+    base_macs = plan_macs(layers, {-1: 1.0})
+    target = args.budget * base_macs
+
+    pdata = ProxyData.from_splits(
+        splits, calib_batches=args.calib_batches, calib_batch_size=args.calib_batch_size, seed=args.seed
+    )
+    adaptive = AdaptiveBNProxy(data=pdata, teacher=base, cache_size=0)
+    vanilla = VanillaProxy(data=pdata, cache_size=0)
+    synflow = SynFlowProxy(data=pdata, cache_size=0)
+
+    rng = random.Random(args.seed)
+    rows: list[dict[str, float]] = []
+    proxy_seconds: list[float] = []
+    ratios: list[float] = []
+    draws = 0
+    while len(rows) < args.n:
+        draws += 1
+        if draws > 50 * args.n:
+            raise SystemExit(
+                f"could not hit the MACs budget {args.budget} +- {args.tolerance}; widen --tolerance"
+            )
+        keep = sample_keep(layers, target, args.tolerance, rng, args.min_keep)
+        if keep is None:
+            continue
+        plan = make_plan(layers, keep, args.model)
+        torch.manual_seed(args.seed)
+        model = compress.apply(
+            base, plan, example, calib_batches=adaptive.calibration_batches(), seed=args.seed
+        )
+        row: dict[str, float] = {"macs_ratio": plan_macs(layers, keep) / base_macs}
+        row["vanilla_acc"] = vanilla.evaluate(model, plan)["acc"]
+        row["synflow"] = synflow.evaluate(model, plan)["score"]
+        if len(ratios) < args.timing_candidates:
+            bare, timed = [], []
+            for _ in range(3):
+                bare.append(bare_forward_seconds(model, pdata))
+                t0 = time.perf_counter()
+                adaptive.evaluate(model, plan)
+                timed.append(time.perf_counter() - t0)
+            ratios.append(min(timed) / min(bare))
+        t0 = time.perf_counter()
+        scored = adaptive.evaluate(model, plan)
+        proxy_seconds.append(time.perf_counter() - t0)
+        row.update(adaptive_bn_acc=scored["acc"], adaptive_bn_loss=scored["loss"], kl=scored["kl"])
+        train.finetune(
+            model, splits, teacher=base, epochs=args.epochs, lr=args.lr, seed=args.seed, progress=False
+        )
+        final = train.evaluate(model, splits.test)
+        row.update(ft_acc=final["acc"], ft_loss=final["loss"])
+        rows.append(row)
+        print(f"[{len(rows)}/{args.n}] " + " ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
+
+    ft_acc = [r["ft_acc"] for r in rows]
+    ft_loss = [r["ft_loss"] for r in rows]
+    per_candidate = statistics.mean(proxy_seconds)
+    result = {
+        "n": len(rows),
+        "model": args.model,
+        "dataset": args.dataset,
+        "budget": {"macs_fraction": args.budget, "tolerance": args.tolerance, "base_macs": base_macs},
+        "base_test_acc": float(base_info["test_acc"]),
+        "finetune": {"epochs": args.epochs, "lr": args.lr, "kd": True, "eval_split": "test"},
+        "proxy_data": {
+            "calib_batches": args.calib_batches,
+            "calib_batch_size": args.calib_batch_size,
+            "val_samples": pdata.n_val,
+        },
+        "finetuned_acc_spread": {"min": min(ft_acc), "max": max(ft_acc), "std": statistics.pstdev(ft_acc)},
+        "sign_convention": "correlations of proxy goodness (acc, -loss, -kl, score) with ft acc and -ft loss",
+        "adaptive_bn": correlations([r["adaptive_bn_acc"] for r in rows], ft_acc, ft_loss),
+        "adaptive_bn_loss": correlations([-r["adaptive_bn_loss"] for r in rows], ft_acc, ft_loss),
+        "vanilla": correlations([r["vanilla_acc"] for r in rows], ft_acc, ft_loss),
+        "zero_cost": {"proxy": "synflow", **correlations([r["synflow"] for r in rows], ft_acc, ft_loss)},
+        "kl_teacher": correlations([-r["kl"] for r in rows], ft_acc, ft_loss),
+        "seconds_per_candidate": per_candidate,
+        "candidates_per_second": 1.0 / per_candidate,
+        "overhead_vs_forward": statistics.median(ratios),
+        "overhead_samples": len(ratios),
+        "total_seconds": time.perf_counter() - t_start,
+        "command": " ".join([".venv/bin/python", "scripts/bench_proxy.py", *(argv or sys.argv[1:])]),
+        "torch_threads": torch.get_num_threads(),
+        "candidates": [{k: round(v, 6) for k, v in r.items()} for r in rows],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    summary = {
+        k: result[k] for k in ("adaptive_bn", "vanilla", "zero_cost", "kl_teacher", "overhead_vs_forward")
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

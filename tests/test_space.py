@@ -1,0 +1,279 @@
+"""Search-space files: loading, validation (all problems at once) and binding to layers."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from automc.errors import AutomcError, ConfigError
+from automc.plan import CompressionPlan
+from automc.space import SearchSpace
+from automc.testing.controller_contract import toy_layers
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ["prune", "quant", "lowrank", "joint"]
+
+
+def write(tmp_path: Path, data: object, name: str = "space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def space(**extra: object) -> dict:
+    return {"schema": "automc/search-space", "version": 1, **extra}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_spaces_load_and_bind_on_a_residual_model(name: str) -> None:
+    bound = SearchSpace.load(ROOT / "search_spaces" / f"{name}.yaml").bind(toy_layers(), model="toy")
+    assert len(bound.params) > 0
+    names = {p.name for p in bound.params}
+    assert not any(n.endswith("/conv1") or n.endswith("/fc") for n in names), "frozen layers got params"
+    rng = random.Random(0)
+    for _ in range(20):
+        values = bound.sample(rng)
+        assert bound.contains(values)
+        plan = bound.to_plan(values)
+        plan.validate_for(bound.layers)
+    identity = bound.to_plan(bound.identity_values())
+    assert all(c.keep_ratio == 1.0 and c.rank is None for c in identity.layers.values())
+    assert (
+        all(c.w_bits == 8 for c in identity.layers.values())
+        if name in ("quant", "joint")
+        else not identity.layers
+    )
+
+
+@pytest.fixture(scope="module")
+def resnet20_layers() -> list:
+    torch = pytest.importorskip("torch")
+    graph = pytest.importorskip("automc.graph")
+    models = pytest.importorskip("automc.models")
+    return graph.layers(models.create("resnet20"), torch.zeros(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_spaces_bind_on_resnet20(name: str, resnet20_layers: list) -> None:
+    layers = resnet20_layers
+    bound = SearchSpace.load(ROOT / "search_spaces" / f"{name}.yaml").bind(layers, model="resnet20")
+    bound.to_plan(bound.extreme_values()).validate_for(layers)
+    keep = [p for p in bound.params if p.field == "keep"]
+    groups = [{s.group for s in layers if s.name in p.layers} for p in keep]
+    assert all(len(g) == 1 for g in groups)
+    assert len({next(iter(g)) for g in groups}) == len(keep)
+
+
+def test_coupled_layers_share_one_keep_param_and_frozen_groups_get_none() -> None:
+    bound = SearchSpace.load(ROOT / "search_spaces" / "prune.yaml").bind(toy_layers())
+    keep = {p.name: p for p in bound.params}
+    # group 0 holds the frozen stem, so the residual stream of block 1 is not pruned
+    assert set(keep) == {"keep/layer1.0.conv1", "keep/layer2.0.conv1", "keep/layer2.0.conv2"}
+    assert keep["keep/layer2.0.conv2"].layers == ("layer2.0.conv2", "layer2.0.shortcut")
+    assert keep["keep/layer1.0.conv1"].grid()[0] == 0.2 and keep["keep/layer1.0.conv1"].grid()[-1] == 1.0
+    assert len(keep["keep/layer1.0.conv1"].grid()) == 17
+    plan = bound.to_plan(bound.uniform_values(0.5))
+    assert plan.choice("layer2.0.conv2").keep_ratio == plan.choice("layer2.0.shortcut").keep_ratio == 0.5
+    assert plan.choice("layer1.0.conv2").keep_ratio == 1.0
+    plan.validate_for(bound.layers)
+
+
+def test_rank_fractions_become_integer_ranks_and_one_means_no_factorisation() -> None:
+    bound = SearchSpace.from_dict(space(rules=[{"select": "layer2.*", "rank": [0.25, 1.0]}])).bind(
+        toy_layers()
+    )
+    values = {p.name: p.choices[0] for p in bound.params}
+    plan = bound.to_plan(values)
+    spec = next(s for s in bound.layers if s.name == "layer2.0.conv2")
+    assert plan.choice("layer2.0.conv2").rank == round(0.25 * spec.max_rank) == 4
+    assert plan.choice("layer2.0.shortcut").rank == 2  # max rank 8 (1x1 conv, 8 inputs)
+    assert bound.to_plan(bound.identity_values()).choice("layer2.0.conv2").rank is None
+
+
+def test_later_rules_override_earlier_ones_and_single_choices_are_fixed() -> None:
+    data = space(
+        criterion=["l1", "l2"],
+        rules=[
+            {"select": "*", "w_bits": [4, 8], "a_bits": 8},
+            {"select": "re:layer2\\..*", "w_bits": [2, 4, 6]},
+            {"select": "kind:conv2d", "keep": 0.5},
+        ],
+    )
+    bound = SearchSpace.from_dict(data).bind(toy_layers())
+    assert bound.param("w_bits/layer1.0.conv1").choices == (4, 8)
+    assert bound.param("w_bits/layer2.0.conv1").choices == (2, 4, 6)
+    assert bound.param("criterion").choices == ("l1", "l2")
+    assert not any(n.startswith("a_bits/") or n.startswith("keep/") for n in bound.names)
+    plan = bound.to_plan(bound.identity_values())
+    assert plan.choice("layer1.0.conv1").a_bits == 8
+    assert plan.choice("layer1.0.conv1").keep_ratio == 0.5
+    assert plan.choice("layer2.0.conv2").keep_ratio == plan.choice("layer2.0.shortcut").keep_ratio == 0.5
+    assert plan.criterion == "l1"
+    assert bound.to_plan({**bound.identity_values(), "criterion": "l2"}).criterion == "l2"
+
+
+def test_frozen_override_and_extreme_values() -> None:
+    bound = SearchSpace.from_dict(
+        space(frozen=["fc"], rules=[{"select": "*", "keep": {"low": 0.5, "high": 1.0, "step": 0.25}}])
+    ).bind(toy_layers())
+    assert "keep/conv1" in bound.names  # the stem is searchable once only fc is frozen
+    extreme = bound.to_plan(bound.extreme_values())
+    assert extreme.choice("conv1").keep_ratio == extreme.choice("layer1.0.conv2").keep_ratio == 0.5
+    assert extreme.choice("fc") == CompressionPlan().choice("fc")
+
+
+def test_layer_steps_follow_execution_order() -> None:
+    bound = SearchSpace.load(ROOT / "search_spaces" / "joint.yaml").bind(toy_layers())
+    steps = bound.layer_steps()
+    assert [s.layer.name for s in steps] == [
+        "layer1.0.conv1",
+        "layer1.0.conv2",
+        "layer2.0.conv1",
+        "layer2.0.conv2",
+        "layer2.0.shortcut",
+    ]
+    assert steps[0].keep_param == "keep/layer1.0.conv1" and steps[0].w_bits_param == "w_bits/layer1.0.conv1"
+    assert steps[1].keep_param is None  # group 0 is frozen with the stem
+    assert steps[4].keep_param is None  # the shortcut shares layer2.0.conv2's param
+
+
+def test_distributions_match_params() -> None:
+    optuna = pytest.importorskip("optuna")
+    bound = SearchSpace.load(ROOT / "search_spaces" / "joint.yaml").bind(toy_layers())
+    dists = bound.distributions()
+    assert list(dists) == list(bound.names)
+    keep = dists["keep/layer1.0.conv1"]
+    assert isinstance(keep, optuna.distributions.FloatDistribution) and keep.step == pytest.approx(0.05)
+    for name, value in bound.sample(random.Random(1)).items():
+        assert dists[name]._contains(dists[name].to_internal_repr(value))
+
+
+def test_values_outside_the_space_are_refused() -> None:
+    bound = SearchSpace.load(ROOT / "search_spaces" / "joint.yaml").bind(toy_layers())
+    values = bound.identity_values()
+    assert bound.contains(values)
+    for bad in (
+        {**values, "keep/layer1.0.conv1": 0.33},
+        {**values, "w_bits/layer1.0.conv1": 3},
+        {**values, "extra": 1},
+        {k: v for k, v in values.items() if k != "keep/layer1.0.conv1"},
+    ):
+        assert not bound.contains(bad)
+        with pytest.raises(AutomcError, match="not a point of search space"):
+            bound.to_plan(bad)
+
+
+def test_malformed_file_reports_every_problem_with_file_and_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        space(
+            rules=[
+                {"select": "*", "w_bit": [4]},
+                {"select": "re:(", "keep": {"low": 0.9, "high": 0.2}},
+                {"select": "*", "keep": {"low": 0.2, "high": 1.0, "step": 0.3}, "rank": [0, 1.0]},
+                {"select": "kind:lstm", "a_bits": [3, 9]},
+            ],
+            extra_top=1,
+        ),
+    )
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.load(path)
+    msg = str(err.value)
+    assert msg.startswith(str(path))
+    for piece in (
+        "extra_top: unknown key",
+        "rules[0].w_bit: unknown key",
+        "rules[1].select: invalid regular expression",
+        "rules[1].keep: low (0.9) must be <= high (0.2)",
+        "rules[2].keep.step",
+        "rules[2].rank",
+        "rules[3].select: unknown layer kind 'lstm'",
+        "rules[3].a_bits: bit-width 9 not allowed",
+    ):
+        assert piece in msg, piece
+    assert "\n" not in msg
+
+
+def test_selectors_that_match_no_layer_are_all_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        space(
+            frozen=["stem"], rules=[{"select": ["layer9.*", "layer1.*"], "keep": 0.5}, {"select": "re:head"}]
+        ),
+    )
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.load(path).bind(toy_layers())
+    msg = str(err.value)
+    assert "frozen: 'stem' matches no layer" in msg
+    assert "rules[0].select[0]: 'layer9.*' matches no layer" in msg
+    assert "rules[1].select: 're:head' matches no layer" in msg
+    assert "layer1.*" not in msg
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"schema": "automc/search-space", "version": 2, "rules": []}, "version: unsupported version 2"),
+        (
+            {"schema": "automc/hw-profile", "version": 1, "rules": []},
+            "schema: expected 'automc/search-space'",
+        ),
+        (space(), "rules: missing"),
+        (space(rules=[]), "rules: must be a non-empty list"),
+        (space(rules=[{"keep": 0.5}]), "rules[0].select: missing"),
+        (space(rules=[{"select": "*", "keep": 1.5}]), "rules[0].keep: must be in (0, 1]"),
+        (space(rules=[{"select": "*"}], criterion=[1]), "criterion: must be a criterion name"),
+        (space(rules=[{"select": "*"}], prior={"threshold": 0.1}), "prior.sensitivity_csv: missing"),
+    ],
+)
+def test_single_problems(tmp_path: Path, data: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.load(write(tmp_path, data))
+    assert needle in str(err.value)
+
+
+def test_non_overlapping_coupled_keep_ranges_are_an_error() -> None:
+    data = space(
+        rules=[
+            {"select": "layer2.0.conv2", "keep": {"low": 0.2, "high": 0.4, "step": 0.1}},
+            {"select": "layer2.0.shortcut", "keep": {"low": 0.6, "high": 1.0, "step": 0.1}},
+        ]
+    )
+    with pytest.raises(ConfigError, match="coupled layers layer2.0.conv2, layer2.0.shortcut"):
+        SearchSpace.from_dict(data, source="x.yaml").bind(toy_layers())
+
+
+def test_space_module_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, automc.space, automc.search, automc.budget; print('torch' in sys.modules, 'optuna' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_sensitivity_prior_raises_the_keep_floor_of_sensitive_groups(tmp_path: Path) -> None:
+    pytest.importorskip("automc.sensitivity")
+    csv = tmp_path / "sens.csv"
+    rows = ["layer,kind,param,value,acc", ",base,keep_ratio,1.0,0.90"]
+    for keep, acc in ((0.25, 0.60), (0.5, 0.89), (0.75, 0.90)):
+        rows.append(f"layer1.0.conv1,conv2d,keep_ratio,{keep},{acc}")
+    for keep in (0.25, 0.5, 0.75):
+        rows.append(f"layer2.0.conv1,conv2d,keep_ratio,{keep},0.90")
+    csv.write_text("\n".join(rows) + "\n")
+    data = space(
+        rules=[{"select": "*", "keep": {"low": 0.2, "high": 1.0, "step": 0.1}}],
+        prior={"sensitivity_csv": "sens.csv", "threshold": 0.02},
+    )
+    bound = SearchSpace.load(write(tmp_path, data)).bind(toy_layers())
+    assert bound.param("keep/layer1.0.conv1").low == pytest.approx(0.5)  # 0.25 drops 30 points
+    assert bound.param("keep/layer2.0.conv1").low == pytest.approx(0.3)  # 0.25 is fine -> next grid value up
+    assert bound.param("keep/layer2.0.conv2").low == pytest.approx(0.2)  # no rows: unchanged
+    missing = space(rules=[{"select": "*"}], prior={"sensitivity_csv": "nope.csv", "threshold": 0.02})
+    with pytest.raises(ConfigError, match="prior.sensitivity_csv: file not found"):
+        SearchSpace.load(write(tmp_path, missing, "m.yaml")).bind(toy_layers())

@@ -1,0 +1,462 @@
+"""Base-model training, evaluation and fine-tuning with knowledge distillation.
+
+* :func:`train`: SGD (momentum 0.9, Nesterov) with a per-step cosine schedule after a
+  short linear warm-up, random-shift augmentation (plus horizontal flips where the
+  dataset allows them), deterministic for a given seed on CPU.
+* :func:`finetune`: the same loop with the distillation loss of Hinton et al. (2015)
+  when a teacher is given; works on models holding fake-quant modules.
+* :func:`evaluate`: top-1 accuracy and mean cross-entropy under ``torch.inference_mode``.
+* :func:`base_model`: train a zoo model on a dataset once and cache it under
+  ``$AUTOMC_HOME/base_models`` (see ``automc.cli.common.automc_home``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from automc.data import Splits, loader
+from automc.errors import AutomcError
+
+RECIPE_VERSION = 1
+WARMUP_FRACTION = 0.05
+SHIFT_PIXELS = 4
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyper-parameters of a base-model training run (part of the cache key)."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+
+
+DEFAULT_RECIPES: dict[str, Recipe] = {
+    "digits": Recipe(epochs=30, lr=0.1, batch_size=64, weight_decay=5e-4),
+    "synthetic": Recipe(epochs=8, lr=0.05, batch_size=32, weight_decay=5e-4),
+    "cifar10": Recipe(epochs=160, lr=0.1, batch_size=128, weight_decay=5e-4),
+}
+FALLBACK_RECIPE = Recipe(epochs=30, lr=0.05, batch_size=64, weight_decay=5e-4)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train` / :func:`finetune`.
+
+    Attributes:
+        epochs: epochs run.
+        train_loss: mean training loss of each epoch (the distillation loss when
+            fine-tuning with a teacher).
+        val_acc: top-1 accuracy on ``splits.val`` after the last epoch, in [0, 1].
+        val_loss: mean cross-entropy on ``splits.val`` after the last epoch.
+        seconds: wall-clock time of the run.
+        cpu_seconds: CPU time of this process during the run (all threads); on a
+            busy machine it is a steadier measure of the work than ``seconds``.
+    """
+
+    epochs: int
+    train_loss: tuple[float, ...]
+    val_acc: float
+    val_loss: float
+    seconds: float
+    cpu_seconds: float
+
+
+def set_threads() -> int:
+    """Set torch's intra-op threads to ``$OMP_NUM_THREADS`` or the usable cores; return it."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    n = int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[str, float]:
+    """Top-1 accuracy (``acc``, in [0, 1]) and mean cross-entropy (``loss``) on ``dataset``.
+
+    Runs in eval mode under ``torch.inference_mode``; the model's train/eval mode is
+    restored afterwards.
+    """
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    with torch.inference_mode():
+        for x, y in loader(dataset, batch_size, shuffle=False):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == y).sum())
+            total += int(y.numel())
+    model.train(was_training)
+    if total == 0:
+        raise AutomcError("cannot evaluate on an empty dataset")
+    return {"acc": correct / total, "loss": loss_sum / total}
+
+
+def _augment(x: torch.Tensor, *, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to ``SHIFT_PIXELS`` (border replicated) and optional flips, per sample."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (SHIFT_PIXELS,) * 4, mode="replicate").permute(0, 2, 3, 1)
+    offsets = torch.randint(0, 2 * SHIFT_PIXELS + 1, (n, 2), generator=generator)
+    rows = offsets[:, :1] + torch.arange(h)
+    cols = offsets[:, 1:] + torch.arange(w)
+    if hflip:
+        flip = torch.rand(n, generator=generator) < 0.5
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+    out = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _ce_loss(logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, target)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    target: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """Hinton et al. (2015) distillation loss.
+
+    ``alpha * T^2 * KL(p_t || p_s) + (1 - alpha) * CE(student, y)`` with
+    ``p = softmax(logits / T)``; the ``T^2`` factor keeps the soft-target gradients on
+    the scale of the hard-target ones.
+    """
+    t = float(temperature)
+    soft = F.kl_div(
+        F.log_softmax(student_logits / t, dim=1),
+        F.log_softmax(teacher_logits / t, dim=1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    return alpha * t * t * soft + (1.0 - alpha) * F.cross_entropy(student_logits, target)
+
+
+def _fit(
+    model: nn.Module,
+    splits: Splits,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    seed: int,
+    loss_fn: LossFn,
+    teacher: nn.Module | None,
+    augment: bool,
+    progress: bool,
+    desc: str,
+) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise AutomcError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not lr > 0:
+        raise AutomcError(f"learning rate must be positive, got {lr!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AutomcError(f"batch size must be a positive integer, got {batch_size!r}")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    device = _device_of(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    start, cpu_start = time.perf_counter(), time.process_time()
+    losses: list[float] = []
+    if epochs > 0 and params:
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        steps_per_epoch = math.ceil(len(splits.train) / batch_size)  # type: ignore[arg-type]
+        total = max(1, epochs * steps_per_epoch)
+        warmup = max(1, int(WARMUP_FRACTION * total))
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        if teacher is not None:
+            teacher.eval()
+        bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+        for epoch in bar:
+            model.train()
+            loss_sum, seen = 0.0, 0
+            for x, y in loader(splits.train, batch_size, shuffle=True, seed=seed * 1000 + epoch):
+                if augment:
+                    x = _augment(x, hflip=splits.hflip, generator=generator)
+                x, y = x.to(device), y.to(device)
+                teacher_logits = torch.empty(0)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x)
+                loss = loss_fn(model(x), y, teacher_logits)
+                if not torch.isfinite(loss):
+                    raise AutomcError(
+                        f"{desc}: training diverged (loss {float(loss)}) at epoch {epoch + 1}; lower the lr"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += float(loss.detach()) * int(y.numel())
+                seen += int(y.numel())
+            losses.append(loss_sum / max(1, seen))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        bar.close()
+    model.eval()
+    val = evaluate(model, splits.val)
+    return TrainResult(
+        epochs=epochs,
+        train_loss=tuple(losses),
+        val_acc=val["acc"],
+        val_loss=val["loss"],
+        seconds=time.perf_counter() - start,
+        cpu_seconds=time.process_time() - cpu_start,
+    )
+
+
+def train(
+    model: nn.Module,
+    splits: Splits,
+    *,
+    epochs: int,
+    lr: float = 0.1,
+    batch_size: int = 64,
+    seed: int = 0,
+    weight_decay: float = 5e-4,
+    augment: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place on ``splits.train`` with cross-entropy; returns in eval mode.
+
+    SGD with momentum 0.9 (Nesterov), linear warm-up over the first 5% of steps, then
+    a per-step cosine decay to zero. ``augment`` adds random shifts of up to 4 pixels
+    (and horizontal flips when ``splits.hflip``). Seeded with ``torch.manual_seed(seed)``
+    and a seeded loader; bit-for-bit repeatable on CPU with the same thread count.
+
+    Raises:
+        AutomcError: bad hyper-parameters, or a non-finite loss (divergence).
+    """
+    return _fit(
+        model,
+        splits,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        seed=seed,
+        loss_fn=_ce_loss,
+        teacher=None,
+        augment=augment,
+        progress=progress,
+        desc="train",
+    )
+
+
+def finetune(
+    student: nn.Module,
+    splits: Splits,
+    *,
+    teacher: nn.Module | None = None,
+    epochs: int = 5,
+    lr: float = 0.01,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+    seed: int = 0,
+    batch_size: int = 64,
+    weight_decay: float = 5e-4,
+    augment: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune a compressed ``student`` in place, distilling from ``teacher`` if given.
+
+    With a teacher the loss is :func:`kd_loss` (teacher in eval mode, no gradients);
+    without one it is plain cross-entropy. Same optimiser and schedule as :func:`train`.
+    Fake-quant modules are ordinary modules with straight-through estimators, so
+    quantized students train as is. Returns with the student in eval mode.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise AutomcError(f"alpha must be in [0, 1], got {alpha!r}")
+    if not temperature > 0:
+        raise AutomcError(f"temperature must be positive, got {temperature!r}")
+    loss_fn: LossFn = _ce_loss
+    if teacher is not None:
+
+        def loss_fn(s: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return kd_loss(s, y, t, temperature=temperature, alpha=alpha)
+
+    return _fit(
+        student,
+        splits,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        seed=seed,
+        loss_fn=loss_fn,
+        teacher=teacher,
+        augment=augment,
+        progress=progress,
+        desc="finetune",
+    )
+
+
+def recipe_for(dataset_name: str, *, epochs: int | None = None) -> Recipe:
+    """The default base-training recipe for a dataset, optionally with another epoch count."""
+    recipe = DEFAULT_RECIPES.get(dataset_name, FALLBACK_RECIPE)
+    if epochs is not None:
+        recipe = Recipe(
+            epochs=epochs, lr=recipe.lr, batch_size=recipe.batch_size, weight_decay=recipe.weight_decay
+        )
+    return recipe
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:limit] or "x"
+
+
+def cache_paths(
+    model_name: str, dataset_name: str, *, seed: int, recipe: Recipe, cache_dir: Path
+) -> tuple[Path, Path]:
+    """``(weights .pt, info .json)`` paths of a cached base model."""
+    key = {
+        "model": model_name,
+        "dataset": dataset_name,
+        "seed": seed,
+        "recipe": asdict(recipe),
+        "v": RECIPE_VERSION,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    stem = f"{_slug(model_name)}-{_slug(dataset_name)}-s{seed}-{digest}"
+    folder = cache_dir / "base_models"
+    return folder / f"{stem}.pt", folder / f"{stem}.json"
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _load_cached(model: nn.Module, weights_path: Path, info_path: Path) -> dict[str, Any] | None:
+    from automc.models import load_weights
+
+    if not weights_path.exists() and not info_path.exists():
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+        if not isinstance(info, dict) or "test_acc" not in info:
+            raise AutomcError(f"{info_path}: not a base-model info file")
+        load_weights(model, weights_path)
+    except (AutomcError, OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        warnings.warn(f"base-model cache is unreadable, retraining: {e}", RuntimeWarning, stacklevel=3)
+        return None
+    return info
+
+
+def base_model(
+    model_name: str,
+    dataset_name: str,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    splits: Splits | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A trained base model, from the cache or trained now and cached.
+
+    The cache key is model, dataset, seed and the recipe (epochs, lr, batch size,
+    weight decay, recipe version). Weights are stored as a plain state_dict and loaded
+    with ``weights_only=True``; an unreadable cache entry is reported with one
+    ``RuntimeWarning`` and retrained (and overwritten).
+
+    Args:
+        model_name: zoo name (``automc list models``) or ``tv:<name>``.
+        dataset_name: dataset name (``automc list datasets``).
+        epochs: overrides the dataset's default recipe epochs.
+        seed: training seed (weights init, batch order, augmentation).
+        data_root: folder of on-disk datasets (cifar10).
+        cache_dir: cache root; default ``automc_home()``.
+        splits: already loaded data for ``dataset_name`` (skips loading it again).
+        progress: tqdm progress bar on stderr.
+
+    Returns:
+        ``(model in eval mode, info)``; info holds ``test_acc``, ``test_loss``,
+        ``val_acc``, ``train_seconds``, ``recipe``, ``weights_path``, and ``cached``
+        (True when loaded from the cache).
+    """
+    from automc.cli.common import automc_home
+    from automc.data import load
+    from automc.models import create
+
+    if splits is None:
+        splits = load(dataset_name, data_root, seed=seed)
+    recipe = recipe_for(dataset_name, epochs=epochs)
+    root = Path(cache_dir) if cache_dir is not None else automc_home()
+    weights_path, info_path = cache_paths(model_name, dataset_name, seed=seed, recipe=recipe, cache_dir=root)
+    torch.manual_seed(seed)
+    model = create(model_name, num_classes=splits.num_classes, in_channels=splits.in_channels)
+    info = _load_cached(model, weights_path, info_path)
+    if info is not None:
+        model.eval()
+        return model, {**info, "cached": True, "weights_path": str(weights_path)}
+    result = train(
+        model,
+        splits,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        batch_size=recipe.batch_size,
+        seed=seed,
+        weight_decay=recipe.weight_decay,
+        progress=progress,
+    )
+    test = evaluate(model, splits.test)
+    info = {
+        "model": model_name,
+        "dataset": dataset_name,
+        "seed": seed,
+        "recipe": asdict(recipe),
+        "recipe_version": RECIPE_VERSION,
+        "num_classes": splits.num_classes,
+        "in_channels": splits.in_channels,
+        "input_size": list(splits.input_size),
+        "test_acc": test["acc"],
+        "test_loss": test["loss"],
+        "val_acc": result.val_acc,
+        "val_loss": result.val_loss,
+        "train_seconds": round(result.seconds, 3),
+        "train_cpu_seconds": round(result.cpu_seconds, 3),
+        "threads": torch.get_num_threads(),
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(weights_path, lambda p: torch.save(state, p))
+    _atomic_write(info_path, lambda p: p.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n"))
+    return model, {**info, "cached": False, "weights_path": str(weights_path)}

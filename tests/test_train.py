@@ -1,0 +1,202 @@
+"""Training, evaluation, KD fine-tuning and the base-model cache, on tiny models and data."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automc import data, models, train
+from automc.errors import AutomcError
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> data.Splits:
+    return data.load("synthetic")
+
+
+def test_evaluate_matches_a_manual_computation(synthetic: data.Splits) -> None:
+    torch.manual_seed(0)
+    model = models.create("test_tiny").train()
+    result = train.evaluate(model, synthetic.test, batch_size=10)
+    assert model.training  # mode restored
+    model.eval()
+    x, y = synthetic.test.tensors
+    with torch.no_grad():
+        logits = model(x)
+    assert result["acc"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    assert result["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+
+
+def test_short_training_run_learns_synthetic_data(synthetic: data.Splits) -> None:
+    torch.manual_seed(0)
+    model = models.create("test_tiny")
+    before = train.evaluate(model, synthetic.test)["acc"]
+    result = train.train(
+        model, synthetic, epochs=6, lr=0.1, batch_size=32, seed=0, weight_decay=5e-4, progress=False
+    )
+    after = train.evaluate(model, synthetic.test)["acc"]
+    assert len(result.train_loss) == 6
+    assert result.train_loss[-1] < result.train_loss[0]
+    assert after > 0.6 and after > before + 0.3
+    assert result.val_acc > 0.6
+    assert not model.training
+
+
+def test_training_is_deterministic(synthetic: data.Splits) -> None:
+    def run() -> dict[str, torch.Tensor]:
+        torch.manual_seed(3)
+        model = models.create("test_residual")
+        train.train(
+            model, synthetic, epochs=1, lr=0.05, batch_size=64, seed=3, weight_decay=5e-4, progress=False
+        )
+        return model.state_dict()
+
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_hyperparameters_are_user_errors(synthetic: data.Splits) -> None:
+    model = models.create("test_tiny")
+    with pytest.raises(AutomcError, match="epochs"):
+        train.train(model, synthetic, epochs=-1, lr=0.1, progress=False)
+    with pytest.raises(AutomcError, match="learning rate"):
+        train.train(model, synthetic, epochs=1, lr=0.0, progress=False)
+    with pytest.raises(AutomcError, match="alpha"):
+        train.finetune(model, synthetic, epochs=1, alpha=1.5, progress=False)
+
+
+def test_divergence_is_reported(synthetic: data.Splits) -> None:
+    model = models.create("test_linear")
+    with pytest.raises(AutomcError, match="diverged"):
+        train.train(model, synthetic, epochs=2, lr=1e12, batch_size=64, progress=False)
+
+
+def test_kd_loss_reduces_to_its_parts() -> None:
+    torch.manual_seed(0)
+    s, t = torch.randn(8, 10), torch.randn(8, 10)
+    y = torch.randint(0, 10, (8,))
+    assert float(train.kd_loss(s, y, t, temperature=4.0, alpha=0.0)) == pytest.approx(
+        float(F.cross_entropy(s, y))
+    )
+    assert float(train.kd_loss(s, y, s, temperature=4.0, alpha=1.0)) == pytest.approx(0.0, abs=1e-6)
+    p_t, log_p_s = F.softmax(t / 2.0, 1), F.log_softmax(s / 2.0, 1)
+    kl = float((p_t * (p_t.log() - log_p_s)).sum(1).mean())
+    assert float(train.kd_loss(s, y, t, temperature=2.0, alpha=1.0)) == pytest.approx(4.0 * kl, rel=1e-5)
+
+
+def test_kd_finetune_runs_and_the_loss_decreases(synthetic: data.Splits) -> None:
+    torch.manual_seed(0)
+    teacher = models.create("test_tiny")
+    train.train(
+        teacher, synthetic, epochs=4, lr=0.05, batch_size=32, seed=0, weight_decay=5e-4, progress=False
+    )
+    teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = models.create("test_depthwise")
+    result = train.finetune(student, synthetic, teacher=teacher, epochs=4, lr=0.05, seed=0, progress=False)
+    assert result.train_loss[-1] < result.train_loss[0]
+    assert all(torch.equal(teacher_state[k], v) for k, v in teacher.state_dict().items())  # teacher untouched
+    assert not teacher.training
+
+
+class _FakeQuant(nn.Module):
+    """A stand-in fake-quant module: 4-bit uniform rounding with a straight-through estimator."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.detach().abs().max().clamp_min(1e-8) / 7
+        q = torch.clamp(torch.round(x / scale), -8, 7) * scale
+        return x + (q - x).detach()
+
+
+def test_finetune_trains_a_model_with_fake_quant_modules(synthetic: data.Splits) -> None:
+    torch.manual_seed(0)
+    model = models.create("test_tiny")
+    model.conv2 = nn.Sequential(_FakeQuant(), model.conv2)
+    before = model.conv2[1].weight.detach().clone()
+    result = train.finetune(model, synthetic, epochs=3, lr=0.05, seed=0, progress=False)
+    assert not torch.equal(before, model.conv2[1].weight)
+    assert result.train_loss[-1] < result.train_loss[0]
+
+
+def test_set_threads_respects_omp_num_threads(monkeypatch) -> None:
+    previous = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert train.set_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert train.set_threads() >= 1
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_base_model_cache_hit_and_corrupt_cache_recovery(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOMC_HOME", str(tmp_path))
+    first_model, first = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+    assert first["cached"] is False
+    weights = tmp_path / "base_models" / first["weights_path"].split("/")[-1]
+    assert weights.is_file() and weights.with_suffix(".json").is_file()
+    assert json.loads(weights.with_suffix(".json").read_text())["test_acc"] == first["test_acc"]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        start = time.perf_counter()
+        second_model, second = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+        assert time.perf_counter() - start < 5.0
+    assert second["cached"] is True
+    assert second["test_acc"] == first["test_acc"]
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first_model.state_dict().values(), second_model.state_dict().values())
+    )
+
+    _, other_seed = train.base_model("test_tiny", "synthetic", epochs=2, seed=2, progress=False)
+    assert other_seed["cached"] is False and other_seed["weights_path"] != first["weights_path"]
+
+    weights.write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="unreadable, retraining"):
+        _, third = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+    assert third["cached"] is False
+    assert third["test_acc"] == first["test_acc"]  # deterministic retraining
+    _, fourth = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+    assert fourth["cached"] is True
+
+
+def test_base_model_cache_key_changes_with_the_recipe(tmp_path) -> None:
+    a = train.cache_paths(
+        "tv:resnet18", "imagefolder:/x/y", seed=0, recipe=train.recipe_for("digits"), cache_dir=tmp_path
+    )
+    b = train.cache_paths(
+        "tv:resnet18",
+        "imagefolder:/x/y",
+        seed=0,
+        recipe=train.recipe_for("digits", epochs=3),
+        cache_dir=tmp_path,
+    )
+    assert a != b
+    assert a[0].name.startswith("tv_resnet18-imagefolder_x_y-s0-") and a[0].parent == tmp_path / "base_models"
+
+
+@pytest.mark.slow
+def test_resnet20_on_digits_reaches_97_percent(tmp_path) -> None:
+    _, info = train.base_model("resnet20", "digits", seed=0, cache_dir=tmp_path, progress=False)
+    assert info["test_acc"] >= 0.97
+
+
+def test_augment_shifts_within_bounds_and_flips() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    out = train._augment(x, hflip=False, generator=gen)
+    assert out.shape == x.shape
+    # Each output is a (replicate-padded) shift of its own input: interior pixels come from it.
+    for i in range(2):
+        assert set(out[i].flatten().tolist()) <= set(x[i].flatten().tolist())
+    flips = [train._augment(x[:1], hflip=True, generator=gen) for _ in range(20)]
+    row_increasing = [bool(f[0, 0, 4, 5] > f[0, 0, 4, 2]) for f in flips]
+    assert any(row_increasing) and not all(row_increasing)

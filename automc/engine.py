@@ -212,6 +212,12 @@ def search(
         raise AutomcError("--kd-temperature must be > 0 and --kd-alpha in [0, 1]")
     space_path = resolve_space(space)
     space_def = SearchSpace.load(space_path)
+    from automc.compress import criteria as criteria_mod
+
+    unknown = [c for c in space_def.spec.criteria if c not in criteria_mod.names()]
+    if unknown:
+        raise AutomcError(f"{space_path}: criterion: unknown pruning criterion {unknown[0]!r} "
+                          f"(known: {', '.join(criteria_mod.names())})")
     budget_specs = budget_mod.parse_budgets(list(budgets))
     objs = budget_mod.parse_objectives(list(objectives))
     registry.get_factory(controller)

@@ -62,6 +62,16 @@ def _read_plan(path: str) -> Any:
     return CompressionPlan.from_json(text, where=str(p))
 
 
+def _check_plan_fits(plan: Any, path: str, model_name: str, layers: Any) -> None:
+    """``plan.validate_for(layers)`` with the plan file named in the error; a plan for another model is refused."""
+    if plan.model and plan.model != model_name:
+        raise AutomcError(f"--plan {path}: plan is for model {plan.model!r}, not --model {model_name!r}")
+    try:
+        plan.validate_for(layers)
+    except AutomcError as e:
+        raise AutomcError(f"--plan {path}: {e}") from None
+
+
 def _fmt_count(v: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(v) >= scale:
@@ -104,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     layers = graph.layers(model, torch.zeros(shape))
     if plan is None:
         plan = CompressionPlan(model=args.model)
-    plan.validate_for(layers)
+    else:
+        _check_plan_fits(plan, args.plan, args.model, layers)
 
     cost_model = CostModel(profile=profile, energy_table=table)
     report = cost_model.estimate(layers, plan)

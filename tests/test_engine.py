@@ -1,0 +1,88 @@
+"""The whole pipeline on a tiny model and tiny data: search → front → fine-tuned winners → report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import optuna
+import pytest
+
+import automc
+from automc.cli import main
+from automc.pareto import non_dominated
+
+ARGS = dict(model="test_tiny", dataset="synthetic", space="prune", budgets=["flops=0.8"], objectives=["acc", "macs"],
+            controller="random", profile=None, finetune_top=2, finetune_epochs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("automc_home")
+    mp.setenv("AUTOMC_HOME", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def run(home, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return automc.search(trials=8, out=out, seed=0, **ARGS), out
+
+
+def test_report_files_agree_with_storage(run):
+    result, out = run
+    for name in ("index.html", "pareto.png", "trials.csv", "pareto.json", "summary.md"):
+        assert (out / name).is_file(), name
+    study = optuna.load_study(study_name=result.study, storage=result.storage)
+    trials = study.get_trials()
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 8
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [int(r["number"]) for r in rows] == [t.number for t in trials]
+    feas = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs["feasible"]]
+    front = sorted(feas[i].number for i in non_dominated([t.values for t in feas], ["maximize", "minimize"]))
+    body = json.loads((out / "pareto.json").read_text())
+    assert sorted(p["number"] for p in body["pareto"]) == front == sorted(result.pareto)
+    for t in trials:  # infeasible candidates never paid for a proxy evaluation
+        if t.state.name == "COMPLETE" and not t.user_attrs["feasible"]:
+            assert not t.user_attrs.get("proxy")
+            assert any(v > 0 for v in t.user_attrs["constraints"].values())
+
+
+def test_winners_are_feasible_front_points_with_files(run):
+    result, out = run
+    assert 1 <= len(result.winners) <= 2
+    assert len({w.trial for w in result.winners}) == len(result.winners)
+    for w in result.winners:
+        assert w.trial in result.pareto
+        assert w.figures["meets_budget_measured"] is True
+        assert 0.0 <= w.figures["test_acc"] <= 1.0
+        for path in w.files.values():
+            assert (out / "winners" / f"trial{w.trial}").exists() and path and __import__("os").path.isfile(path)
+    body = json.loads((out / "pareto.json").read_text())
+    assert [w["trial"] for w in body["winners"]] == [w.trial for w in result.winners]
+
+
+def test_report_rerenders_identically_from_storage(run, tmp_path):
+    result, out = run
+    assert main(["report", "--storage", result.storage, "--study", result.study, "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "pareto.json").read_text()) == json.loads((out / "pareto.json").read_text())
+
+
+def test_resume_continues_to_the_total_and_keeps_trials(run, tmp_path):
+    result, out = run
+    before = {t.number: t.params for t in optuna.load_study(study_name=result.study, storage=result.storage).trials}
+    again = automc.search(trials=10, out=out, seed=0, **{**ARGS, "finetune_top": 0})
+    study = optuna.load_study(study_name=again.study, storage=again.storage)
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 10
+    assert {n: t.params for n, t in ((t.number, t) for t in study.trials) if n in before} == before
+
+
+def test_same_seed_same_trials(home, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        r = automc.search(trials=4, out=tmp_path / name, seed=3, **{**ARGS, "finetune_top": 0})
+        study = optuna.load_study(study_name=r.study, storage=r.storage)
+        runs.append([(t.params, t.user_attrs.get("proxy")) for t in study.trials])
+    assert runs[0] == runs[1]

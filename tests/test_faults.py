@@ -1,0 +1,183 @@
+"""Fault tolerance: a search killed with SIGKILL resumes from its storage, and a trial whose
+proxy raises, returns NaN or runs out of memory is recorded as failed while the search goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from automc import train
+from automc.engine import search
+from automc.proxy import AdaptiveBNProxy
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory):
+    """An AUTOMC_HOME shared by the h9 test modules; its test_tiny/synthetic base model is trained once."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.getbasetemp() / "automc_home_h9"  # shared by this session's h9 test modules
+    path.mkdir(exist_ok=True)
+    mp.setenv("AUTOMC_HOME", str(path))
+    train.base_model("test_tiny", "synthetic", seed=0, progress=False)
+    yield path
+    mp.undo()
+
+
+SEARCH = (
+    "search --model test_tiny --dataset synthetic --space prune --budget flops=0.9 --objectives acc,macs "
+    "--controller optuna-tpe --profile none --finetune-top 0 --no-onnx --quiet"
+)
+
+
+def _trials(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=True)
+
+
+def _mid_trial(db: Path) -> bool:
+    """Whether the study holds at least two complete trials and one running (the moment to kill).
+
+    Reads the SQLite file read-only (the poller must never create Optuna's tables itself);
+    a missing file or table, or a locked database, means "not yet".
+    """
+    if not db.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+            states = [row[0] for row in con.execute("SELECT state FROM trials")]
+    except sqlite3.OperationalError:
+        return False
+    return states.count("COMPLETE") >= 2 and "RUNNING" in states
+
+
+def test_sigkill_mid_search_then_rerun_resumes(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    storage, study, total = f"sqlite:///{out / 'study.db'}", "killed", 8
+    argv = [sys.executable, "-m", "automc", *SEARCH.split(), "--trials", str(total)]
+    argv += ["--out", str(out), "--study", study]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "AUTOMC_THREADS": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not _mid_trial(out / "study.db"):
+            assert proc.poll() is None, f"search ended before it could be killed: {proc.stderr.read()!r}"
+            assert time.monotonic() < deadline, "no two complete trials and one running within 240 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    before = _trials(storage, study)
+    done_before = {t.number: (t.params, t.values) for t in before if t.state.name == "COMPLETE"}
+    running_before = [t.number for t in before if t.state.name == "RUNNING"]
+    assert 2 <= len(done_before) < total and running_before
+    assert not (out / "index.html").exists(), "the killed run must not have reached the report"
+
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-2000:]
+    after = _trials(storage, study)
+    by_number = {t.number: t for t in after}
+    for number, (params, values) in done_before.items():
+        assert by_number[number].state.name == "COMPLETE"
+        assert (by_number[number].params, by_number[number].values) == (params, values)
+    for number in running_before:  # the killed process's stale trial is failed, not rerun
+        assert by_number[number].state.name == "FAIL"
+        assert by_number[number].user_attrs["failure"] == "interrupted"
+    assert not [t for t in after if t.state.name in ("RUNNING", "WAITING")]
+    finished = [
+        t
+        for t in after
+        if t.state.name in ("COMPLETE", "FAIL") and t.user_attrs.get("failure") != "interrupted"
+    ]
+    assert len(finished) == total
+    assert len(after) == total + len(running_before)
+    rows = list(csv.DictReader((out / "trials.csv").open(encoding="utf-8")))
+    assert [int(r["number"]) for r in rows] == sorted(by_number)
+    assert {int(r["number"]): r["state"] for r in rows} == {t.number: t.state.name for t in after}
+
+
+FAULTS = ("oom", "nan", "memory", "raise")
+
+
+def flaky(real: Any, failed_plans: dict[str, dict[str, Any]]) -> Any:
+    """A stand-in for ``AdaptiveBNProxy.evaluate``: its first calls fail in the ways of ``FAULTS``
+    (recording each failed plan in ``failed_plans``), later calls run the real proxy."""
+    calls = [0]
+
+    def evaluate(proxy: AdaptiveBNProxy, model: Any, plan: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > len(FAULTS):
+            return real(proxy, model, plan)
+        fault = FAULTS[calls[0] - 1]
+        failed_plans[fault] = plan.to_dict()
+        if fault == "oom":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if fault == "memory":
+            raise MemoryError("cannot allocate 1 GiB")
+        if fault == "raise":
+            raise ValueError("proxy exploded")
+        return {**real(proxy, model, plan), "acc": math.nan}
+
+    return evaluate
+
+
+@pytest.mark.parametrize("controller", ["random", "optuna-tpe"])
+def test_failing_proxy_fails_only_that_trial(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, controller: str
+) -> None:
+    failed_plans: dict[str, dict[str, Any]] = {}
+    monkeypatch.setattr(AdaptiveBNProxy, "evaluate", flaky(AdaptiveBNProxy.evaluate, failed_plans))
+    result = search(
+        model="test_tiny",
+        dataset="synthetic",
+        space="prune",
+        budgets=["flops=1.0"],
+        objectives=["acc", "macs"],
+        controller=controller,
+        trials=7,
+        profile=None,
+        out=tmp_path / "run",
+        finetune_top=0,
+        export_onnx=False,
+        progress=False,
+    )
+    trials = _trials(result.storage, result.study)
+    assert len(trials) == 7
+    assert set(failed_plans) == set(FAULTS)
+    expected = {
+        "oom": "RuntimeError: CUDA out of memory",
+        "memory": "MemoryError: cannot allocate 1 GiB",
+        "raise": "ValueError: proxy exploded",
+        "nan": "non-finite acc",
+    }
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) == len(FAULTS)
+    for fault, plan in failed_plans.items():
+        matching = [
+            t for t in failed if t.user_attrs["plan"] == plan and expected[fault] in t.user_attrs["failure"]
+        ]
+        assert matching, (fault, [t.user_attrs["failure"] for t in failed])
+        assert all(t.values is None and t.user_attrs["feasible"] is False for t in matching)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3
+    assert all(math.isfinite(t.values[0]) and 0.0 <= t.values[0] <= 1.0 for t in complete)
+    assert all(t.user_attrs["failure"] == "" for t in complete)
+    assert set(result.pareto) <= {t.number for t in complete}
+    assert (tmp_path / "run" / "index.html").is_file()

@@ -11,7 +11,6 @@ measured → exported (state_dict, plan JSON, ONNX) → report.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -71,7 +70,9 @@ def resolve_space(name_or_path: str) -> Path:
         cand = root / f"{name_or_path}.yaml"
         if cand.is_file():
             return cand
-    raise AutomcError(f"search space {name_or_path!r}: file not found (give a path or a shipped name: prune, quant, lowrank, joint)")
+    raise AutomcError(
+        f"search space {name_or_path!r}: file not found (give a path or a shipped name: prune, quant, lowrank, joint)"
+    )
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -144,7 +145,9 @@ class Evaluator:
         info["proxy"] = metrics
         return Measurement(objectives=self._objectives(totals, metrics), constraints=cons, info=info)
 
-    def _objectives(self, totals: Mapping[str, float], metrics: Mapping[str, float] | None) -> dict[str, float]:
+    def _objectives(
+        self, totals: Mapping[str, float], metrics: Mapping[str, float] | None
+    ) -> dict[str, float]:
         out: dict[str, float] = {}
         for o in self.objectives:
             if o.name in totals:
@@ -162,7 +165,9 @@ class Evaluator:
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True
+    )
 
 
 def search(
@@ -189,6 +194,8 @@ def search(
     calib_batches: int = 4,
     batch_size: int = 128,
     ray_address: str | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
     export_onnx: bool = True,
     progress: bool = True,
 ) -> SearchResult:
@@ -216,8 +223,10 @@ def search(
 
     unknown = [c for c in space_def.spec.criteria if c not in criteria_mod.names()]
     if unknown:
-        raise AutomcError(f"{space_path}: criterion: unknown pruning criterion {unknown[0]!r} "
-                          f"(known: {', '.join(criteria_mod.names())})")
+        raise AutomcError(
+            f"{space_path}: criterion: unknown pruning criterion {unknown[0]!r} "
+            f"(known: {', '.join(criteria_mod.names())})"
+        )
     budget_specs = budget_mod.parse_budgets(list(budgets))
     objs = budget_mod.parse_objectives(list(objectives))
     registry.get_factory(controller)
@@ -240,11 +249,14 @@ def search(
         torch.set_num_threads(threads)
     splits = data_mod.load(dataset, root=data_root)
     if weights:
-        base = models.create(model, num_classes=splits.num_classes, in_channels=splits.in_channels, weights=weights)
+        base = models.create(
+            model, num_classes=splits.num_classes, in_channels=splits.in_channels, weights=weights
+        )
         base_info: dict[str, Any] = {"weights": str(weights)}
     else:
-        base, base_info = train.base_model(model, dataset, epochs=base_epochs, seed=seed, data_root=data_root,
-                                           progress=progress)
+        base, base_info = train.base_model(
+            model, dataset, epochs=base_epochs, seed=seed, data_root=data_root, progress=progress
+        )
     base.eval()
     example = splits.train[0][0].unsqueeze(0)
     layers = graph.layers(base, example)
@@ -261,7 +273,9 @@ def search(
 
     from automc.proxy import AdaptiveBNProxy, ProxyData
 
-    proxy_data = ProxyData.from_splits(splits, calib_batches=calib_batches, calib_batch_size=batch_size, seed=seed)
+    proxy_data = ProxyData.from_splits(
+        splits, calib_batches=calib_batches, calib_batch_size=batch_size, seed=seed
+    )
     proxy = AdaptiveBNProxy(data=proxy_data, teacher=base if "kl" in {o.name for o in objs} else None)
 
     meta = {
@@ -284,10 +298,28 @@ def search(
     if controller == "ray":
         options["address"] = ray_address or os.environ.get("RAY_ADDRESS")
         options["storage_path"] = str((out_dir / "ray").resolve())
-    ctrl = registry.create(controller, space=bound, objectives=objs, recorder=recorder, seed=seed,
-                           budgets=limits, cost_fn=cost_fn, **options)
-    evaluator = Evaluator(model=base, layers=layers, example_input=example, proxy=proxy, cost_model=cost_model,
-                          limits=limits, objectives=objs, seed=seed)
+        options["cpus_per_trial"] = cpus_per_trial
+        options["gpus_per_trial"] = gpus_per_trial
+    ctrl = registry.create(
+        controller,
+        space=bound,
+        objectives=objs,
+        recorder=recorder,
+        seed=seed,
+        budgets=limits,
+        cost_fn=cost_fn,
+        **options,
+    )
+    evaluator = Evaluator(
+        model=base,
+        layers=layers,
+        example_input=example,
+        proxy=proxy,
+        cost_model=cost_model,
+        limits=limits,
+        objectives=objs,
+        seed=seed,
+    )
 
     done = recorder.completed()
     primary = next((o.name for o in objs if o.direction == "maximize"), objs[0].name)
@@ -307,32 +339,65 @@ def search(
     search_s = time.perf_counter() - t0
 
     # ---- base figures, winners, report ----
-    from automc.report import ReportData, render
     from automc.pareto import select_spread
+    from automc.report import ReportData, render
 
-    data = ReportData.from_storage(url, study_name) if "://" in url else ReportData.from_storage(url, study_name)
+    data = (
+        ReportData.from_storage(url, study_name) if "://" in url else ReportData.from_storage(url, study_name)
+    )
     front = data.pareto_numbers()
     base_fig = _base_figures(base, splits, proxy, identity, cost_model, layers, example, recorder)
     base_fig["search_seconds"] = search_s
     recorder.set_study_attr("base", base_fig)
     rows = {t.number: t for t in data.trials}
     pts = [[rows[n].values[o.name] for o in objs] for n in front]
-    chosen = [front[i] for i in select_spread(pts, [o.direction for o in objs], finetune_top)] if finetune_top else []
+    chosen = (
+        [front[i] for i in select_spread(pts, [o.direction for o in objs], finetune_top)]
+        if finetune_top
+        else []
+    )
     winners = []
     wbar = _progress(len(chosen), "fine-tune", progress)
     for number in chosen:
         plan = CompressionPlan.from_dict(rows[number].plan)
-        winners.append(_finish_winner(number, plan, rows[number], base, splits, proxy, cost_model, layers, example,
-                                      limits, out_dir, finetune_epochs, kd_temperature, kd_alpha, seed,
-                                      export_onnx, progress))
+        winners.append(
+            _finish_winner(
+                number,
+                plan,
+                rows[number],
+                base,
+                splits,
+                proxy,
+                cost_model,
+                layers,
+                example,
+                limits,
+                out_dir,
+                finetune_epochs,
+                kd_temperature,
+                kd_alpha,
+                seed,
+                export_onnx,
+                progress,
+            )
+        )
         wbar.update(1)
     wbar.close()
-    recorder.set_study_attr("winners", [dict(w.figures, trial=w.trial, plan=w.plan.to_dict(), files=dict(w.files))
-                                        for w in winners])
+    recorder.set_study_attr(
+        "winners",
+        [dict(w.figures, trial=w.trial, plan=w.plan.to_dict(), files=dict(w.files)) for w in winners],
+    )
     data = ReportData.from_storage(url, study_name)
     render(data, out_dir)
-    return SearchResult(storage=url, study=study_name, trials=data.trials, pareto=tuple(front),
-                        winners=tuple(winners), base=base_fig, report_dir=out_dir)
+    return SearchResult(
+        storage=url,
+        study=study_name,
+        trials=data.trials,
+        pareto=tuple(front),
+        winners=tuple(winners),
+        base=base_fig,
+        report_dir=out_dir,
+    )
 
 
 def measured_macs(model: Any, example_input: Any) -> int:
@@ -352,8 +417,16 @@ def _latency_ms(model: Any, example_input: Any) -> float:
     return float(measure_model_ms(model, example_input))
 
 
-def _base_figures(base: Any, splits: Any, proxy: Any, identity: CompressionPlan, cost_model: Any,
-                  layers: Sequence[LayerSpec], example: Any, recorder: Any) -> dict[str, Any]:
+def _base_figures(
+    base: Any,
+    splits: Any,
+    proxy: Any,
+    identity: CompressionPlan,
+    cost_model: Any,
+    layers: Sequence[LayerSpec],
+    example: Any,
+    recorder: Any,
+) -> dict[str, Any]:
     import copy
 
     from automc import train
@@ -368,14 +441,28 @@ def _base_figures(base: Any, splits: Any, proxy: Any, identity: CompressionPlan,
     return fig
 
 
-def _finish_winner(number: int, plan: CompressionPlan, row: Any, base: Any, splits: Any, proxy: Any,
-                   cost_model: Any, layers: Sequence[LayerSpec], example: Any, limits: Mapping[str, float],
-                   out_dir: Path, epochs: int, temperature: float, alpha: float, seed: int, export_onnx: bool,
-                   progress: bool) -> Winner:
+def _finish_winner(
+    number: int,
+    plan: CompressionPlan,
+    row: Any,
+    base: Any,
+    splits: Any,
+    proxy: Any,
+    cost_model: Any,
+    layers: Sequence[LayerSpec],
+    example: Any,
+    limits: Mapping[str, float],
+    out_dir: Path,
+    epochs: int,
+    temperature: float,
+    alpha: float,
+    seed: int,
+    export_onnx: bool,
+    progress: bool,
+) -> Winner:
     import torch
 
     from automc import budget, compress, train
-
     from automc.proxy import recalibrate_bn
 
     calib = proxy.calibration_batches()
@@ -384,8 +471,16 @@ def _finish_winner(number: int, plan: CompressionPlan, row: Any, base: Any, spli
     recalibrate_bn(model, calib)
     before = train.evaluate(model, splits.test)["acc"]
     if epochs:
-        train.finetune(model, splits, teacher=base, epochs=epochs, temperature=temperature, alpha=alpha,
-                       seed=seed, progress=progress)
+        train.finetune(
+            model,
+            splits,
+            teacher=base,
+            epochs=epochs,
+            temperature=temperature,
+            alpha=alpha,
+            seed=seed,
+            progress=progress,
+        )
     after = train.evaluate(model, splits.test)
     model.eval()
     cost = dict(cost_model.estimate(layers, plan).total)
@@ -408,7 +503,9 @@ def _finish_winner(number: int, plan: CompressionPlan, row: Any, base: Any, spli
     wdir = out_dir / "winners" / f"trial{number}"
     wdir.mkdir(parents=True, exist_ok=True)
     files = {"state_dict": str(wdir / "model.pt"), "plan": str(wdir / "plan.json")}
-    torch.save({"state_dict": model.state_dict(), "plan": plan.to_json(), "model": plan.model}, files["state_dict"])
+    torch.save(
+        {"state_dict": model.state_dict(), "plan": plan.to_json(), "model": plan.model}, files["state_dict"]
+    )
     Path(files["plan"]).write_text(plan.to_json(indent=2), encoding="utf-8")
     if export_onnx:
         onnx_path = wdir / "model.onnx"
@@ -424,20 +521,23 @@ def summary_table(result: SearchResult) -> str:
     """Plain-text summary printed at the end of ``automc search``."""
     lines = [f"{'model':<14}{'test acc':>10}{'MACs':>12}{'lat pred':>10}{'lat meas':>10}{'budget ok':>10}"]
     b = result.base
-    lines.append(f"{'base':<14}{b.get('test_acc', math.nan):>10.4f}{b.get('macs', 0) / 1e6:>11.2f}M"
-                 f"{b.get('latency_ms', math.nan):>10.3f}{b.get('latency_ms_measured', math.nan):>10.3f}{'':>10}")
+    lines.append(
+        f"{'base':<14}{b.get('test_acc', math.nan):>10.4f}{b.get('macs', 0) / 1e6:>11.2f}M"
+        f"{b.get('latency_ms', math.nan):>10.3f}{b.get('latency_ms_measured', math.nan):>10.3f}{'':>10}"
+    )
     for w in result.winners:
         f = w.figures
-        lines.append(f"{'trial ' + str(w.trial):<14}{f['test_acc']:>10.4f}{f['macs_measured'] / 1e6:>11.2f}M"
-                     f"{f.get('latency_ms', math.nan):>10.3f}{(f.get('latency_ms_measured') or math.nan):>10.3f}"
-                     f"{'yes' if f['meets_budget_measured'] else 'NO':>10}")
-    lines.append(f"storage: {result.storage} (study {result.study}); open with: optuna-dashboard {result.storage}")
+        lines.append(
+            f"{'trial ' + str(w.trial):<14}{f['test_acc']:>10.4f}{f['macs_measured'] / 1e6:>11.2f}M"
+            f"{f.get('latency_ms', math.nan):>10.3f}{(f.get('latency_ms_measured') or math.nan):>10.3f}"
+            f"{'yes' if f['meets_budget_measured'] else 'NO':>10}"
+        )
+    lines.append(
+        f"storage: {result.storage} (study {result.study}); open with: optuna-dashboard {result.storage}"
+    )
     if result.report_dir:
         lines.append(f"report: {result.report_dir / 'index.html'}")
         for w in result.winners:
             lines.append(f"winner trial {w.trial}: " + ", ".join(f"{k}={v}" for k, v in w.files.items()))
     return "\n".join(lines)
 
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)

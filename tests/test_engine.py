@@ -12,8 +12,18 @@ import automc
 from automc.cli import main
 from automc.pareto import non_dominated
 
-ARGS = dict(model="test_tiny", dataset="synthetic", space="prune", budgets=["flops=0.8"], objectives=["acc", "macs"],
-            controller="random", profile=None, finetune_top=2, finetune_epochs=1, progress=False)
+ARGS = dict(
+    model="test_tiny",
+    dataset="synthetic",
+    space="prune",
+    budgets=["flops=0.8"],
+    objectives=["acc", "macs"],
+    controller="random",
+    profile=None,
+    finetune_top=2,
+    finetune_epochs=1,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +69,9 @@ def test_winners_are_feasible_front_points_with_files(run):
         assert w.figures["meets_budget_measured"] is True
         assert 0.0 <= w.figures["test_acc"] <= 1.0
         for path in w.files.values():
-            assert (out / "winners" / f"trial{w.trial}").exists() and path and __import__("os").path.isfile(path)
+            assert (
+                (out / "winners" / f"trial{w.trial}").exists() and path and __import__("os").path.isfile(path)
+            )
     body = json.loads((out / "pareto.json").read_text())
     assert [w["trial"] for w in body["winners"]] == [w.trial for w in result.winners]
 
@@ -72,7 +84,9 @@ def test_report_rerenders_identically_from_storage(run, tmp_path):
 
 def test_resume_continues_to_the_total_and_keeps_trials(run, tmp_path):
     result, out = run
-    before = {t.number: t.params for t in optuna.load_study(study_name=result.study, storage=result.storage).trials}
+    before = {
+        t.number: t.params for t in optuna.load_study(study_name=result.study, storage=result.storage).trials
+    }
     again = automc.search(trials=10, out=out, seed=0, **{**ARGS, "finetune_top": 0})
     study = optuna.load_study(study_name=again.study, storage=again.storage)
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 10

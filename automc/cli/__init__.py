@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from automc.errors import AutomcError
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not os.environ.get("AUTOMC_DEBUG"):
+        # Library warnings (torch deprecations, pickle protocol notes) are noise to a CLI user.
+        warnings.filterwarnings("ignore")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -81,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("AUTOMC_DEBUG"):
             traceback.print_exc()
         msg = " ".join(str(e).split())[:300]
-        sys.stderr.write(f"automc: internal error: {e.__class__.__name__}: {msg} (set AUTOMC_DEBUG=1 for a traceback)\n")
+        sys.stderr.write(
+            f"automc: internal error: {e.__class__.__name__}: {msg} (set AUTOMC_DEBUG=1 for a traceback)\n"
+        )
         return 1
 
 

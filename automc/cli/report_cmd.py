@@ -8,9 +8,13 @@ HELP = "re-render the Pareto report of a finished (or running) search from its s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", required=True, help="Optuna storage URL (sqlite:///run/study.db) or journal file")
+    p.add_argument(
+        "--storage", required=True, help="Optuna storage URL (sqlite:///run/study.db) or journal file"
+    )
     p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--out", required=True, help="folder for index.html, pareto.png, trials.csv, pareto.json, summary.md")
+    p.add_argument(
+        "--out", required=True, help="folder for index.html, pareto.png, trials.csv, pareto.json, summary.md"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -134,21 +134,42 @@ def _write_png(data: ReportData, front: set[int], path: Path) -> None:
         groups = {
             "infeasible": [t for t in data.trials if t.complete and not t.feasible],
             "feasible": [t for t in data.trials if t.complete and t.feasible and t.number not in front],
-            "Pareto front": sorted((t for t in data.trials if t.number in front), key=lambda t: _metric(t, cost)),
+            "Pareto front": sorted(
+                (t for t in data.trials if t.number in front), key=lambda t: _metric(t, cost)
+            ),
         }
-        style = {"infeasible": ("x", "#e0a0a0"), "feasible": ("o", "#8fa8c8"), "Pareto front": ("o", "#d62728")}
+        style = {
+            "infeasible": ("x", "#e0a0a0"),
+            "feasible": ("o", "#8fa8c8"),
+            "Pareto front": ("o", "#d62728"),
+        }
         for label, rows in groups.items():
             if rows:
                 marker, color = style[label]
-                ax.scatter([_metric(t, cost) for t in rows], [_metric(t, acc) for t in rows], s=18,
-                           marker=marker, color=color, label=label, zorder=2 if label == "Pareto front" else 1)
+                ax.scatter(
+                    [_metric(t, cost) for t in rows],
+                    [_metric(t, acc) for t in rows],
+                    s=18,
+                    marker=marker,
+                    color=color,
+                    label=label,
+                    zorder=2 if label == "Pareto front" else 1,
+                )
         pf = groups["Pareto front"]
         if pf:
             ax.plot([_metric(t, cost) for t in pf], [_metric(t, acc) for t in pf], color="#d62728", lw=1)
         win_rows = [t for t in data.trials if t.number in winners]
         if win_rows:
-            ax.scatter([_metric(t, cost) for t in win_rows], [_metric(t, acc) for t in win_rows], s=120,
-                       marker="*", color="#ff9f1c", edgecolor="k", label="fine-tuned winners", zorder=3)
+            ax.scatter(
+                [_metric(t, cost) for t in win_rows],
+                [_metric(t, acc) for t in win_rows],
+                s=120,
+                marker="*",
+                color="#ff9f1c",
+                edgecolor="k",
+                label="fine-tuned winners",
+                zorder=3,
+            )
         if data.base.get(cost) is not None:
             ax.axvline(float(data.base[cost]), color="grey", ls="--", lw=0.8, label="base model")
         ax.set_xlabel(COST_LABELS.get(cost, cost))
@@ -175,8 +196,12 @@ def _write_summary(data: ReportData, front: set[int], path: Path) -> None:
     ]
     rows = _winner_rows(data)
     if rows:
-        lines += ["## Winners (fine-tuned)", "", "| " + " | ".join(h for h, _ in rows[0]) + " |",
-                  "|" + "---|" * len(rows[0])]
+        lines += [
+            "## Winners (fine-tuned)",
+            "",
+            "| " + " | ".join(h for h, _ in rows[0]) + " |",
+            "|" + "---|" * len(rows[0]),
+        ]
         lines += ["| " + " | ".join(v for _, v in r) + " |" for r in rows]
         lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -193,19 +218,21 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
     for e in entries:
         lat = e.get("latency_ms_measured")
         speedup = (float(base_lat) / float(lat)) if base_lat and lat else None
-        rows.append([
-            ("model", str(e["name"])),
-            ("proxy acc", _fmt(e.get("proxy_acc"))),
-            ("test acc before FT", _fmt(e.get("test_acc_before"))),
-            ("test acc after FT", _fmt(e.get("test_acc"))),
-            ("MACs", _fmt(e.get("macs_measured", e.get("macs")))),
-            ("params", _fmt(e.get("params"))),
-            ("size (bytes)", _fmt(e.get("size_bytes"))),
-            ("energy (mJ)", _fmt(e.get("energy_mj"))),
-            ("latency pred (ms)", _fmt(e.get("latency_ms"))),
-            ("latency meas (ms)", _fmt(lat)),
-            ("speed-up", f"{speedup:.2f}x" if speedup else "—"),
-        ])
+        rows.append(
+            [
+                ("model", str(e["name"])),
+                ("proxy acc", _fmt(e.get("proxy_acc"))),
+                ("test acc before FT", _fmt(e.get("test_acc_before"))),
+                ("test acc after FT", _fmt(e.get("test_acc"))),
+                ("MACs", _fmt(e.get("macs_measured", e.get("macs")))),
+                ("params", _fmt(e.get("params"))),
+                ("size (bytes)", _fmt(e.get("size_bytes"))),
+                ("energy (mJ)", _fmt(e.get("energy_mj"))),
+                ("latency pred (ms)", _fmt(e.get("latency_ms"))),
+                ("latency meas (ms)", _fmt(lat)),
+                ("speed-up", f"{speedup:.2f}x" if speedup else "—"),
+            ]
+        )
     return rows
 
 
@@ -224,28 +251,46 @@ def _pareto_figures(data: ReportData, front: set[int]) -> list[Any]:
         fig = go.Figure()
         groups = [
             ("infeasible", [t for t in data.trials if t.complete and not t.feasible], "x", "#e0a0a0"),
-            ("feasible", [t for t in data.trials if t.complete and t.feasible and t.number not in front],
-             "circle", "#8fa8c8"),
-            ("Pareto front", sorted((t for t in data.trials if t.number in front), key=lambda t: _metric(t, cost)),
-             "circle", "#d62728"),
+            (
+                "feasible",
+                [t for t in data.trials if t.complete and t.feasible and t.number not in front],
+                "circle",
+                "#8fa8c8",
+            ),
+            (
+                "Pareto front",
+                sorted((t for t in data.trials if t.number in front), key=lambda t: _metric(t, cost)),
+                "circle",
+                "#d62728",
+            ),
             ("fine-tuned winners", [t for t in data.trials if t.number in winners], "star", "#ff9f1c"),
         ]
         for label, rows, symbol, color in groups:
             if not rows:
                 continue
             hover = [_hover(t) for t in rows]
-            fig.add_trace(go.Scatter(
-                x=[_metric(t, cost) for t in rows], y=[_metric(t, acc) for t in rows],
-                mode="lines+markers" if label == "Pareto front" else "markers", name=label,
-                marker={"symbol": symbol, "color": color, "size": 14 if label.startswith("fine") else 8},
-                text=hover, hovertemplate="%{text}<extra></extra>",
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=[_metric(t, cost) for t in rows],
+                    y=[_metric(t, acc) for t in rows],
+                    mode="lines+markers" if label == "Pareto front" else "markers",
+                    name=label,
+                    marker={"symbol": symbol, "color": color, "size": 14 if label.startswith("fine") else 8},
+                    text=hover,
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
         if data.base.get(cost) is not None:
-            fig.add_vline(x=float(data.base[cost]), line_dash="dash", line_color="grey",
-                          annotation_text="base model")
-        fig.update_layout(title=f"proxy {acc} vs {COST_LABELS.get(cost, cost)}",
-                          xaxis_title=COST_LABELS.get(cost, cost), yaxis_title=f"proxy {acc}",
-                          height=420, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+            fig.add_vline(
+                x=float(data.base[cost]), line_dash="dash", line_color="grey", annotation_text="base model"
+            )
+        fig.update_layout(
+            title=f"proxy {acc} vs {COST_LABELS.get(cost, cost)}",
+            xaxis_title=COST_LABELS.get(cost, cost),
+            yaxis_title=f"proxy {acc}",
+            height=420,
+            margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        )
         figs.append(fig)
     return figs
 
@@ -274,16 +319,41 @@ def _layer_figures(data: ReportData, layer_order: Sequence[str]) -> list[tuple[s
         esc = [html.escape(n) for n in names]
         fig = go.Figure()
         fig.add_trace(go.Bar(x=esc, y=keep, name="keep ratio", yaxis="y"))
-        fig.add_trace(go.Bar(x=esc, y=[min(b, 16) / 16 for b in wb], name="w_bits / 16",
-                             text=[str(b) for b in wb], hovertemplate="%{x}: w_bits %{text}<extra></extra>"))
-        fig.add_trace(go.Bar(x=esc, y=[min(b, 16) / 16 for b in ab], name="a_bits / 16",
-                             text=[str(b) for b in ab], hovertemplate="%{x}: a_bits %{text}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=esc, y=[1.0 if r is None else 0.5 for r in ranks], mode="markers",
-                                 name="low rank (0.5 = factorised)",
-                                 text=["none" if r is None else str(r) for r in ranks],
-                                 hovertemplate="%{x}: rank %{text}<extra></extra>"))
-        fig.update_layout(barmode="group", height=360, title=f"trial {w.get('trial')}: per-layer choices",
-                          margin={"l": 50, "r": 20, "t": 50, "b": 120}, yaxis={"range": [0, 1.05]})
+        fig.add_trace(
+            go.Bar(
+                x=esc,
+                y=[min(b, 16) / 16 for b in wb],
+                name="w_bits / 16",
+                text=[str(b) for b in wb],
+                hovertemplate="%{x}: w_bits %{text}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Bar(
+                x=esc,
+                y=[min(b, 16) / 16 for b in ab],
+                name="a_bits / 16",
+                text=[str(b) for b in ab],
+                hovertemplate="%{x}: a_bits %{text}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=esc,
+                y=[1.0 if r is None else 0.5 for r in ranks],
+                mode="markers",
+                name="low rank (0.5 = factorised)",
+                text=["none" if r is None else str(r) for r in ranks],
+                hovertemplate="%{x}: rank %{text}<extra></extra>",
+            )
+        )
+        fig.update_layout(
+            barmode="group",
+            height=360,
+            title=f"trial {w.get('trial')}: per-layer choices",
+            margin={"l": 50, "r": 20, "t": 50, "b": 120},
+            yaxis={"range": [0, 1.05]},
+        )
         figs.append((f"trial {w.get('trial')}", fig))
     return figs
 
@@ -299,10 +369,18 @@ def _energy_figure(data: ReportData) -> Any:
     if not entries:
         return None
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=[n for n, _ in entries], y=[e["energy_compute_mj"] for _, e in entries], name="compute"))
-    fig.add_trace(go.Bar(x=[n for n, _ in entries], y=[e["energy_memory_mj"] for _, e in entries], name="memory"))
-    fig.update_layout(barmode="stack", title="energy per inference (mJ): compute vs memory", height=340,
-                      margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    fig.add_trace(
+        go.Bar(x=[n for n, _ in entries], y=[e["energy_compute_mj"] for _, e in entries], name="compute")
+    )
+    fig.add_trace(
+        go.Bar(x=[n for n, _ in entries], y=[e["energy_memory_mj"] for _, e in entries], name="memory")
+    )
+    fig.update_layout(
+        barmode="stack",
+        title="energy per inference (mJ): compute vs memory",
+        height=340,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    )
     return fig
 
 
@@ -313,30 +391,63 @@ def _fidelity(data: ReportData) -> tuple[Any, Any, dict[str, Any]]:
     w = [x for x in data.winners if x.get("proxy_acc") is not None and x.get("test_acc") is not None]
     stats["proxy_kendall"] = kendall_tau([x["proxy_acc"] for x in w], [x["test_acc"] for x in w])
     stats["proxy_n"] = len(w)
-    proxy_fig = go.Figure(go.Scatter(
-        x=[x["proxy_acc"] for x in w], y=[x["test_acc"] for x in w], mode="markers+text",
-        text=[f"trial {x.get('trial')}" for x in w], textposition="top center"))
-    proxy_fig.update_layout(title="proxy accuracy vs fine-tuned test accuracy", xaxis_title="proxy acc",
-                            yaxis_title="test acc after fine-tune", height=340,
-                            margin={"l": 60, "r": 20, "t": 50, "b": 50})
-    pts = [(n, e.get("latency_ms"), e.get("latency_ms_measured"))
-           for n, e in ([("base model", data.base)] if data.base else []) +
-           [(f"trial {x.get('trial')}", x) for x in data.winners]]
-    pts = [(n, float(p), float(m)) for n, p, m in pts if p is not None and m is not None]
+    proxy_fig = go.Figure(
+        go.Scatter(
+            x=[x["proxy_acc"] for x in w],
+            y=[x["test_acc"] for x in w],
+            mode="markers+text",
+            text=[f"trial {x.get('trial')}" for x in w],
+            textposition="top center",
+        )
+    )
+    proxy_fig.update_layout(
+        title="proxy accuracy vs fine-tuned test accuracy",
+        xaxis_title="proxy acc",
+        yaxis_title="test acc after fine-tune",
+        height=340,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    )
+    raw = [
+        (n, e.get("latency_ms"), e.get("latency_ms_measured"))
+        for n, e in ([("base model", data.base)] if data.base else [])
+        + [(f"trial {x.get('trial')}", x) for x in data.winners]
+    ]
+    pts: list[tuple[str, float, float]] = [
+        (n, float(p), float(m)) for n, p, m in raw if p is not None and m is not None
+    ]
     if pts:
         errs = [abs(p - m) / m for _, p, m in pts if m > 0]
         stats["latency_n"] = len(pts)
         stats["latency_within_10pct"] = sum(e <= 0.10 for e in errs) / len(errs) if errs else None
         stats["latency_mape"] = sum(errs) / len(errs) if errs else None
-    lat_fig = go.Figure(go.Scatter(x=[m for _, _, m in pts], y=[p for _, p, _ in pts], mode="markers+text",
-                                   text=[n for n, _, _ in pts], textposition="top center", name="models"))
+    lat_fig = go.Figure(
+        go.Scatter(
+            x=[m for _, _, m in pts],
+            y=[p for _, p, _ in pts],
+            mode="markers+text",
+            text=[n for n, _, _ in pts],
+            textposition="top center",
+            name="models",
+        )
+    )
     if pts:
         hi = max(max(p, m) for _, p, m in pts) * 1.1
-        lat_fig.add_trace(go.Scatter(x=[0, hi], y=[0, hi], mode="lines", name="predicted = measured",
-                                     line={"dash": "dash", "color": "grey"}))
-    lat_fig.update_layout(title="cost-model fidelity: predicted vs measured latency (ms)",
-                          xaxis_title="measured", yaxis_title="predicted", height=340,
-                          margin={"l": 60, "r": 20, "t": 50, "b": 50})
+        lat_fig.add_trace(
+            go.Scatter(
+                x=[0, hi],
+                y=[0, hi],
+                mode="lines",
+                name="predicted = measured",
+                line={"dash": "dash", "color": "grey"},
+            )
+        )
+    lat_fig.update_layout(
+        title="cost-model fidelity: predicted vs measured latency (ms)",
+        xaxis_title="measured",
+        yaxis_title="predicted",
+        height=340,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    )
     return proxy_fig, lat_fig, stats
 
 
@@ -374,14 +485,22 @@ def _html(data: ReportData, front: set[int]) -> str:
     parts += [f"<div class='panel' id='{fid}'></div>" for fid, _ in figs]
     rows = _winner_rows(data)
     if rows:
-        parts.append("<h2>Winners</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h, _ in rows[0]) + "</tr>")
+        parts.append(
+            "<h2>Winners</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h, _ in rows[0]) + "</tr>"
+        )
         parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for _, v in r) + "</tr>" for r in rows]
         parts.append("</table>")
         files = [w.get("files") or {} for w in data.winners]
         if any(files):
-            parts.append("<p class='note'>Exported: " + "; ".join(
-                f"trial {e(str(w.get('trial')))}: " + ", ".join(e(str(p)) for p in (w.get("files") or {}).values())
-                for w in data.winners) + "</p>")
+            parts.append(
+                "<p class='note'>Exported: "
+                + "; ".join(
+                    f"trial {e(str(w.get('trial')))}: "
+                    + ", ".join(e(str(p)) for p in (w.get("files") or {}).values())
+                    for w in data.winners
+                )
+                + "</p>"
+            )
     if layer_figs:
         parts.append("<h2>Per-layer choices of each winner</h2>")
         for i, (_, fig) in enumerate(layer_figs):
@@ -395,17 +514,21 @@ def _html(data: ReportData, front: set[int]) -> str:
     parts.append(
         f"<p class='note'>Proxy fidelity: Kendall τ between proxy accuracy and fine-tuned test accuracy over "
         f"{stats.get('proxy_n', 0)} winners = <b>{_fmt(tau) if tau is not None else 'n/a (needs ≥ 3 winners)'}</b>."
-        "</p><div id='proxy-fid'></div></div><div>")
+        "</p><div id='proxy-fid'></div></div><div>"
+    )
     lat = stats.get("latency_within_10pct")
     parts.append(
         "<p class='note'>Cost-model fidelity: predicted vs measured latency on this machine; "
         f"within ±10%: <b>{_fmt(lat * 100 if lat is not None else None)}%</b> of "
         f"{stats.get('latency_n', 0)} models, mean abs. error {_fmt((stats.get('latency_mape') or 0) * 100)}%."
-        "</p><div id='lat-fid'></div></div></div>")
+        "</p><div id='lat-fid'></div></div></div>"
+    )
     figs += [("proxy-fid", proxy_fig), ("lat-fid", lat_fig)]
     parts.append("<script>")
     for fid, fig in figs:
-        parts.append(f"(function(){{var f={_fig_json(fig)};Plotly.newPlot('{fid}',f.data,f.layout,"
-                     "{displaylogo:false,responsive:true});})();")
+        parts.append(
+            f"(function(){{var f={_fig_json(fig)};Plotly.newPlot('{fid}',f.data,f.layout,"
+            "{displaylogo:false,responsive:true});})();"
+        )
     parts.append("</script></body></html>")
     return "\n".join(parts)

@@ -1,0 +1,136 @@
+"""``automc profile``: measure a device latency profile on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from automc.cli.common import parse_input_shape
+from automc.errors import AutomcError
+
+HELP = "measure a device latency profile (layer table, overheads, validation) on this machine"
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise AutomcError(f"cannot parse fractions {text!r}; expected e.g. 0.25,0.5,0.75,1") from None
+    if not vals or any(not 0 < v <= 1 for v in vals):
+        raise AutomcError(f"fractions must be in (0, 1], got {text!r}")
+    return tuple(sorted(set(vals) | {1.0}))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to measure (default cpu)")
+    p.add_argument(
+        "--threads", type=int, default=2, help="intra-op threads pinned while measuring (default 2)"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="zoo name or tv:<name> whose layer shapes to profile (repeatable)",
+    )
+    p.add_argument("--input", default="1x3x32x32", help="example input shape NxCxHxW (default 1x3x32x32)")
+    p.add_argument(
+        "--batch", type=int, default=1, help="batch size of every measurement (replaces N of --input)"
+    )
+    p.add_argument(
+        "--validate",
+        type=int,
+        default=30,
+        metavar="N",
+        help="held-out random compressed variants per model timed end to end (default 30; 0 = none)",
+    )
+    p.add_argument(
+        "--fit-variants",
+        type=int,
+        default=6,
+        metavar="K",
+        help="random variants per model (plus the base) used to fit the network overhead (default 6)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=30, help="timed samples per configuration (median; default 30)"
+    )
+    p.add_argument("--warmup", type=int, default=5, help="warm-up calls per configuration (default 5)")
+    p.add_argument(
+        "--fractions",
+        type=_fractions,
+        default=None,
+        help="channel grid as fractions of each layer's channels (default 1/8 steps: 0.125,...,1)",
+    )
+    p.add_argument("--id", dest="profile_id", help="profile id (default: the --out file name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="profile YAML to write (default hw_profiles/<device>-<threads>thread.yaml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    for key in ("threads", "batch", "repeats"):
+        if getattr(args, key) < 1:
+            raise AutomcError(f"--{key} must be >= 1, got {getattr(args, key)}")
+    for key in ("validate", "fit_variants", "warmup"):
+        if getattr(args, key) < 0:
+            raise AutomcError(f"--{key.replace('_', '-')} must be >= 0, got {getattr(args, key)}")
+    shape = parse_input_shape(args.input)
+    if len(shape) != 4:
+        raise AutomcError(f"--input: expected NxCxHxW, got {args.input!r}")
+    shape = (args.batch, *shape[1:])
+    out = Path(args.out or f"hw_profiles/{args.device}-{args.threads}thread.yaml")
+    profile_id = args.profile_id or out.stem
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", profile_id):
+        raise AutomcError(f"--id: {profile_id!r} must be letters, digits, '.', '_' or '-'")
+
+    import torch
+
+    from automc import compress, graph, models
+    from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS
+    from automc.plan import CompressionPlan
+    from automc.profiler import ProfileCase, build_profile
+    from automc.schema.hw_profile import dump_hw_profile, load_hw_profile
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cases = []
+    for name in dict.fromkeys(args.model):
+        model = models.create(name, in_channels=shape[1]).eval()
+        x = torch.randn(*shape)
+        cases.append(
+            ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
+        )
+
+    def apply(model: torch.nn.Module, plan: CompressionPlan, x: torch.Tensor) -> torch.nn.Module:
+        return compress.apply(model, plan, x)
+
+    fractions = args.fractions or DEFAULT_CHANNEL_FRACTIONS
+    profile = build_profile(
+        cases,
+        apply,
+        profile_id=profile_id,
+        device=args.device,
+        threads=args.threads,
+        batch=args.batch,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        train_variants=args.fit_variants,
+        validate=args.validate,
+        channel_fractions=fractions,
+        rank_fractions=fractions,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    dump_hw_profile(profile, out)
+    load_hw_profile(out)
+    v = profile.validation
+    summary = f"wrote {out}: {len(profile.latency.entries)} table entries"
+    if v is not None:
+        summary += (
+            f"; validation on {v.n} held-out networks: {v.within_10pct:.0%} within 10%, "
+            f"RMSPE {v.rmspe:.1%}, Spearman {v.spearman:.3f} (MACs-only {v.flops_spearman:.3f})"
+        )
+    sys.stdout.write(summary + "\n")
+    return 0

@@ -1,0 +1,499 @@
+"""Latency of a compressed network from a measured device profile (no torch, no tracing).
+
+A candidate's latency is the sum of its layers' latencies looked up in the profile's
+table plus the fitted network-level terms (see ``automc.schema.hw_profile.LatencyTable``)::
+
+    total_ms = network_overhead_ms
+             + sum over layers (table_scale * table_ms + layer_overhead_ms
+                                + elementwise_ns_per_element * out_elements)
+
+Each layer maps to one table configuration, or two for a low-rank factorisation (a
+``kh x kw`` conv ``n -> r`` with the layer's stride/padding, then a ``1 x 1`` conv ``r -> m``
+at the output resolution; a linear becomes ``n -> r`` then ``r -> m``). Pruned channel
+counts follow ``automc.plan.kept_channels`` and ``in_segments``, exactly as
+``automc.cost.flops`` and ``compress.apply`` do.
+
+The table is measured on a grid of channel counts per layer (``grid.channel_fractions``
+of each layer's channels, ``grid.rank_fractions`` of its maximal rank; see
+:func:`channel_grid`); channel counts in between are interpolated bilinearly in (input,
+output) channels between the four surrounding grid points (linearly in channels for
+depthwise convs). Bilinear interpolation is exact for any latency of the form
+``a + b*n + c*m + d*n*m``, which covers MAC-proportional cost.
+
+Caveats, stated plainly:
+    * A configuration outside the table (channel count outside the grid range, a layer
+      shape never profiled) is priced by the roofline (``max(compute, memory) + launch
+      overhead``) and flagged in ``flags``; such estimates are much rougher.
+    * Bits: a layer is priced at the smallest profiled precision >= ``max(w_bits, a_bits)``
+      (the largest profiled one if none is). The shipped CPU profile holds only 32-bit
+      entries because fake-quantized layers run at float speed there: it prices deployment
+      at fp32. A device with a real int8 path measures ``bits: 8`` entries.
+    * Unstructured sparsity does not change latency (dense kernels).
+    * Low rank on depthwise/grouped convs and unknown layer kinds go to ``unsupported``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from automc.plan import IDENTITY, LAYER_KINDS, NOT_PRUNABLE, CompressionPlan, LayerSpec, kept_channels
+from automc.schema.hw_profile import ConfigKey, HwProfile
+
+DEFAULT_CHANNEL_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+FLAG_ROOFLINE = "latency: outside the profile table, roofline estimate"
+FLAG_NO_SHAPE = "latency: layer shape not in the profile, roofline estimate"
+
+#: (kind, in_h, in_w, kh, kw, sh, sw, ph, pw, batch)
+_Shape = tuple[str, int, int, int, int, int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """Predicted latency of one candidate.
+
+    Attributes:
+        total_ms: predicted latency of one forward pass at the profile's batch size.
+        per_layer_ms: layer name -> its share (table + per-layer terms).
+        flags: layer name -> note when the layer left the table (roofline fallback).
+        unsupported: layer name -> reason it could not be priced; a non-empty mapping
+            means ``total_ms`` is a lower bound.
+    """
+
+    total_ms: float
+    per_layer_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    flags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    unsupported: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def channel_grid(channels: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """Sorted distinct channel counts ``kept_channels(channels, f)`` for ``f`` in ``fractions``.
+
+    The profiler measures exactly these counts and the predictor interpolates between
+    them, so both must call this function.
+    """
+    return tuple(sorted({kept_channels(channels, f) for f in fractions}))
+
+
+def input_prunable(spec: LayerSpec) -> bool:
+    """Whether any of the layer's input features come from a prunable group."""
+    return any(g != NOT_PRUNABLE for g, _, _ in spec.in_segments)
+
+
+@dataclass(frozen=True)
+class StageAxes:
+    """Where one stage (a layer or a low-rank factor) sits in the table.
+
+    Attributes:
+        kind: table kind (``conv2d``, ``dwconv2d``, ``grouped``, ``linear``).
+        in_size: input ``(H, W)``.
+        kernel: ``(kh, kw)``.
+        stride: ``(sh, sw)``.
+        padding: ``(ph, pw)``.
+        groups: groups (0 for depthwise: equal to the channels).
+        in_grid: grid of input channel counts.
+        out_grid: grid of output channel counts (ignored for depthwise).
+    """
+
+    kind: str
+    in_size: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+    in_grid: tuple[int, ...]
+    out_grid: tuple[int, ...]
+
+    def key(self, n: int, m: int, bits: int, batch: int) -> ConfigKey:
+        groups = n if self.kind == "dwconv2d" else self.groups
+        return (
+            self.kind,
+            self.in_size[0],
+            self.in_size[1],
+            n,
+            m,
+            self.kernel[0],
+            self.kernel[1],
+            self.stride[0],
+            self.stride[1],
+            self.padding[0],
+            self.padding[1],
+            groups,
+            bits,
+            batch,
+        )
+
+    def grid_points(self) -> list[tuple[int, int]]:
+        """The (in, out) channel pairs the profiler measures for this stage."""
+        if self.kind == "dwconv2d":
+            return [(c, c) for c in self.in_grid]
+        return [(n, m) for n in self.in_grid for m in self.out_grid]
+
+
+def _grid_for(
+    channels: int, fractions: Sequence[float], prunable: bool, multiple: int = 1
+) -> tuple[int, ...]:
+    if not prunable:
+        return (channels,)
+    grid = channel_grid(channels, fractions)
+    if multiple > 1:
+        grid = tuple(sorted({max(multiple, (c // multiple) * multiple) for c in grid}))
+    return grid
+
+
+def layer_stages(
+    spec: LayerSpec, channel_fractions: Sequence[float], rank_fractions: Sequence[float]
+) -> tuple[StageAxes, tuple[StageAxes, StageAxes] | None]:
+    """The table axes of a layer: its plain stage and, when factorisable, its two low-rank stages."""
+    in_grid = _grid_for(
+        spec.in_channels,
+        channel_fractions,
+        input_prunable(spec),
+        spec.groups if spec.kind == "grouped" else 1,
+    )
+    out_grid = _grid_for(
+        spec.out_channels, channel_fractions, spec.prunable, spec.groups if spec.kind == "grouped" else 1
+    )
+    groups = 0 if spec.kind == "dwconv2d" else spec.groups
+    if spec.kind == "dwconv2d":
+        in_grid = out_grid
+    plain = StageAxes(
+        kind=spec.kind,
+        in_size=spec.in_hw,
+        kernel=spec.kernel,
+        stride=spec.stride,
+        padding=spec.padding,
+        groups=groups,
+        in_grid=in_grid,
+        out_grid=out_grid,
+    )
+    if spec.kind not in ("conv2d", "linear"):
+        return plain, None
+    rank_grid = channel_grid(spec.max_rank, rank_fractions)
+    first = StageAxes(
+        kind=spec.kind,
+        in_size=spec.in_hw,
+        kernel=spec.kernel,
+        stride=spec.stride,
+        padding=spec.padding,
+        groups=1,
+        in_grid=in_grid,
+        out_grid=rank_grid,
+    )
+    second = StageAxes(
+        kind=spec.kind,
+        in_size=spec.out_hw,
+        kernel=(1, 1),
+        stride=(1, 1),
+        padding=(0, 0),
+        groups=1,
+        in_grid=rank_grid,
+        out_grid=out_grid,
+    )
+    return plain, (first, second)
+
+
+def _bracket(grid: tuple[int, ...], v: int) -> tuple[int, int, float] | None:
+    if v < grid[0] or v > grid[-1]:
+        return None
+    i = bisect.bisect_left(grid, v)
+    if grid[i] == v:
+        return v, v, 0.0
+    lo, hi = grid[i - 1], grid[i]
+    return lo, hi, (v - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    spec: LayerSpec
+    plain: StageAxes
+    lowrank: tuple[StageAxes, StageAxes] | None
+    out_positions: int
+    in_positions: int
+    kernel_area: int
+    uid: int
+
+
+class LatencyPredictor:
+    """Latency lookups for one profile; build once, call :meth:`predict` many times.
+
+    Indexes the table by configuration and caches every layer price, so repeated
+    candidates cost a few dictionary lookups per layer.
+    """
+
+    def __init__(self, profile: HwProfile) -> None:
+        self.profile = profile
+        lt = profile.latency
+        self.batch = profile.runtime.batch
+        self.channel_fractions = tuple(lt.grid.get("channel_fractions", DEFAULT_CHANNEL_FRACTIONS))
+        self.rank_fractions = tuple(lt.grid.get("rank_fractions", self.channel_fractions))
+        self._table: dict[ConfigKey, float] = {e.key: e.median_ms for e in lt.entries}
+        self._shapes: set[_Shape] = {
+            (k[0], k[1], k[2], k[5], k[6], k[7], k[8], k[9], k[10], k[13]) for k in self._table
+        }
+        self._bits = sorted({e.bits for e in lt.entries}) or [32]
+        self._bits_map = {b: self._table_bits(b) for b in (1, 2, 3, 4, 5, 6, 7, 8, 16, 32)}
+        self._layers: dict[int, tuple[LayerSpec, _Layer]] = {}
+        self._next_uid = 0
+        self._prices: dict[tuple[int, int, int, int, int], tuple[float, str]] = {}
+        self._elem_ms = lt.elementwise_ns_per_element * 1e-6
+        self._layer_ms = lt.layer_overhead_ms
+        self._scale = lt.table_scale
+
+    def _table_bits(self, bits: int) -> int:
+        for b in self._bits:
+            if b >= bits:
+                return b
+        return self._bits[-1]
+
+    def _layer(self, spec: LayerSpec) -> _Layer:
+        hit = self._layers.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        if len(self._layers) > 100_000:
+            self._layers.clear()
+            self._prices.clear()
+        plain, lowrank = layer_stages(spec, self.channel_fractions, self.rank_fractions)
+        oh, ow = spec.out_hw
+        ih, iw = spec.in_hw
+        layer = _Layer(
+            spec=spec,
+            plain=plain,
+            lowrank=lowrank,
+            out_positions=oh * ow,
+            in_positions=ih * iw,
+            kernel_area=spec.kernel[0] * spec.kernel[1],
+            uid=self._next_uid,
+        )
+        self._next_uid += 1
+        self._layers[id(spec)] = (spec, layer)
+        return layer
+
+    def _stage_ms(self, st: StageAxes, n: int, m: int, bits: int) -> float | None:
+        """Interpolated table latency of one stage, or None when outside the table."""
+        tb = self._bits_map.get(bits, self._bits[-1])
+        bn = _bracket(st.in_grid, n)
+        if bn is None:
+            return None
+        if st.kind == "dwconv2d":
+            lo = self._table.get(st.key(bn[0], bn[0], tb, self.batch))
+            hi = self._table.get(st.key(bn[1], bn[1], tb, self.batch))
+            if lo is None or hi is None:
+                return None
+            return lo + (hi - lo) * bn[2]
+        bm = _bracket(st.out_grid, m)
+        if bm is None:
+            return None
+        vals = []
+        for a in (bn[0], bn[1]):
+            for b in (bm[0], bm[1]):
+                v = self._table.get(st.key(a, b, tb, self.batch))
+                if v is None:
+                    return None
+                vals.append(v)
+        tn, tm = bn[2], bm[2]
+        top = vals[0] + (vals[1] - vals[0]) * tm
+        bottom = vals[2] + (vals[3] - vals[2]) * tm
+        return top + (bottom - top) * tn
+
+    def _roofline_ms(
+        self, macs: int, weights: int, in_elems: int, out_elems: int, w_bits: int, a_bits: int
+    ) -> float:
+        rf = self.profile.roofline
+        bits = max(w_bits, a_bits)
+        prec = (
+            "fp32"
+            if bits > 16
+            else "fp16"
+            if bits > 8
+            else "int8"
+            if bits > 4
+            else "int4"
+            if bits > 1
+            else "binary"
+        )
+        peak = rf.peak_macs_per_s.get(prec) or rf.peak_macs_per_s["fp32"]
+        b = self.batch
+        compute_s = macs * b / peak
+        mem_bytes = weights * w_bits / 8 + in_elems * b * a_bits / 8 + out_elems * b * 4
+        memory_s = mem_bytes / rf.memory_bandwidth_bytes_per_s
+        return max(compute_s, memory_s) * 1e3 + rf.launch_overhead_ms
+
+    def _shape_known(self, st: StageAxes) -> bool:
+        return (
+            st.kind,
+            st.in_size[0],
+            st.in_size[1],
+            st.kernel[0],
+            st.kernel[1],
+            st.stride[0],
+            st.stride[1],
+            st.padding[0],
+            st.padding[1],
+            self.batch,
+        ) in self._shapes
+
+    def _price(
+        self, layer: _Layer, n: int, m: int, rank: int | None, w_bits: int, a_bits: int
+    ) -> tuple[float, str]:
+        spec = layer.spec
+        bits = max(w_bits, a_bits)
+        if rank is None:
+            stages = [(layer.plain, n, m)]
+            groups = n if spec.kind == "dwconv2d" else spec.groups
+            rf = [
+                (
+                    layer.out_positions * m * (n // max(1, groups)) * layer.kernel_area,
+                    m * (n // max(1, groups)) * layer.kernel_area,
+                    n * layer.in_positions,
+                    m * layer.out_positions,
+                )
+            ]
+        else:
+            assert layer.lowrank is not None
+            r = max(1, min(rank, m, n * layer.kernel_area))
+            stages = [(layer.lowrank[0], n, r), (layer.lowrank[1], r, m)]
+            rf = [
+                (
+                    layer.out_positions * r * n * layer.kernel_area,
+                    r * n * layer.kernel_area,
+                    n * layer.in_positions,
+                    r * layer.out_positions,
+                ),
+                (layer.out_positions * m * r, m * r, r * layer.out_positions, m * layer.out_positions),
+            ]
+        total = 0.0
+        flag = ""
+        for (st, a, b), (macs, weights, ie, oe) in zip(stages, rf):
+            ms = self._stage_ms(st, a, b, bits)
+            if ms is None:
+                flag = FLAG_ROOFLINE if self._shape_known(st) else FLAG_NO_SHAPE
+                ms = self._roofline_ms(macs, weights, ie, oe, w_bits, a_bits)
+            total += ms
+        return total, flag
+
+    def predict(self, layers: Sequence[LayerSpec], plan: CompressionPlan) -> LatencyEstimate:
+        """Predicted latency of ``layers`` compressed by ``plan`` (see the module docstring)."""
+        choices = plan.layers
+        keep = {NOT_PRUNABLE: 1.0}
+        for spec in layers:
+            if spec.group != NOT_PRUNABLE and spec.group not in keep:
+                keep[spec.group] = choices.get(spec.name, IDENTITY).keep_ratio
+        per_layer: dict[str, float] = {}
+        flags: dict[str, str] = {}
+        unsupported: dict[str, str] = {}
+        total = self.profile.latency.network_overhead_ms
+        elem_ms, layer_ms = self._elem_ms, self._layer_ms
+        for spec in layers:
+            if spec.kind not in LAYER_KINDS:
+                unsupported[spec.name] = f"layer kind {spec.kind!r} has no latency model"
+                continue
+            choice = choices.get(spec.name, IDENTITY)
+            layer = self._layer(spec)
+            n = 0
+            for g, c, mult in spec.in_segments or ((NOT_PRUNABLE, spec.in_channels, 1),):
+                n += kept_channels(c, keep.get(g, 1.0)) * mult
+            m = kept_channels(spec.out_channels, keep.get(spec.group, 1.0))
+            if spec.kind == "dwconv2d":
+                n = m
+            rank = choice.rank
+            if rank is not None and layer.lowrank is None:
+                unsupported[spec.name] = f"low-rank factorisation of a {spec.kind} layer has no latency model"
+                continue
+            ck = (layer.uid, n, m, rank or 0, choice.w_bits * 64 + choice.a_bits)
+            hit = self._prices.get(ck)
+            if hit is None:
+                hit = self._price(layer, n, m, rank, choice.w_bits, choice.a_bits)
+                self._prices[ck] = hit
+            ms = self._scale * hit[0] + layer_ms + elem_ms * m * layer.out_positions * self.batch
+            if hit[1]:
+                flags[spec.name] = hit[1]
+            per_layer[spec.name] = ms
+            total += ms
+        return LatencyEstimate(total_ms=total, per_layer_ms=per_layer, flags=flags, unsupported=unsupported)
+
+
+_PREDICTORS: dict[int, tuple[HwProfile, LatencyPredictor]] = {}
+
+
+def predictor_for(profile: HwProfile) -> LatencyPredictor:
+    """The cached :class:`LatencyPredictor` of ``profile`` (built on first use)."""
+    hit = _PREDICTORS.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    if len(_PREDICTORS) >= 16:
+        _PREDICTORS.clear()
+    pred = LatencyPredictor(profile)
+    _PREDICTORS[id(profile)] = (profile, pred)
+    return pred
+
+
+def predict_latency(
+    layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
+) -> LatencyEstimate:
+    """Predicted latency of ``layers`` compressed by ``plan`` on the device of ``profile``.
+
+    Args:
+        layers: the model's layer table (``automc.graph.layers``).
+        plan: the compression plan.
+        profile: a measured device profile (``automc.schema.hw_profile.resolve_profile``).
+
+    Returns:
+        Total and per-layer milliseconds at the profile's batch size, roofline-fallback
+        flags and unsupported layers.
+    """
+    return predictor_for(profile).predict(layers, plan)
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2.0
+        i = j + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); 0.0 when undefined (n < 2 or constant)."""
+    if len(a) != len(b) or len(a) < 2:
+        return 0.0
+    ra, rb = _ranks(a), _ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va = sum((x - ma) ** 2 for x in ra)
+    vb = sum((y - mb) ** 2 for y in rb)
+    if va == 0 or vb == 0:
+        return 0.0
+    return cov / (va * vb) ** 0.5
+
+
+def fidelity(
+    predicted_ms: Sequence[float], measured_ms: Sequence[float], macs: Sequence[float] | None = None
+) -> dict[str, float]:
+    """How well predictions match measurements.
+
+    Returns:
+        ``n``; ``within_10pct`` (fraction with ``|pred - meas| <= 10% of meas``); ``rmspe``
+        (root mean squared relative error, a fraction); ``spearman`` (predicted vs measured);
+        and, when ``macs`` is given, ``flops_spearman`` (MACs vs measured, the FLOPs-only
+        baseline).
+    """
+    rel = [(p - m) / m for p, m in zip(predicted_ms, measured_ms)]
+    n = len(rel)
+    out: dict[str, float] = {
+        "n": n,
+        "within_10pct": sum(abs(r) <= 0.10 for r in rel) / n if n else 0.0,
+        "rmspe": (sum(r * r for r in rel) / n) ** 0.5 if n else 0.0,
+        "spearman": spearman(predicted_ms, measured_ms),
+    }
+    if macs is not None:
+        out["flops_spearman"] = spearman(macs, measured_ms)
+    return out

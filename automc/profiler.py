@@ -1,0 +1,640 @@
+"""Measure a device profile (``schema: automc/hw-profile``) on the machine this runs on.
+
+Steps (what ``automc profile`` runs):
+    1. Roofline: attainable MAC/s (large matmul), memory bandwidth (large copy) and the
+       launch overhead of a trivial conv.
+    2. Table: every layer configuration the models and their compressed variants can take
+       (:func:`table_configs`: each layer's shape x a grid of channel counts, plus the two
+       low-rank factors), each timed as a standalone ``Conv2d``/``Linear`` with a bias
+       (deployment folds BatchNorm into it).
+    3. Overhead fit: a few *training* networks (each base model plus random compressed
+       variants) are timed end to end; the network-level terms of
+       ``automc.cost.latency`` are fitted to them by non-negative relative least squares.
+    4. Validation: ``validate`` further random variants per model, never used above, are
+       timed end to end and compared with the predictions.
+
+Timing protocol: ``torch.set_num_threads`` pinned, eval mode, ``torch.inference_mode()``,
+warm-up calls, then ``repeats`` samples taken in interleaved rounds (every configuration
+once per round, shuffled, so slow drifts of the machine hit all alike); each sample
+averages enough back-to-back calls to last ~``sample_ms``; the statistic is the median,
+the spread the inter-quartile range. On CUDA, samples are timed with CUDA events.
+Networks are timed as deployed: BatchNorm folded into the preceding conv (:func:`fold_bn`).
+
+This module imports only torch, numpy, yaml (through the schema) and torch-free automc
+modules, so it runs on a bare machine with just torch installed; tqdm is used for the
+progress bar when present.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from automc.cost.flops import layer_geometry
+from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, fidelity, layer_stages, predict_latency
+from automc.errors import AutomcError
+from automc.plan import NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
+from automc.schema.hw_profile import (
+    ConfigKey,
+    DeviceInfo,
+    EnergyInfo,
+    HwProfile,
+    LatencyEntry,
+    LatencyTable,
+    MeasurementInfo,
+    Roofline,
+    RuntimeInfo,
+    ValidationInfo,
+)
+
+CompressFn = Callable[[nn.Module, CompressionPlan, torch.Tensor], nn.Module]
+
+
+@dataclass(frozen=True)
+class ProfileCase:
+    """One model to profile.
+
+    Attributes:
+        name: model name (recorded in the profile's validation section).
+        model: the uncompressed model.
+        example_input: an input at the profile's batch size.
+        layers: its layer table (``automc.graph.layers``).
+    """
+
+    name: str
+    model: nn.Module
+    example_input: torch.Tensor
+    layers: tuple[LayerSpec, ...]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median and inter-quartile range (ms) of ``count`` samples."""
+
+    median_ms: float
+    spread_ms: float
+    count: int
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _sample_ms(fn: Callable[[], Any], inner: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end)) / inner
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) * 1e3 / inner
+
+
+def time_callables(
+    fns: Sequence[Callable[[], Any]],
+    *,
+    device: torch.device | str = "cpu",
+    warmup: int = 5,
+    repeats: int = 30,
+    sample_ms: float = 0.25,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "timing",
+) -> list[Timing]:
+    """Time zero-argument callables with interleaved, shuffled rounds (see the module docstring).
+
+    Args:
+        fns: the callables; each call runs the workload once.
+        device: where they run (CUDA is timed with events).
+        warmup: untimed calls per callable before sampling.
+        repeats: samples per callable.
+        sample_ms: target duration of one sample (back-to-back calls are averaged).
+        seed: shuffling seed.
+        progress: show a progress bar.
+        desc: progress bar label.
+
+    Returns:
+        One :class:`Timing` per callable, in order.
+    """
+    dev = torch.device(device)
+    inner: list[int] = []
+    bar = _progress(len(fns) * (1 + repeats), desc, progress)
+    with torch.inference_mode():
+        for fn in fns:
+            for _ in range(max(1, warmup)):
+                fn()
+            _sync(dev)
+            t = _sample_ms(fn, 1, dev)
+            inner.append(max(1, min(1000, int(math.ceil(sample_ms / max(t, 1e-6))))))
+            if bar is not None:
+                bar.update(1)
+        samples: list[list[float]] = [[] for _ in fns]
+        order = list(range(len(fns)))
+        rng = random.Random(seed)
+        for _ in range(repeats):
+            rng.shuffle(order)
+            for i in order:
+                samples[i].append(_sample_ms(fns[i], inner[i], dev))
+            if bar is not None:
+                bar.update(len(fns))
+    if bar is not None:
+        bar.close()
+    out = []
+    for s in samples:
+        q1, med, q3 = np.percentile(np.asarray(s), [25, 50, 75])
+        out.append(Timing(median_ms=float(med), spread_ms=float(q3 - q1), count=len(s)))
+    return out
+
+
+def fold_bn(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with every BatchNorm2d folded into the conv feeding it.
+
+    Uses ``torch.fx`` to find conv -> BN pairs where the BN is the conv's only consumer;
+    the BN becomes ``nn.Identity`` and the conv gets the folded weight and bias, keeping
+    the model's own ``forward``. A model ``torch.fx`` cannot trace is returned unfolded
+    (eval-mode copy): its BNs are then timed, which overstates deployed latency.
+    """
+    from torch.fx import symbolic_trace
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    out = copy.deepcopy(model).eval()
+    try:
+        gm = symbolic_trace(out)
+    except Exception:  # noqa: BLE001 - any tracing failure means "cannot fold", not an error
+        return out
+    modules = dict(out.named_modules())
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+            continue
+        prev = node.args[0] if node.args else None
+        if not isinstance(prev, torch.fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+            continue
+        conv = modules.get(prev.target)
+        if type(conv) is not nn.Conv2d:
+            continue
+        bn = modules[node.target]
+        _set_module(out, str(prev.target), fuse_conv_bn_eval(conv, bn))
+        _set_module(out, str(node.target), nn.Identity())
+    return out
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
+
+
+def measure_model_ms(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    threads: int | None = None,
+    warmup: int = 10,
+    repeats: int = 30,
+    fold: bool = True,
+) -> float:
+    """Median end-to-end latency (ms) of one forward pass of ``model`` on ``example_input``.
+
+    The model is timed as deployed (BatchNorm folded unless ``fold`` is false), in eval
+    mode under ``torch.inference_mode()``, on the device of ``example_input``.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    net = fold_bn(model) if fold else copy.deepcopy(model).eval()
+    net = net.to(example_input.device)
+    x = example_input
+    return time_callables([lambda: net(x)], device=x.device, warmup=warmup, repeats=repeats)[0].median_ms
+
+
+def table_configs(
+    layer_lists: Iterable[Sequence[LayerSpec]],
+    *,
+    channel_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
+    rank_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
+    batch: int = 1,
+    bits: int = 32,
+    lowrank: bool = True,
+) -> list[ConfigKey]:
+    """Every table configuration the models and their compressed variants can take (sorted)."""
+    keys: set[ConfigKey] = set()
+    for layers in layer_lists:
+        for spec in layers:
+            plain, factors = layer_stages(spec, channel_fractions, rank_fractions)
+            stages = [plain] + (list(factors) if factors is not None and lowrank else [])
+            for st in stages:
+                for n, m in st.grid_points():
+                    keys.add(st.key(n, m, bits, batch))
+    return sorted(keys)
+
+
+def _module_for(key: ConfigKey, device: torch.device) -> tuple[nn.Module, torch.Tensor]:
+    kind, ih, iw, n, m, kh, kw, sh, sw, ph, pw, groups, _bits, batch = key
+    if kind == "linear":
+        mod: nn.Module = nn.Linear(n, m, bias=True)
+        x = torch.randn(batch, n)
+    else:
+        mod = nn.Conv2d(n, m, (kh, kw), stride=(sh, sw), padding=(ph, pw), groups=groups, bias=True)
+        x = torch.randn(batch, n, ih, iw)
+    return mod.eval().to(device), x.to(device)
+
+
+def measure_table(
+    keys: Sequence[ConfigKey],
+    *,
+    device: torch.device | str = "cpu",
+    warmup: int = 5,
+    repeats: int = 30,
+    sample_ms: float = 0.25,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[LatencyEntry]:
+    """Time each configuration as a standalone layer; return the table entries.
+
+    Only float (32-bit) entries are measured: a fake-quantized layer runs at float speed.
+    """
+    dev = torch.device(device)
+    fns = []
+    for key in keys:
+        mod, x = _module_for(key, dev)
+        fns.append(lambda mod=mod, x=x: mod(x))
+    timings = time_callables(
+        fns,
+        device=dev,
+        warmup=warmup,
+        repeats=repeats,
+        sample_ms=sample_ms,
+        seed=seed,
+        progress=progress,
+        desc="layer table",
+    )
+    entries = []
+    for key, t in zip(keys, timings):
+        kind, ih, iw, n, m, kh, kw, sh, sw, ph, pw, groups, bits, batch = key
+        entries.append(
+            LatencyEntry(
+                kind=kind,
+                in_size=(ih, iw),
+                in_channels=n,
+                out_channels=m,
+                kernel=(kh, kw),
+                stride=(sh, sw),
+                padding=(ph, pw),
+                groups=groups,
+                bits=bits,
+                batch=batch,
+                median_ms=max(t.median_ms, 1e-6),
+                spread_ms=t.spread_ms,
+                count=t.count,
+            )
+        )
+    return entries
+
+
+def measure_roofline(*, device: torch.device | str = "cpu", repeats: int = 5) -> Roofline:
+    """Attainable fp32 MAC/s (matmul), memory bandwidth (copy) and launch overhead (tiny conv)."""
+    dev = torch.device(device)
+    size = 512
+    a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
+    src = torch.randn(16 * 1024 * 1024, device=dev)
+    dst = torch.empty_like(src)
+    tiny, tx = _module_for(("conv2d", 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 32, 1), dev)
+    t_mm, t_copy, t_tiny = time_callables(
+        [lambda: torch.mm(a, b), lambda: dst.copy_(src), lambda: tiny(tx)],
+        device=dev,
+        warmup=2,
+        repeats=repeats,
+        sample_ms=2.0,
+    )
+    peak = size**3 / (t_mm.median_ms * 1e-3)
+    bandwidth = 2 * src.numel() * 4 / (t_copy.median_ms * 1e-3)
+    return Roofline(
+        peak_macs_per_s=MappingProxyType({"fp32": peak}),
+        memory_bandwidth_bytes_per_s=bandwidth,
+        launch_overhead_ms=t_tiny.median_ms,
+    )
+
+
+def random_plan(
+    layers: Sequence[LayerSpec],
+    rng: random.Random,
+    *,
+    keep_range: tuple[float, float] = (0.25, 1.0),
+    rank_probability: float = 0.25,
+    rank_range: tuple[float, float] = (0.2, 0.9),
+    model: str = "",
+) -> CompressionPlan:
+    """A random fp32 plan: a random keep ratio per dependency group, random ranks on some layers."""
+    group_keep: dict[int, float] = {}
+    choices: dict[str, LayerChoice] = {}
+    for spec in layers:
+        keep = 1.0
+        if spec.group != NOT_PRUNABLE:
+            keep = group_keep.setdefault(spec.group, round(rng.uniform(*keep_range), 3))
+        rank = None
+        if spec.kind in ("conv2d", "linear") and spec.max_rank > 1 and rng.random() < rank_probability:
+            rank = max(1, int(round(rng.uniform(*rank_range) * spec.max_rank)))
+        if keep < 1.0 or rank is not None:
+            choices[spec.name] = LayerChoice(keep_ratio=keep, rank=rank)
+    return CompressionPlan(layers=choices, model=model, fingerprint=layers_fingerprint(layers))
+
+
+def plan_macs(layers: Sequence[LayerSpec], plan: CompressionPlan) -> int:
+    """MACs of ``layers`` under ``plan`` (``automc.cost.flops`` arithmetic)."""
+    keep = plan.group_keep(layers)
+    return sum(layer_geometry(s, plan.choice(s.name), keep).macs for s in layers)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One compressed network timed end to end."""
+
+    model: str
+    plan: CompressionPlan
+    macs: int
+    measured_ms: float
+
+
+def measure_variants(
+    cases: Sequence[ProfileCase],
+    plans: Sequence[Sequence[CompressionPlan]],
+    compress: CompressFn,
+    *,
+    device: torch.device | str = "cpu",
+    warmup: int = 5,
+    repeats: int = 30,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "networks",
+) -> list[Variant]:
+    """Compress each case by each of its plans, fold BN and time all networks interleaved."""
+    dev = torch.device(device)
+    nets: list[tuple[str, CompressionPlan, nn.Module, torch.Tensor]] = []
+    for case, case_plans in zip(cases, plans):
+        x = case.example_input.to(dev)
+        for plan in case_plans:
+            net = case.model if not plan.layers else compress(case.model, plan, case.example_input)
+            nets.append((case.name, plan, fold_bn(net).to(dev), x))
+    fns = [lambda net=net, x=x: net(x) for _, _, net, x in nets]
+    timings = time_callables(
+        fns,
+        device=dev,
+        warmup=warmup,
+        repeats=repeats,
+        sample_ms=2.0,
+        seed=seed,
+        progress=progress,
+        desc=desc,
+    )
+    by_name = {c.name: c for c in cases}
+    return [
+        Variant(model=name, plan=plan, macs=plan_macs(by_name[name].layers, plan), measured_ms=t.median_ms)
+        for (name, plan, _, _), t in zip(nets, timings)
+    ]
+
+
+def _features(
+    layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
+) -> tuple[float, float, float]:
+    """(table-only latency, layer count, output elements) of one network under ``plan``."""
+    bare = predict_latency(layers, plan, profile)
+    table_ms = bare.total_ms - profile.latency.network_overhead_ms
+    keep = plan.group_keep(layers)
+    elems = 0
+    for s in layers:
+        oh, ow = s.out_hw
+        elems += layer_geometry(s, plan.choice(s.name), keep).out_channels * oh * ow
+    return table_ms, float(len(bare.per_layer_ms)), float(elems * profile.runtime.batch)
+
+
+def fit_overhead(rows: Sequence[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
+    """Fit ``measured = s * table + c0 + c_layer * layers + c_elem * elements`` with every term >= 0.
+
+    Args:
+        rows: ``(table_ms, layers, elements, measured_ms)`` per training network.
+
+    Returns:
+        ``(table_scale, network_overhead_ms, layer_overhead_ms, elementwise_ms_per_element)``;
+        the fit minimises *relative* squared error and drops terms that would come out
+        negative (a dropped scale is reported as 1.0 and its term kept at 1 x table).
+    """
+    data = np.asarray(rows, dtype=np.float64)
+    w = 1.0 / data[:, 3]
+    design = np.column_stack([data[:, 0], np.ones(len(data)), data[:, 1], data[:, 2]])
+    active = [0, 1, 2, 3]
+    coef = np.zeros(4)
+    while active:
+        sol, *_ = np.linalg.lstsq(design[:, active] * w[:, None], data[:, 3] * w, rcond=None)
+        if (sol >= 0).all():
+            coef[:] = 0.0
+            coef[active] = sol
+            break
+        active = [a for a, c in zip(active, sol) if c >= 0] if (sol >= 0).any() else []
+    if coef[0] <= 0:
+        target = data[:, 3] - data[:, 0]
+        active = [1, 2, 3]
+        coef[:] = 0.0
+        coef[0] = 1.0
+        while active:
+            sol, *_ = np.linalg.lstsq(design[:, active] * w[:, None], target * w, rcond=None)
+            if (sol >= 0).all():
+                coef[active] = sol
+                break
+            active = [a for a, c in zip(active, sol) if c >= 0] if (sol >= 0).any() else []
+    return float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3])
+
+
+def validation_info(
+    profile: HwProfile, cases: Sequence[ProfileCase], variants: Sequence[Variant]
+) -> ValidationInfo:
+    """Compare predictions of ``profile`` with measured ``variants``; per model and overall."""
+    layers = {c.name: c.layers for c in cases}
+    per: dict[str, dict[str, float]] = {}
+    pred_all: list[float] = []
+    meas_all: list[float] = []
+    for case in cases:
+        vs = [v for v in variants if v.model == case.name]
+        if not vs:
+            continue
+        pred = [predict_latency(layers[case.name], v.plan, profile).total_ms for v in vs]
+        meas = [v.measured_ms for v in vs]
+        per[case.name] = fidelity(pred, meas, [float(v.macs) for v in vs])
+        pred_all += pred
+        meas_all += meas
+    if not per:
+        raise AutomcError("validation needs at least one measured variant")
+    overall = fidelity(pred_all, meas_all)
+    return ValidationInfo(
+        models=tuple(per),
+        n=len(pred_all),
+        within_10pct=overall["within_10pct"],
+        rmspe=overall["rmspe"],
+        spearman=min(d["spearman"] for d in per.values()),
+        flops_spearman=min(d["flops_spearman"] for d in per.values()),
+        per_model=MappingProxyType({k: MappingProxyType(v) for k, v in per.items()}),
+    )
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_profile(
+    cases: Sequence[ProfileCase],
+    compress: CompressFn,
+    *,
+    profile_id: str,
+    device: str = "cpu",
+    threads: int = 2,
+    batch: int = 1,
+    warmup: int = 5,
+    repeats: int = 30,
+    train_variants: int = 6,
+    validate: int = 30,
+    channel_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
+    rank_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
+    energy_table: str = "energy-45nm",
+    onchip_buffer_bytes: int = 1 << 20,
+    description: str = "",
+    seed: int = 0,
+    progress: bool = False,
+) -> HwProfile:
+    """Measure a complete device profile for ``cases`` on this machine (see the module docstring).
+
+    Args:
+        cases: the models to profile, with inputs at batch size ``batch``.
+        compress: ``compress(model, plan, example_input) -> nn.Module`` (``automc.compress.apply``).
+        profile_id: the profile's ``device.id``.
+        device: ``cpu`` or ``cuda`` (or ``cuda:N``).
+        threads: intra-op threads pinned with ``torch.set_num_threads``.
+        batch: batch size of every measurement.
+        warmup: warm-up calls per configuration.
+        repeats: samples per configuration (median taken).
+        train_variants: random variants per model used (with the base model) to fit overheads.
+        validate: held-out random variants per model used only for the validation figures.
+        channel_fractions: channel grid, as fractions of each layer's channels.
+        rank_fractions: low-rank grid, as fractions of each layer's maximal rank.
+        energy_table: energy table name recorded in the profile.
+        onchip_buffer_bytes: on-chip buffer size recorded in the profile.
+        description: free text; defaults to the processor / GPU name.
+        seed: seed of the random variants (training uses ``seed``, validation ``seed + 1``).
+        progress: show progress bars.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AutomcError("--device cuda: no CUDA device is available on this machine")
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    if not description:
+        description = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+        description = f"{description}, {threads} threads"
+        if hasattr(os, "getloadavg"):
+            description += f", 1-min load average {os.getloadavg()[0]:.1f} at start"
+    roofline = measure_roofline(device=dev)
+    keys = table_configs(
+        [c.layers for c in cases],
+        channel_fractions=channel_fractions,
+        rank_fractions=rank_fractions,
+        batch=batch,
+    )
+    entries = measure_table(keys, device=dev, warmup=warmup, repeats=repeats, seed=seed, progress=progress)
+    profile = HwProfile(
+        device=DeviceInfo(id=profile_id, kind=dev.type, description=description),
+        runtime=RuntimeInfo(
+            framework="torch",
+            version=torch.__version__.split("+")[0],
+            threads=threads,
+            batch=batch,
+            dtype="float32",
+        ),
+        measurement=MeasurementInfo(
+            warmup=warmup, repeats=repeats, statistic="median", date=_dt.date.today().isoformat()
+        ),
+        roofline=roofline,
+        energy=EnergyInfo(table=energy_table, onchip_buffer_bytes=onchip_buffer_bytes),
+        latency=LatencyTable(
+            network_overhead_ms=0.0,
+            grid=MappingProxyType(
+                {"channel_fractions": tuple(channel_fractions), "rank_fractions": tuple(rank_fractions)}
+            ),
+            entries=tuple(entries),
+        ),
+    )
+    rng = random.Random(seed)
+    train_plans = [
+        [CompressionPlan()] + [random_plan(c.layers, rng, model=c.name) for _ in range(train_variants)]
+        for c in cases
+    ]
+    train = measure_variants(
+        cases,
+        train_plans,
+        compress,
+        device=dev,
+        warmup=warmup,
+        repeats=repeats,
+        seed=seed,
+        progress=progress,
+        desc="fit networks",
+    )
+    by_name = {c.name: c for c in cases}
+    rows = [(*_features(by_name[v.model].layers, v.plan, profile), v.measured_ms) for v in train]
+    scale, c0, c_layer, c_elem = fit_overhead(rows)
+    profile = replace(
+        profile,
+        latency=replace(
+            profile.latency,
+            table_scale=scale,
+            network_overhead_ms=c0,
+            layer_overhead_ms=c_layer,
+            elementwise_ns_per_element=c_elem * 1e6,
+        ),
+    )
+    if validate > 0:
+        vrng = random.Random(seed + 1)
+        val_plans = [[random_plan(c.layers, vrng, model=c.name) for _ in range(validate)] for c in cases]
+        held_out = measure_variants(
+            cases,
+            val_plans,
+            compress,
+            device=dev,
+            warmup=warmup,
+            repeats=repeats,
+            seed=seed + 1,
+            progress=progress,
+            desc="validation networks",
+        )
+        profile = replace(profile, validation=validation_info(profile, cases, held_out))
+    return profile

@@ -1,0 +1,724 @@
+"""Loader and strict validator for device profiles (``schema: automc/hw-profile``).
+
+A device profile says how fast one machine runs conv/linear layers: a lookup table of
+measured layer latencies (``latency.table``), a roofline for configurations outside the
+table, the fitted per-network overhead terms, the energy table to use, and how well the
+profile predicted real compressed networks it was not built from (``validation``).
+Profiles are written by ``automc profile`` (``automc.profiler``) and read by
+``automc.cost.latency``. Example: ``hw_profiles/cpu-x86-2core.yaml``.
+
+Every problem of a file is collected and raised as one ``ConfigError`` line naming the
+file and each bad field (unknown keys, missing fields, wrong types, non-finite or
+negative numbers, duplicate table entries).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from automc.errors import AutomcError
+from automc.plan import ALLOWED_BITS, LAYER_KINDS
+from automc.schema.common import Problems, check_header, read_yaml
+
+HW_PROFILE_SCHEMA = "automc/hw-profile"
+HW_PROFILE_VERSIONS = frozenset({1})
+DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu", "npu", "other")
+STATISTICS = ("median",)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4", "binary")
+
+_TOP_REQUIRED = {"schema", "version", "device", "runtime", "measurement", "roofline", "energy", "latency"}
+_TOP_OPTIONAL = {"validation"}
+_DEVICE_KEYS = {"id", "kind", "description"}
+_RUNTIME_KEYS = {"framework", "version", "threads", "batch", "dtype"}
+_MEASUREMENT_KEYS = {"warmup", "repeats", "statistic", "date"}
+_ROOFLINE_KEYS = {"peak_macs_per_s", "memory_bandwidth_bytes_per_s", "launch_overhead_ms"}
+_ENERGY_KEYS = {"table", "onchip_buffer_bytes"}
+_LATENCY_REQUIRED = {"network_overhead_ms", "grid", "table"}
+_LATENCY_OPTIONAL = {"layer_overhead_ms", "elementwise_ns_per_element", "table_scale"}
+_GRID_KEYS = {"channel_fractions", "rank_fractions"}
+_ENTRY_REQUIRED = {
+    "kind",
+    "in_size",
+    "in_channels",
+    "out_channels",
+    "kernel",
+    "stride",
+    "groups",
+    "bits",
+    "batch",
+    "median_ms",
+    "spread_ms",
+    "count",
+}
+_ENTRY_OPTIONAL = {"padding"}
+_VALIDATION_REQUIRED = {"models", "n", "within_10pct", "rmspe", "spearman", "flops_spearman"}
+_VALIDATION_OPTIONAL = {"per_model"}
+_METRIC_KEYS = {"n", "within_10pct", "rmspe", "spearman", "flops_spearman"}
+
+#: (kind, in_h, in_w, in_channels, out_channels, kh, kw, sh, sw, ph, pw, groups, bits, batch)
+ConfigKey = tuple[str, int, int, int, int, int, int, int, int, int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Which machine was measured.
+
+    Attributes:
+        id: short profile name, e.g. ``cpu-x86-2core``.
+        kind: ``cpu``, ``cuda``, ``mps``, ``xpu``, ``npu`` or ``other``.
+        description: free text (CPU model, GPU name).
+    """
+
+    id: str
+    kind: str
+    description: str
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """Software settings the latencies hold for.
+
+    Attributes:
+        framework: e.g. ``torch``.
+        version: framework version string.
+        threads: intra-op threads pinned during measurement.
+        batch: batch size of every measurement.
+        dtype: deployment dtype, e.g. ``float32``.
+    """
+
+    framework: str
+    version: str
+    threads: int
+    batch: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class MeasurementInfo:
+    """How each latency was measured (warm-up runs, repeats, statistic, date)."""
+
+    warmup: int
+    repeats: int
+    statistic: str
+    date: str
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Roofline model used for configurations the table does not cover.
+
+    Attributes:
+        peak_macs_per_s: precision (``fp32``, ``int8``, ...) -> attainable MACs per second.
+        memory_bandwidth_bytes_per_s: attainable memory bandwidth.
+        launch_overhead_ms: fixed cost of one layer call.
+    """
+
+    peak_macs_per_s: Mapping[str, float]
+    memory_bandwidth_bytes_per_s: float
+    launch_overhead_ms: float
+
+
+@dataclass(frozen=True)
+class EnergyInfo:
+    """Which energy table prices this device, and its on-chip buffer size."""
+
+    table: str
+    onchip_buffer_bytes: int
+
+
+@dataclass(frozen=True)
+class LatencyEntry:
+    """One measured layer configuration.
+
+    Attributes:
+        kind: ``conv2d``, ``dwconv2d``, ``grouped`` or ``linear``.
+        in_size: input ``(H, W)``; ``(1, 1)`` for linear.
+        in_channels: input channels (features for linear).
+        out_channels: output channels (features for linear).
+        kernel: ``(kh, kw)``.
+        stride: ``(sh, sw)``.
+        padding: ``(ph, pw)``.
+        groups: convolution groups (equal to the channels for depthwise).
+        bits: compute precision the entry was measured at (32 = float).
+        batch: batch size.
+        median_ms: median latency of one call.
+        spread_ms: inter-quartile range of the samples.
+        count: number of samples behind the median.
+    """
+
+    kind: str
+    in_size: tuple[int, int]
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+    bits: int
+    batch: int
+    median_ms: float
+    spread_ms: float
+    count: int
+
+    @property
+    def key(self) -> ConfigKey:
+        return config_key(
+            kind=self.kind,
+            in_size=self.in_size,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            groups=self.groups,
+            bits=self.bits,
+            batch=self.batch,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "in_size": _compact(self.in_size),
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel": _compact(self.kernel),
+            "stride": _compact(self.stride),
+            "padding": _compact(self.padding),
+            "groups": self.groups,
+            "bits": self.bits,
+            "batch": self.batch,
+            "median_ms": _round_sig(self.median_ms),
+            "spread_ms": _round_sig(self.spread_ms),
+            "count": self.count,
+        }
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Measured layer latencies plus the fitted network-level terms.
+
+    A network's latency is predicted as ``network_overhead_ms`` + the sum over its layers
+    of (``table_scale`` x table latency + ``layer_overhead_ms`` +
+    ``elementwise_ns_per_element`` x output elements); the last two carry the non-conv
+    work (activations, adds, pooling) that the standalone layer measurements do not see,
+    ``table_scale`` how much faster or slower a layer runs inside a network than alone.
+
+    Attributes:
+        network_overhead_ms: fixed cost per forward pass (fitted).
+        layer_overhead_ms: extra cost per conv/linear layer inside a network (fitted).
+        elementwise_ns_per_element: cost per output element of each layer (fitted).
+        table_scale: factor applied to every table latency (fitted; 1 = as measured).
+        grid: the channel grid the table was measured on: ``channel_fractions`` and
+            ``rank_fractions`` (fractions of each layer's channels / maximal rank).
+        entries: the measured configurations.
+    """
+
+    network_overhead_ms: float
+    grid: Mapping[str, tuple[float, ...]]
+    entries: tuple[LatencyEntry, ...]
+    layer_overhead_ms: float = 0.0
+    elementwise_ns_per_element: float = 0.0
+    table_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "network_overhead_ms": _round_sig(self.network_overhead_ms),
+            "layer_overhead_ms": _round_sig(self.layer_overhead_ms),
+            "elementwise_ns_per_element": _round_sig(self.elementwise_ns_per_element),
+            "table_scale": _round_sig(self.table_scale),
+            "grid": {k: list(v) for k, v in self.grid.items()},
+            "table": [e.to_dict() for e in self.entries],
+        }
+
+
+@dataclass(frozen=True)
+class ValidationInfo:
+    """How well the profile predicted compressed networks it was not built from.
+
+    Attributes:
+        models: model names the validation networks were derived from.
+        n: number of validation networks (all models together).
+        within_10pct: fraction of networks predicted within +-10% of the measurement.
+        rmspe: root mean squared percentage error, as a fraction (0.05 = 5%).
+        spearman: rank correlation of predicted vs measured latency; the *worst* model's
+            value when several models were validated (rankings across models are trivial).
+        flops_spearman: the same for MACs vs measured latency (the FLOPs-only baseline).
+        per_model: model name -> the same five figures for that model alone.
+    """
+
+    models: tuple[str, ...]
+    n: int
+    within_10pct: float
+    rmspe: float
+    spearman: float
+    flops_spearman: float
+    per_model: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": list(self.models),
+            "n": self.n,
+            "within_10pct": _round_sig(self.within_10pct),
+            "rmspe": _round_sig(self.rmspe),
+            "spearman": _round_sig(self.spearman),
+            "flops_spearman": _round_sig(self.flops_spearman),
+            "per_model": {
+                m: {k: (int(v) if k == "n" else _round_sig(v)) for k, v in d.items()}
+                for m, d in self.per_model.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class HwProfile:
+    """A validated device profile (see the module docstring).
+
+    Attributes:
+        device: which machine.
+        runtime: software settings.
+        measurement: measurement protocol.
+        roofline: fallback model.
+        energy: energy table reference.
+        latency: the measured table and fitted overheads.
+        validation: end-to-end validation figures, ``None`` if never validated.
+        source: the file it was read from (empty when built in memory).
+    """
+
+    device: DeviceInfo
+    runtime: RuntimeInfo
+    measurement: MeasurementInfo
+    roofline: Roofline
+    energy: EnergyInfo
+    latency: LatencyTable
+    validation: ValidationInfo | None = None
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.device.id
+
+    @property
+    def has_latency(self) -> bool:
+        return bool(self.latency.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema": HW_PROFILE_SCHEMA,
+            "version": 1,
+            "device": {
+                "id": self.device.id,
+                "kind": self.device.kind,
+                "description": self.device.description,
+            },
+            "runtime": {
+                "framework": self.runtime.framework,
+                "version": self.runtime.version,
+                "threads": self.runtime.threads,
+                "batch": self.runtime.batch,
+                "dtype": self.runtime.dtype,
+            },
+            "measurement": {
+                "warmup": self.measurement.warmup,
+                "repeats": self.measurement.repeats,
+                "statistic": self.measurement.statistic,
+                "date": self.measurement.date,
+            },
+            "roofline": {
+                "peak_macs_per_s": {k: _round_sig(v) for k, v in self.roofline.peak_macs_per_s.items()},
+                "memory_bandwidth_bytes_per_s": _round_sig(self.roofline.memory_bandwidth_bytes_per_s),
+                "launch_overhead_ms": _round_sig(self.roofline.launch_overhead_ms),
+            },
+            "energy": {"table": self.energy.table, "onchip_buffer_bytes": self.energy.onchip_buffer_bytes},
+        }
+        if self.validation is not None:
+            out["validation"] = self.validation.to_dict()
+        out["latency"] = self.latency.to_dict()
+        return out
+
+
+def config_key(
+    *,
+    kind: str,
+    in_size: Sequence[int],
+    in_channels: int,
+    out_channels: int,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    groups: int,
+    bits: int,
+    batch: int,
+) -> ConfigKey:
+    """The hashable identity of one layer configuration (what the table is keyed by)."""
+    return (
+        kind,
+        int(in_size[0]),
+        int(in_size[1]),
+        int(in_channels),
+        int(out_channels),
+        int(kernel[0]),
+        int(kernel[1]),
+        int(stride[0]),
+        int(stride[1]),
+        int(padding[0]),
+        int(padding[1]),
+        int(groups),
+        int(bits),
+        int(batch),
+    )
+
+
+def _compact(pair: tuple[int, int]) -> int | list[int]:
+    return int(pair[0]) if pair[0] == pair[1] else [int(pair[0]), int(pair[1])]
+
+
+def _round_sig(v: float, digits: int = 5) -> float:
+    if v == 0 or not math.isfinite(v):
+        return float(v)
+    return float(f"{v:.{digits}g}")
+
+
+def _pair(
+    p: Problems, d: Mapping[str, Any], key: str, field_name: str, *, minimum: int
+) -> tuple[int, int] | None:
+    name = f"{field_name}.{key}"
+    v = d[key]
+    vals = [v, v] if not isinstance(v, list) else v
+    if len(vals) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or x < minimum for x in vals):
+        p.add(name, f"must be an integer >= {minimum} or a list of two, got {v!r}")
+        return None
+    return int(vals[0]), int(vals[1])
+
+
+def _choice(
+    p: Problems, d: Mapping[str, Any], key: str, field_name: str, allowed: Sequence[str]
+) -> str | None:
+    v = p.string(d, key, field_name)
+    if v is not None and v not in allowed:
+        p.add(f"{field_name}.{key}", f"must be one of {', '.join(allowed)}, got {v!r}")
+        return None
+    return v
+
+
+def _section(
+    p: Problems, data: Mapping[str, Any], key: str, required: set[str], optional: set[str] | None = None
+) -> Mapping[str, Any] | None:
+    d = p.mapping(data.get(key), key)
+    if d is not None:
+        p.keys(d, key, required=required, optional=optional or set())
+    return d
+
+
+def _entry(p: Problems, raw: Any, where: str) -> LatencyEntry | None:
+    d = p.mapping(raw, where)
+    if d is None:
+        return None
+    n0 = len(p.items)
+    p.keys(d, where, required=_ENTRY_REQUIRED, optional=_ENTRY_OPTIONAL)
+    if len(p.items) > n0:
+        return None
+    kind = _choice(p, d, "kind", where, LAYER_KINDS)
+    in_size = _pair(p, d, "in_size", where, minimum=1)
+    kernel = _pair(p, d, "kernel", where, minimum=1)
+    stride = _pair(p, d, "stride", where, minimum=1)
+    padding = _pair(p, d, "padding", where, minimum=0) if "padding" in d else None
+    ints = {
+        k: p.number(d, k, where, integer=True, positive=True)
+        for k in ("in_channels", "out_channels", "groups", "batch", "count")
+    }
+    bits = p.number(d, "bits", where, integer=True, positive=True)
+    if bits is not None and bits not in ALLOWED_BITS:
+        p.add(f"{where}.bits", f"must be one of {sorted(ALLOWED_BITS)}, got {bits!r}")
+        bits = None
+    median = p.number(d, "median_ms", where, positive=True)
+    spread = p.number(d, "spread_ms", where)
+    if len(p.items) > n0 or kind is None or in_size is None or kernel is None or stride is None:
+        return None
+    if padding is None:
+        padding = (kernel[0] // 2, kernel[1] // 2)
+    return LatencyEntry(
+        kind=kind,
+        in_size=in_size,
+        in_channels=int(ints["in_channels"] or 0),
+        out_channels=int(ints["out_channels"] or 0),
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        groups=int(ints["groups"] or 0),
+        bits=int(bits or 0),
+        batch=int(ints["batch"] or 0),
+        median_ms=float(median or 0.0),
+        spread_ms=float(spread or 0.0),
+        count=int(ints["count"] or 0),
+    )
+
+
+def _fractions(p: Problems, d: Mapping[str, Any], key: str, field_name: str) -> tuple[float, ...]:
+    v = d.get(key)
+    name = f"{field_name}.{key}"
+    if not isinstance(v, list) or not v:
+        p.add(name, f"must be a non-empty list of fractions in (0, 1], got {v!r}")
+        return ()
+    bad = [x for x in v if isinstance(x, bool) or not isinstance(x, int | float) or not (0 < x <= 1)]
+    if bad:
+        p.add(name, f"must hold fractions in (0, 1], got {bad[0]!r}")
+        return ()
+    return tuple(float(x) for x in v)
+
+
+def parse_hw_profile(data: Any, source: str) -> HwProfile:
+    """Validate an already-parsed profile mapping; raise one ConfigError listing all problems."""
+    p = check_header(data, source, schema=HW_PROFILE_SCHEMA, versions=set(HW_PROFILE_VERSIONS))
+    p.keys(data, "", required=_TOP_REQUIRED, optional=_TOP_OPTIONAL)
+
+    dev = _section(p, data, "device", _DEVICE_KEYS)
+    device = None
+    if dev is not None:
+        did, dkind = p.string(dev, "id", "device"), _choice(p, dev, "kind", "device", DEVICE_KINDS)
+        ddesc = dev.get("description")
+        if not isinstance(ddesc, str):
+            p.add("device.description", f"must be a string, got {ddesc!r}")
+        if did and dkind and isinstance(ddesc, str):
+            device = DeviceInfo(id=did, kind=dkind, description=ddesc)
+
+    rt = _section(p, data, "runtime", _RUNTIME_KEYS)
+    runtime = None
+    if rt is not None:
+        fw, ver, dtype = (p.string(rt, k, "runtime") for k in ("framework", "version", "dtype"))
+        threads = p.number(rt, "threads", "runtime", integer=True, positive=True)
+        batch = p.number(rt, "batch", "runtime", integer=True, positive=True)
+        if fw and ver and dtype and threads is not None and batch is not None:
+            runtime = RuntimeInfo(
+                framework=fw, version=ver, threads=int(threads), batch=int(batch), dtype=dtype
+            )
+
+    ms = _section(p, data, "measurement", _MEASUREMENT_KEYS)
+    measurement = None
+    if ms is not None:
+        warmup = p.number(ms, "warmup", "measurement", integer=True)
+        repeats = p.number(ms, "repeats", "measurement", integer=True, positive=True)
+        stat = _choice(p, ms, "statistic", "measurement", STATISTICS)
+        date = ms.get("date")
+        if isinstance(date, _dt.date):
+            date = date.isoformat()
+        if not isinstance(date, str) or not date:
+            p.add("measurement.date", f"must be a date string, got {date!r}")
+            date = None
+        if warmup is not None and repeats is not None and stat and date:
+            measurement = MeasurementInfo(warmup=int(warmup), repeats=int(repeats), statistic=stat, date=date)
+
+    rf = _section(p, data, "roofline", _ROOFLINE_KEYS)
+    roofline = None
+    if rf is not None:
+        peaks_raw = p.mapping(rf.get("peak_macs_per_s"), "roofline.peak_macs_per_s")
+        peaks: dict[str, float] = {}
+        if peaks_raw is not None:
+            for k in peaks_raw:
+                if k not in PRECISIONS:
+                    p.add(
+                        f"roofline.peak_macs_per_s.{k}",
+                        f"unknown precision (allowed: {', '.join(PRECISIONS)})",
+                    )
+                    continue
+                v = p.number(peaks_raw, k, "roofline.peak_macs_per_s", positive=True)
+                if v is not None:
+                    peaks[k] = float(v)
+            if "fp32" not in peaks_raw:
+                p.add("roofline.peak_macs_per_s.fp32", "missing")
+        bw = p.number(rf, "memory_bandwidth_bytes_per_s", "roofline", positive=True)
+        launch = p.number(rf, "launch_overhead_ms", "roofline")
+        if "fp32" in peaks and bw is not None and launch is not None:
+            roofline = Roofline(
+                peak_macs_per_s=MappingProxyType(peaks),
+                memory_bandwidth_bytes_per_s=float(bw),
+                launch_overhead_ms=float(launch),
+            )
+
+    en = _section(p, data, "energy", _ENERGY_KEYS)
+    energy = None
+    if en is not None:
+        table = p.string(en, "table", "energy")
+        buf = p.number(en, "onchip_buffer_bytes", "energy", integer=True, positive=True)
+        if table and buf is not None:
+            energy = EnergyInfo(table=table, onchip_buffer_bytes=int(buf))
+
+    lt = _section(p, data, "latency", _LATENCY_REQUIRED, _LATENCY_OPTIONAL)
+    latency = None
+    if lt is not None:
+        overhead = p.number(lt, "network_overhead_ms", "latency")
+        layer_oh = p.number(lt, "layer_overhead_ms", "latency", required=False)
+        elem = p.number(lt, "elementwise_ns_per_element", "latency", required=False)
+        scale = p.number(lt, "table_scale", "latency", required=False, positive=True)
+        grid_raw = p.mapping(lt.get("grid"), "latency.grid")
+        grid: dict[str, tuple[float, ...]] = {}
+        if grid_raw is not None:
+            p.keys(grid_raw, "latency.grid", required=_GRID_KEYS)
+            for k in sorted(_GRID_KEYS & set(grid_raw)):
+                grid[k] = _fractions(p, grid_raw, k, "latency.grid")
+        rows = lt.get("table")
+        entries: list[LatencyEntry] = []
+        if not isinstance(rows, list):
+            p.add("latency.table", f"must be a list of entries, got {type(rows).__name__}")
+        else:
+            seen: dict[ConfigKey, int] = {}
+            for i, raw in enumerate(rows):
+                e = _entry(p, raw, f"latency.table[{i}]")
+                if e is None:
+                    continue
+                if e.key in seen:
+                    p.add(f"latency.table[{i}]", f"duplicate of latency.table[{seen[e.key]}]")
+                    continue
+                seen[e.key] = i
+                entries.append(e)
+        if overhead is not None and grid_raw is not None:
+            latency = LatencyTable(
+                network_overhead_ms=float(overhead),
+                grid=MappingProxyType(grid),
+                entries=tuple(entries),
+                layer_overhead_ms=float(layer_oh or 0.0),
+                elementwise_ns_per_element=float(elem or 0.0),
+                table_scale=float(scale if scale is not None else 1.0),
+            )
+
+    validation = None
+    if "validation" in data:
+        va = _section(p, data, "validation", _VALIDATION_REQUIRED, _VALIDATION_OPTIONAL)
+        if va is not None:
+            validation = _validation(p, va)
+
+    p.raise_if_any()
+    assert (
+        device and runtime and measurement and roofline and energy and latency
+    )  # guaranteed by raise_if_any
+    return HwProfile(
+        device=device,
+        runtime=runtime,
+        measurement=measurement,
+        roofline=roofline,
+        energy=energy,
+        latency=latency,
+        validation=validation,
+        source=source,
+    )
+
+
+def _metrics(p: Problems, d: Mapping[str, Any], where: str) -> dict[str, float] | None:
+    n0 = len(p.items)
+    out: dict[str, float] = {}
+    n = p.number(d, "n", where, integer=True)
+    for k in ("within_10pct", "rmspe"):
+        v = p.number(d, k, where)
+        if v is not None:
+            out[k] = float(v)
+    for k in ("spearman", "flops_spearman"):
+        v = p.number(d, k, where, minimum=-1.0)
+        if v is not None:
+            out[k] = float(v)
+    if "within_10pct" in out and out["within_10pct"] > 1:
+        p.add(f"{where}.within_10pct", f"must be a fraction in [0, 1], got {out['within_10pct']!r}")
+    if len(p.items) > n0 or n is None:
+        return None
+    out["n"] = int(n)
+    return out
+
+
+def _validation(p: Problems, va: Mapping[str, Any]) -> ValidationInfo | None:
+    models = va.get("models")
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        p.add("validation.models", f"must be a list of model names, got {models!r}")
+        models = None
+    top = _metrics(p, va, "validation")
+    per: dict[str, Mapping[str, float]] = {}
+    per_raw = p.mapping(va.get("per_model", {}), "validation.per_model")
+    if per_raw is not None:
+        for name, raw in per_raw.items():
+            where = f"validation.per_model.{name}"
+            d = p.mapping(raw, where)
+            if d is None:
+                continue
+            p.keys(d, where, required=_METRIC_KEYS)
+            m = _metrics(p, d, where)
+            if m is not None:
+                per[str(name)] = MappingProxyType(m)
+    if models is None or top is None:
+        return None
+    return ValidationInfo(
+        models=tuple(models),
+        n=int(top["n"]),
+        within_10pct=top["within_10pct"],
+        rmspe=top["rmspe"],
+        spearman=top["spearman"],
+        flops_spearman=top["flops_spearman"],
+        per_model=MappingProxyType(per),
+    )
+
+
+def load_hw_profile(path: str | Path) -> HwProfile:
+    """Read and validate a device profile file; raise ``ConfigError`` listing every problem."""
+    return parse_hw_profile(read_yaml(path), str(path))
+
+
+def dump_hw_profile(profile: HwProfile, path: str | Path) -> Path:
+    """Write a profile as YAML (one table entry per line); return the path written."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(profile.to_dict(), sort_keys=False, default_flow_style=None, width=400)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def profile_dirs() -> list[Path]:
+    """Folders searched for profile names: ``./hw_profiles`` then the one next to the package."""
+    import automc
+
+    dirs = [Path.cwd() / "hw_profiles", Path(automc.__file__).resolve().parent.parent / "hw_profiles"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def available_profiles() -> list[str]:
+    """Names of the device profiles found in :func:`profile_dirs`."""
+    names: set[str] = set()
+    for d in profile_dirs():
+        if d.is_dir():
+            for f in d.glob("*.yaml"):
+                try:
+                    head = f.read_text(encoding="utf-8")
+                except OSError:
+                    continue
+                if HW_PROFILE_SCHEMA in head:
+                    names.add(f.stem)
+    return sorted(names)
+
+
+def resolve_profile(name_or_path: str | Path) -> HwProfile:
+    """Load a profile given a path or a name (``cpu-x86-2core`` -> ``hw_profiles/cpu-x86-2core.yaml``).
+
+    A name is looked up in ``./hw_profiles`` first, then in the ``hw_profiles`` folder
+    next to the installed package. An unknown name raises ``AutomcError`` listing the
+    available profiles.
+    """
+    text = str(name_or_path)
+    p = Path(text)
+    if p.is_file() or p.suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
+        return load_hw_profile(p)
+    for d in profile_dirs():
+        cand = d / f"{text}.yaml"
+        if cand.is_file():
+            return load_hw_profile(cand)
+    avail = available_profiles()
+    raise AutomcError(
+        f"unknown device profile {text!r} (available: {', '.join(avail) if avail else 'none found'}; "
+        "or pass a path to a profile YAML)"
+    )

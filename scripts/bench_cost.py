@@ -1,0 +1,159 @@
+"""Fidelity of the latency predictor on held-out compressed networks, measured on this CPU.
+
+For each model (default resnet20 and mobilenetv2, CIFAR input 1x3x32x32), ``--n`` random
+fp32 compressed variants (random per-group keep ratios and random low-rank ranks, seeds
+disjoint from those the profile was fitted/validated on) are built with
+``automc.compress.apply``, BatchNorm-folded and timed end to end (threads pinned,
+warm-up, interleaved shuffled repeats, medians: ``automc.profiler.measure_variants``),
+and compared with ``automc.cost.latency.predict_latency`` from the device profile:
+
+    latency.<model>: n, within_10pct, rmspe, spearman (predicted vs measured),
+                     flops_spearman (MACs vs measured: the FLOPs-only baseline)
+
+It also times one prediction (``predict_us``) and merges in the estimator-vs-fvcore
+speed figures of ``scripts/bench_cost_speed.py`` (``bench_speedup()``; with
+``--reuse-speed`` the last ``reports/bench/cost_speed.json`` is read instead). The
+machine's load average is recorded before and after: other processes share the CPU and
+disturb both the profile and these measurements.
+
+Run: ``python scripts/bench_cost.py`` (writes ``reports/bench/cost.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _speed_figures(reuse: bool) -> dict[str, Any] | None:
+    path = ROOT / "scripts" / "bench_cost_speed.py"
+    cached = ROOT / "reports" / "bench" / "cost_speed.json"
+    if reuse and cached.is_file():
+        return json.loads(cached.read_text())
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location("bench_cost_speed", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "bench_speedup"):
+            return module.bench_speedup()
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    return None
+
+
+def _predict_us(layers: Any, plans: list[Any], profile: Any) -> float:
+    from automc.cost.latency import LatencyPredictor
+
+    pred = LatencyPredictor(profile)
+    for p in plans:
+        pred.predict(layers, p)
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for p in plans:
+            pred.predict(layers, p)
+        samples.append((time.perf_counter() - t0) / len(plans) * 1e6)
+    return statistics.median(samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="hw_profiles/cpu-x86-2core.yaml")
+    ap.add_argument("--model", action="append", help="models to validate (default resnet20, mobilenetv2)")
+    ap.add_argument("--n", type=int, default=30, help="held-out variants per model (default 30)")
+    ap.add_argument("--seed", type=int, default=1000, help="variant seed; the profile uses 0 and 1")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument(
+        "--reuse-speed", action="store_true", help="read reports/bench/cost_speed.json, do not re-run"
+    )
+    ap.add_argument("--out", default=str(ROOT / "reports" / "bench" / "cost.json"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from automc import compress, graph, models
+    from automc.cost.latency import fidelity, predict_latency
+    from automc.profiler import ProfileCase, measure_variants, random_plan
+    from automc.schema.hw_profile import resolve_profile
+
+    profile = resolve_profile(args.profile)
+    threads = profile.runtime.threads
+    torch.set_num_threads(threads)
+    torch.manual_seed(args.seed)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    names = args.model or ["resnet20", "mobilenetv2"]
+    latency: dict[str, dict[str, float]] = {}
+    predict_us: dict[str, float] = {}
+    points: dict[str, list[list[float]]] = {}
+    rng = random.Random(args.seed)
+    for name in names:
+        model = models.create(name).eval()
+        x = torch.randn(profile.runtime.batch, 3, 32, 32)
+        case = ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
+        plans = [random_plan(case.layers, rng, model=name) for _ in range(args.n)]
+        variants = measure_variants(
+            [case],
+            [plans],
+            lambda m, p, x: compress.apply(m, p, x),
+            warmup=args.warmup,
+            repeats=args.repeats,
+            seed=args.seed,
+            progress=True,
+            desc=name,
+        )
+        predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in variants]
+        measured = [v.measured_ms for v in variants]
+        figures = fidelity(predicted, measured, [float(v.macs) for v in variants])
+        figures["measured_ms_min"] = min(measured)
+        figures["measured_ms_max"] = max(measured)
+        latency[name] = {k: round(float(v), 4) for k, v in figures.items()}
+        latency[name]["n"] = int(figures["n"])
+        points[name] = [
+            [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, variants)
+        ]
+        predict_us[name] = round(_predict_us(case.layers, plans, profile), 2)
+        print(f"{name}: {json.dumps(latency[name])}; predict {predict_us[name]} us", file=sys.stderr)
+    load_after = os.getloadavg()[0]
+    result: dict[str, Any] = {
+        "command": "python scripts/bench_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": dt.date.today().isoformat(),
+        "profile": args.profile,
+        "torch_threads": threads,
+        "batch": profile.runtime.batch,
+        "seed": args.seed,
+        "repeats": args.repeats,
+        "load_average_1min_before": round(load_before, 2),
+        "load_average_1min_after": round(load_after, 2),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "latency": latency,
+        "predict_us": predict_us,
+        "targets": {"within_10pct": 0.9, "rmspe": 0.10, "spearman": 0.95},
+        "points_predicted_measured_macs": points,
+    }
+    speed = _speed_figures(args.reuse_speed)
+    if speed is not None:
+        result["estimator_speedup_vs_fvcore"] = speed.get("estimator_speedup_vs_fvcore")
+        result["cost_speed"] = speed
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

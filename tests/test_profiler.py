@@ -1,0 +1,209 @@
+"""The profiler on tiny models: BN folding, timing, table configs, overhead fit, a whole profile, the CLI."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from automc import compress, graph, models
+from automc.cli import main
+from automc.cost.latency import layer_stages, predict_latency
+from automc.plan import CompressionPlan
+from automc.profiler import (
+    ProfileCase,
+    build_profile,
+    fit_overhead,
+    fold_bn,
+    measure_model_ms,
+    random_plan,
+    table_configs,
+    time_callables,
+)
+from automc.schema.hw_profile import dump_hw_profile, load_hw_profile
+
+torch.set_num_threads(1)
+
+
+def tiny_case(name: str = "test_tiny", hw: int = 8) -> ProfileCase:
+    torch.manual_seed(0)
+    model = models.create(name).eval()
+    x = torch.randn(1, 3, hw, hw)
+    return ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
+
+
+def test_fold_bn_keeps_outputs_and_removes_batchnorm() -> None:
+    torch.manual_seed(0)
+    model = models.create("test_residual").eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics so that folding matters
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 16, 16)
+    folded = fold_bn(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-4)
+
+
+def test_time_callables_orders_cheap_and_expensive_work() -> None:
+    a = torch.randn(192, 192)
+    cheap, costly = time_callables(
+        [lambda: a.add(1.0), lambda: a @ a @ a], warmup=2, repeats=7, sample_ms=0.2
+    )
+    assert cheap.count == 7 and costly.count == 7
+    assert 0 < cheap.median_ms < costly.median_ms
+    assert cheap.spread_ms >= 0
+
+
+def test_measure_model_ms_is_positive() -> None:
+    case = tiny_case()
+    assert measure_model_ms(case.model, case.example_input, warmup=1, repeats=3) > 0
+
+
+def test_table_configs_cover_grid_and_low_rank_factors() -> None:
+    case = tiny_case()
+    fr = (0.5, 1.0)
+    keys = set(table_configs([case.layers], channel_fractions=fr, rank_fractions=fr))
+    for spec in case.layers:
+        plain, factors = layer_stages(spec, fr, fr)
+        for st in [plain, *(factors or ())]:
+            for n, m in st.grid_points():
+                assert st.key(n, m, 32, 1) in keys
+    no_lr = set(table_configs([case.layers], channel_fractions=fr, rank_fractions=fr, lowrank=False))
+    assert no_lr < keys
+    assert any(k[5] == 1 and k[0] == "conv2d" for k in keys - no_lr)  # a 1x1 second factor
+
+
+def test_fit_overhead_recovers_known_terms() -> None:
+    rng = random.Random(0)
+    rows = []
+    for _ in range(12):
+        table, layers, elems = rng.uniform(1, 5), rng.randint(5, 40), rng.uniform(1e4, 1e6)
+        rows.append((table, layers, elems, 0.8 * table + 0.2 + 0.01 * layers + 2e-7 * elems))
+    scale, c0, c_layer, c_elem = fit_overhead(rows)
+    assert scale == pytest.approx(0.8, rel=1e-6)
+    assert c0 == pytest.approx(0.2, rel=1e-6)
+    assert c_layer == pytest.approx(0.01, rel=1e-6)
+    assert c_elem == pytest.approx(2e-7, rel=1e-6)
+    # a term that would come out negative is dropped, never negative
+    neg = [(t, n, e, t + 0.5 - 1e-7 * e) for t, n, e, _ in rows]
+    assert min(fit_overhead(neg)) >= 0
+    # measurements unrelated to the table: the scale is dropped (kept at 1), never negative
+    flat = [(t, n, e, 3.0 - 0.3 * t) for t, n, e, _ in rows]
+    assert fit_overhead(flat)[0] == 1.0
+
+
+def test_random_plan_is_valid_for_the_model() -> None:
+    case = tiny_case("test_residual")
+    rng = random.Random(3)
+    for _ in range(5):
+        plan = random_plan(case.layers, rng, model=case.name)
+        plan.validate_for(case.layers)
+        out = compress.apply(case.model, plan, case.example_input)
+        assert out(case.example_input).shape == case.model(case.example_input).shape
+
+
+def test_build_profile_end_to_end(tmp_path: Path) -> None:
+    case = tiny_case()
+    prof = build_profile(
+        [case],
+        lambda m, p, x: compress.apply(m, p, x),
+        profile_id="tiny",
+        threads=1,
+        warmup=1,
+        repeats=3,
+        train_variants=2,
+        validate=2,
+        channel_fractions=(0.5, 1.0),
+        rank_fractions=(0.5, 1.0),
+    )
+    assert prof.device.id == "tiny" and prof.runtime.threads == 1
+    assert prof.validation is not None and prof.validation.n == 2
+    assert prof.validation.models == ("test_tiny",)
+    lt = prof.latency
+    assert lt.network_overhead_ms >= 0 and lt.layer_overhead_ms >= 0 and lt.elementwise_ns_per_element >= 0
+    assert lt.table_scale > 0
+    path = dump_hw_profile(prof, tmp_path / "tiny.yaml")
+    back = load_hw_profile(path)
+    assert back.to_dict() == prof.to_dict()
+    base = predict_latency(case.layers, CompressionPlan(), back)
+    assert not base.flags and not base.unsupported
+    pruned = predict_latency(case.layers, CompressionPlan.uniform(case.layers, keep_ratio=0.5), back)
+    assert not pruned.flags
+    # the pruned conv2 (4 -> 8 channels) is priced from its own table entry, not the full layer's
+    table = {e.key: e.median_ms for e in back.latency.entries}
+    conv2 = next(s for s in case.layers if s.name == "conv2")
+    plain, _ = layer_stages(conv2, (0.5, 1.0), (0.5, 1.0))
+    elems_ms = back.latency.elementwise_ns_per_element * 1e-6 * 8 * 4 * 4
+    assert pruned.per_layer_ms["conv2"] == pytest.approx(
+        back.latency.table_scale * table[plain.key(4, 8, 32, 1)] + back.latency.layer_overhead_ms + elems_ms,
+        rel=1e-6,
+    )
+
+
+def test_cli_profile_writes_a_valid_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.yaml"
+    rc = main(
+        [
+            "profile",
+            "--model",
+            "test_tiny",
+            "--input",
+            "1x3x8x8",
+            "--threads",
+            "1",
+            "--validate",
+            "2",
+            "--fit-variants",
+            "1",
+            "--repeats",
+            "3",
+            "--warmup",
+            "1",
+            "--fractions",
+            "0.5,1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    prof = load_hw_profile(out)
+    assert prof.device.id == "cli"
+    assert prof.latency.grid["channel_fractions"] == (0.5, 1.0)
+    assert prof.validation is not None and prof.validation.n == 2
+    assert "wrote" in capsys.readouterr().out
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse errors exit directly
+        return int(e.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--model", "test_tiny", "--input", "1x3"], "--input"),
+        (["--model", "test_tiny", "--threads", "0"], "--threads"),
+        (["--model", "no_such_model", "--validate", "0"], "no_such_model"),
+        (["--model", "test_tiny", "--fractions", "0.5,2"], "fractions"),
+        (["--model", "test_tiny", "--device", "tpu"], "--device"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    rc = run_cli(["profile", *argv, "--out", str(tmp_path / "x.yaml"), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "x.yaml").exists()

@@ -1,0 +1,75 @@
+"""Built-in data-free pruning criteria: ``l1``, ``l2`` and ``random``.
+
+``l1`` is Li et al. (ICLR 2017, "Pruning Filters for Efficient ConvNets"): a channel's
+importance is the sum of ``|w|`` over its filter, summed over all producers of the
+dependency group (so a residual group ranks channels by all the convs writing them).
+``l2`` uses the Euclidean norm of the concatenated filters instead. Ties are broken by
+channel index (lower index kept), so the choice is deterministic. ``random`` keeps a
+uniformly random subset, seeded by ``ctx.seed`` and the group id.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from automc.compress.criteria import ChannelGroup, CriterionContext, register
+from automc.errors import AutomcError
+
+__all__ = ["L1", "L2", "RandomCriterion", "producer_rows", "top_k"]
+
+
+def producer_rows(group: ChannelGroup) -> torch.Tensor:
+    """``channels x features``: the producers' filters side by side."""
+    if not group.producers:
+        raise AutomcError(f"dependency group {group.group} has no producer layer")
+    rows = []
+    for _, module in group.producers:
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)
+        rows.append(weight.detach().reshape(group.channels, -1).float())
+    return torch.cat(rows, dim=1)
+
+
+def top_k(scores: torch.Tensor, n_keep: int) -> list[int]:
+    """Sorted indices of the ``n_keep`` largest scores (ties: lower index first)."""
+    order = torch.argsort(-scores, stable=True)
+    return sorted(int(i) for i in order[:n_keep])
+
+
+class L1:
+    name = "l1"
+    needs_data = False
+
+    def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
+        return top_k(producer_rows(group).abs().sum(dim=1), n_keep)
+
+    def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
+        return None
+
+
+class L2:
+    name = "l2"
+    needs_data = False
+
+    def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
+        return top_k(producer_rows(group).norm(dim=1), n_keep)
+
+    def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
+        return None
+
+
+class RandomCriterion:
+    name = "random"
+    needs_data = False
+
+    def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
+        gen = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + int(group.group))
+        return sorted(int(i) for i in torch.randperm(group.channels, generator=gen)[:n_keep])
+
+    def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
+        return None
+
+
+register("l1", "L1 norm of each filter summed over the group's producers (Li et al. 2017)")(L1)
+register("l2", "L2 norm of the group's concatenated filters")(L2)
+register("random", "uniformly random channels (seeded baseline)")(RandomCriterion)

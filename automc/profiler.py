@@ -55,6 +55,7 @@ from automc.schema.hw_profile import (
     LatencyEntry,
     LatencyTable,
     MeasurementInfo,
+    NetworkFit,
     Roofline,
     RuntimeInfo,
     ValidationInfo,
@@ -125,6 +126,7 @@ def time_callables(
     repeats: int = 30,
     sample_ms: float = 0.25,
     seed: int = 0,
+    rewarm: int = 2,
     progress: bool = False,
     desc: str = "timing",
 ) -> list[Timing]:
@@ -137,6 +139,9 @@ def time_callables(
         repeats: samples per callable.
         sample_ms: target duration of one sample (back-to-back calls are averaged).
         seed: shuffling seed.
+        rewarm: untimed calls right before each sample, so every sample is taken with the
+            workload's weights and activations in cache, as when a deployed model runs
+            alone (interleaving alone would time cold caches and overstate latency).
         progress: show a progress bar.
         desc: progress bar label.
 
@@ -161,6 +166,8 @@ def time_callables(
         for _ in range(repeats):
             rng.shuffle(order)
             for i in order:
+                for _ in range(rewarm):
+                    fns[i]()
                 samples[i].append(_sample_ms(fns[i], inner[i], dev))
             if bar is not None:
                 bar.update(len(fns))
@@ -470,6 +477,27 @@ def fit_overhead(rows: Sequence[tuple[float, float, float, float]]) -> tuple[flo
     return float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3])
 
 
+def fit_network(rows: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Fit ``measured = scale * table + overhead`` (both >= 0) on one network's variants.
+
+    Args:
+        rows: ``(table_ms, measured_ms)`` for the network's base and random variants.
+
+    Returns:
+        ``(table_scale, network_overhead_ms)`` minimising relative squared error; with a
+        single row (or no spread in ``table_ms``) only the scale is fitted.
+    """
+    data = np.asarray(rows, dtype=np.float64)
+    w = 1.0 / data[:, 1]
+    if len(data) >= 2 and np.ptp(data[:, 0]) > 1e-9:
+        design = np.column_stack([data[:, 0], np.ones(len(data))]) * w[:, None]
+        (scale, overhead), *_ = np.linalg.lstsq(design, data[:, 1] * w, rcond=None)
+        if scale > 0 and overhead >= 0:
+            return float(scale), float(overhead)
+    scale = float(np.sum(w * w * data[:, 0] * data[:, 1]) / np.sum(w * w * data[:, 0] ** 2))
+    return max(scale, 1e-6), 0.0
+
+
 def validation_info(
     profile: HwProfile, cases: Sequence[ProfileCase], variants: Sequence[Variant]
 ) -> ValidationInfo:
@@ -598,20 +626,46 @@ def build_profile(
         [CompressionPlan()] + [random_plan(c.layers, rng, model=c.name) for _ in range(train_variants)]
         for c in cases
     ]
-    train = measure_variants(
-        cases,
-        train_plans,
-        compress,
-        device=dev,
-        warmup=warmup,
-        repeats=repeats,
-        seed=seed,
-        progress=progress,
-        desc="fit networks",
-    )
+    vrng = random.Random(seed + 1)
+    val_plans = [[random_plan(c.layers, vrng, model=c.name) for _ in range(validate)] for c in cases]
+    # Each model's fit and held-out networks are timed in ONE interleaved run, so both see
+    # the same machine state; models are timed one after another, not mixed, because
+    # mixing thousands of distinct conv shapes evicts the runtime's kernel caches and slows
+    # every network in a way a deployed model running alone never sees.
+    measured = []
+    for case, tp, vp in zip(cases, train_plans, val_plans):
+        measured += measure_variants(
+            [case],
+            [tp + vp],
+            compress,
+            device=dev,
+            warmup=warmup,
+            repeats=repeats,
+            seed=seed,
+            progress=progress,
+            desc=f"networks ({case.name})",
+        )
+    n_fit = {c.name: len(tp) for c, tp in zip(cases, train_plans)}
+    seen: dict[str, int] = {}
+    train, held_out = [], []
+    for v in measured:
+        seen[v.model] = seen.get(v.model, 0) + 1
+        (train if seen[v.model] <= n_fit[v.model] else held_out).append(v)
     by_name = {c.name: c for c in cases}
     rows = [(*_features(by_name[v.model].layers, v.plan, profile), v.measured_ms) for v in train]
     scale, c0, c_layer, c_elem = fit_overhead(rows)
+    networks = []
+    for case in cases:
+        own = [(r[0], r[3]) for r, v in zip(rows, train) if v.model == case.name]
+        net_scale, net_c0 = fit_network(own)
+        networks.append(
+            NetworkFit(
+                model=case.name,
+                fingerprint=layers_fingerprint(case.layers),
+                table_scale=net_scale,
+                network_overhead_ms=net_c0,
+            )
+        )
     profile = replace(
         profile,
         latency=replace(
@@ -620,21 +674,9 @@ def build_profile(
             network_overhead_ms=c0,
             layer_overhead_ms=c_layer,
             elementwise_ns_per_element=c_elem * 1e6,
+            networks=tuple(networks),
         ),
     )
     if validate > 0:
-        vrng = random.Random(seed + 1)
-        val_plans = [[random_plan(c.layers, vrng, model=c.name) for _ in range(validate)] for c in cases]
-        held_out = measure_variants(
-            cases,
-            val_plans,
-            compress,
-            device=dev,
-            warmup=warmup,
-            repeats=repeats,
-            seed=seed + 1,
-            progress=progress,
-            desc="validation networks",
-        )
         profile = replace(profile, validation=validation_info(profile, cases, held_out))
     return profile

@@ -12,10 +12,11 @@ from torch import nn
 from automc import compress, graph, models
 from automc.cli import main
 from automc.cost.latency import layer_stages, predict_latency
-from automc.plan import CompressionPlan
+from automc.plan import CompressionPlan, layers_fingerprint
 from automc.profiler import (
     ProfileCase,
     build_profile,
+    fit_network,
     fit_overhead,
     fold_bn,
     measure_model_ms,
@@ -140,11 +141,27 @@ def test_build_profile_end_to_end(tmp_path: Path) -> None:
     table = {e.key: e.median_ms for e in back.latency.entries}
     conv2 = next(s for s in case.layers if s.name == "conv2")
     plain, _ = layer_stages(conv2, (0.5, 1.0), (0.5, 1.0))
-    elems_ms = back.latency.elementwise_ns_per_element * 1e-6 * 8 * 4 * 4
+    fit = back.latency.network(layers_fingerprint(case.layers))
+    assert fit is not None and fit.model == "test_tiny"
     assert pruned.per_layer_ms["conv2"] == pytest.approx(
-        back.latency.table_scale * table[plain.key(4, 8, 32, 1)] + back.latency.layer_overhead_ms + elems_ms,
-        rel=1e-6,
+        fit.table_scale * table[plain.key(4, 8, 32, 1)], rel=1e-6
     )
+    assert pruned.total_ms == pytest.approx(
+        fit.network_overhead_ms + sum(pruned.per_layer_ms.values()), rel=1e-9
+    )
+    # a network the profile was not measured on falls back to the global fit, flagged
+    other = tiny_case("test_residual")
+    est = predict_latency(other.layers, CompressionPlan(), back)
+    assert est.flags.get("(network)", "").startswith("latency: network not in the profile")
+
+
+def test_fit_network_recovers_scale_and_overhead() -> None:
+    rows = [(t, 1.7 * t + 0.4) for t in (1.0, 1.5, 2.2, 3.0)]
+    scale, overhead = fit_network(rows)
+    assert scale == pytest.approx(1.7) and overhead == pytest.approx(0.4)
+    # a negative intercept is not physical: fall back to a pure scale through the origin
+    scale, overhead = fit_network([(1.0, 0.5), (2.0, 1.6)])
+    assert overhead == 0.0 and 0.5 < scale < 0.8
 
 
 def test_cli_profile_writes_a_valid_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

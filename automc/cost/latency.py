@@ -1,7 +1,13 @@
 """Latency of a compressed network from a measured device profile (no torch, no tracing).
 
 A candidate's latency is the sum of its layers' latencies looked up in the profile's
-table plus the fitted network-level terms (see ``automc.schema.hw_profile.LatencyTable``)::
+table plus a fitted per-network overhead. For a network the profile was measured on
+(matched by ``layers_fingerprint``; see ``automc.schema.hw_profile.NetworkFit``)::
+
+    total_ms = network_overhead_ms[net] + table_scale[net] * sum over layers table_ms
+
+For any other network the global fit is used and the estimate is flagged under
+``"(network)"`` (see ``automc.schema.hw_profile.LatencyTable``)::
 
     total_ms = network_overhead_ms
              + sum over layers (table_scale * table_ms + layer_overhead_ms
@@ -39,10 +45,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from automc.plan import IDENTITY, LAYER_KINDS, NOT_PRUNABLE, CompressionPlan, LayerSpec, kept_channels
-from automc.schema.hw_profile import ConfigKey, HwProfile
+from automc.plan import (
+    IDENTITY,
+    LAYER_KINDS,
+    NOT_PRUNABLE,
+    CompressionPlan,
+    LayerSpec,
+    kept_channels,
+    layers_fingerprint,
+)
+from automc.schema.hw_profile import ConfigKey, HwProfile, NetworkFit
 
 DEFAULT_CHANNEL_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+NETWORK_FLAG_KEY = "(network)"
+FLAG_NOT_PROFILED = (
+    "latency: network not in the profile, global overhead fit (profile it for a tighter estimate)"
+)
 FLAG_ROOFLINE = "latency: outside the profile table, roofline estimate"
 FLAG_NO_SHAPE = "latency: layer shape not in the profile, roofline estimate"
 
@@ -241,6 +259,7 @@ class LatencyPredictor:
         self._elem_ms = lt.elementwise_ns_per_element * 1e-6
         self._layer_ms = lt.layer_overhead_ms
         self._scale = lt.table_scale
+        self._fits: dict[tuple[int, int], tuple[LayerSpec, NetworkFit | None]] = {}
 
     def _table_bits(self, bits: int) -> int:
         for b in self._bits:
@@ -374,6 +393,17 @@ class LatencyPredictor:
             total += ms
         return total, flag
 
+    def _network_fit(self, layers: Sequence[LayerSpec]) -> NetworkFit | None:
+        """The profile's per-network fit for these layers (cached per layer list)."""
+        if not self.profile.latency.networks or not layers:
+            return None
+        key = (id(layers[0]), len(layers))
+        hit = self._fits.get(key)
+        if hit is None or hit[0] is not layers[0]:
+            hit = (layers[0], self.profile.latency.network(layers_fingerprint(layers)))
+            self._fits[key] = hit
+        return hit[1]
+
     def predict(self, layers: Sequence[LayerSpec], plan: CompressionPlan) -> LatencyEstimate:
         """Predicted latency of ``layers`` compressed by ``plan`` (see the module docstring)."""
         choices = plan.layers
@@ -384,8 +414,15 @@ class LatencyPredictor:
         per_layer: dict[str, float] = {}
         flags: dict[str, str] = {}
         unsupported: dict[str, str] = {}
-        total = self.profile.latency.network_overhead_ms
-        elem_ms, layer_ms = self._elem_ms, self._layer_ms
+        fit = self._network_fit(layers)
+        if fit is None:
+            total = self.profile.latency.network_overhead_ms
+            scale, elem_ms, layer_ms = self._scale, self._elem_ms, self._layer_ms
+            if self.profile.latency.networks:
+                flags[NETWORK_FLAG_KEY] = FLAG_NOT_PROFILED
+        else:
+            total = fit.network_overhead_ms
+            scale, elem_ms, layer_ms = fit.table_scale, 0.0, 0.0
         for spec in layers:
             if spec.kind not in LAYER_KINDS:
                 unsupported[spec.name] = f"layer kind {spec.kind!r} has no latency model"
@@ -407,7 +444,7 @@ class LatencyPredictor:
             if hit is None:
                 hit = self._price(layer, n, m, rank, choice.w_bits, choice.a_bits)
                 self._prices[ck] = hit
-            ms = self._scale * hit[0] + layer_ms + elem_ms * m * layer.out_positions * self.batch
+            ms = scale * hit[0] + layer_ms + elem_ms * m * layer.out_positions * self.batch
             if hit[1]:
                 flags[spec.name] = hit[1]
             per_layer[spec.name] = ms

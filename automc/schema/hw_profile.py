@@ -42,7 +42,8 @@ _MEASUREMENT_KEYS = {"warmup", "repeats", "statistic", "date"}
 _ROOFLINE_KEYS = {"peak_macs_per_s", "memory_bandwidth_bytes_per_s", "launch_overhead_ms"}
 _ENERGY_KEYS = {"table", "onchip_buffer_bytes"}
 _LATENCY_REQUIRED = {"network_overhead_ms", "grid", "table"}
-_LATENCY_OPTIONAL = {"layer_overhead_ms", "elementwise_ns_per_element", "table_scale"}
+_LATENCY_OPTIONAL = {"layer_overhead_ms", "elementwise_ns_per_element", "table_scale", "networks"}
+_NETWORK_KEYS = {"model", "fingerprint", "table_scale", "network_overhead_ms"}
 _GRID_KEYS = {"channel_fractions", "rank_fractions"}
 _ENTRY_REQUIRED = {
     "kind",
@@ -202,6 +203,36 @@ class LatencyEntry:
 
 
 @dataclass(frozen=True)
+class NetworkFit:
+    """Overhead fitted on one profiled network: ``latency = table_scale * table sum + network_overhead_ms``.
+
+    The non-conv work (activations, adds, pooling, framework dispatch) of a network and how
+    its layers run inside it rather than alone differ a lot between architectures (on the
+    2-core CPU, mobilenetv2 spends ~35% of its time outside convs, resnet20 ~15%), so each
+    profiled network gets its own two terms, fitted on its base and random variants.
+
+    Attributes:
+        model: the network's name (informational).
+        fingerprint: ``automc.plan.layers_fingerprint`` of its layers (the lookup key).
+        table_scale: factor applied to the sum of the network's table latencies.
+        network_overhead_ms: fixed cost per forward pass.
+    """
+
+    model: str
+    fingerprint: str
+    table_scale: float
+    network_overhead_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "fingerprint": self.fingerprint,
+            "table_scale": _round_sig(self.table_scale),
+            "network_overhead_ms": _round_sig(self.network_overhead_ms),
+        }
+
+
+@dataclass(frozen=True)
 class LatencyTable:
     """Measured layer latencies plus the fitted network-level terms.
 
@@ -227,9 +258,15 @@ class LatencyTable:
     layer_overhead_ms: float = 0.0
     elementwise_ns_per_element: float = 0.0
     table_scale: float = 1.0
+    networks: tuple[NetworkFit, ...] = ()
+
+    def network(self, fingerprint: str) -> NetworkFit | None:
+        """The per-network fit for a layer fingerprint, if that network was profiled."""
+        return next((n for n in self.networks if n.fingerprint == fingerprint), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "networks": [n.to_dict() for n in self.networks],
             "network_overhead_ms": _round_sig(self.network_overhead_ms),
             "layer_overhead_ms": _round_sig(self.layer_overhead_ms),
             "elementwise_ns_per_element": _round_sig(self.elementwise_ns_per_element),
@@ -474,6 +511,30 @@ def _fractions(p: Problems, d: Mapping[str, Any], key: str, field_name: str) -> 
     return tuple(float(x) for x in v)
 
 
+def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
+    if not isinstance(raw, list):
+        p.add("latency.networks", f"must be a list, got {type(raw).__name__}")
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        field = f"latency.networks[{i}]"
+        d = p.mapping(item, field)
+        if d is None:
+            continue
+        p.keys(d, field, required=_NETWORK_KEYS)
+        model = p.string(d, "model", field)
+        fp = p.string(d, "fingerprint", field)
+        scale = p.number(d, "table_scale", field, positive=True)
+        oh = p.number(d, "network_overhead_ms", field)
+        if model and fp and scale is not None and oh is not None:
+            out.append(
+                NetworkFit(
+                    model=model, fingerprint=fp, table_scale=float(scale), network_overhead_ms=float(oh)
+                )
+            )
+    return tuple(out)
+
+
 def parse_hw_profile(data: Any, source: str) -> HwProfile:
     """Validate an already-parsed profile mapping; raise one ConfigError listing all problems."""
     p = check_header(data, source, schema=HW_PROFILE_SCHEMA, versions=set(HW_PROFILE_VERSIONS))
@@ -557,6 +618,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
         layer_oh = p.number(lt, "layer_overhead_ms", "latency", required=False)
         elem = p.number(lt, "elementwise_ns_per_element", "latency", required=False)
         scale = p.number(lt, "table_scale", "latency", required=False, positive=True)
+        networks = _networks(p, lt.get("networks", []))
         grid_raw = p.mapping(lt.get("grid"), "latency.grid")
         grid: dict[str, tuple[float, ...]] = {}
         if grid_raw is not None:
@@ -586,6 +648,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
                 layer_overhead_ms=float(layer_oh or 0.0),
                 elementwise_ns_per_element=float(elem or 0.0),
                 table_scale=float(scale if scale is not None else 1.0),
+                networks=networks,
             )
 
     validation = None

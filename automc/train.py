@@ -50,7 +50,7 @@ class Recipe:
 
 
 DEFAULT_RECIPES: dict[str, Recipe] = {
-    "digits": Recipe(epochs=30, lr=0.1, batch_size=64, weight_decay=5e-4),
+    "digits": Recipe(epochs=15, lr=0.1, batch_size=64, weight_decay=5e-4),
     "synthetic": Recipe(epochs=8, lr=0.05, batch_size=32, weight_decay=5e-4),
     "cifar10": Recipe(epochs=160, lr=0.1, batch_size=128, weight_decay=5e-4),
 }

@@ -156,7 +156,9 @@ class LayerChoice:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v not in ALLOWED_BITS:
                 raise AutomcError(f"{key} must be one of 1..8, 16, 32, got {v!r}")
-        if self.rank is not None and (isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1):
+        if self.rank is not None and (
+            isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1
+        ):
             raise AutomcError(f"rank must be a positive integer or null, got {self.rank!r}")
         if not (isinstance(self.sparsity, int | float) and 0.0 <= float(self.sparsity) < 1.0):
             raise AutomcError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
@@ -175,7 +177,9 @@ class LayerChoice:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise AutomcError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
+            raise AutomcError(
+                f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(known))})"
+            )
         try:
             return cls(**dict(d))
         except AutomcError as e:
@@ -232,7 +236,9 @@ class CompressionPlan:
         if d.get("schema", PLAN_SCHEMA) != PLAN_SCHEMA:
             raise AutomcError(f"{where}: schema must be {PLAN_SCHEMA!r}, got {d.get('schema')!r}")
         if d.get("version", PLAN_VERSION) != PLAN_VERSION:
-            raise AutomcError(f"{where}: unsupported version {d.get('version')!r} (supported: {PLAN_VERSION})")
+            raise AutomcError(
+                f"{where}: unsupported version {d.get('version')!r} (supported: {PLAN_VERSION})"
+            )
         layers = d.get("layers", {})
         if not isinstance(layers, Mapping):
             raise AutomcError(f"{where}: 'layers' must be a mapping of layer name to choices")
@@ -240,7 +246,9 @@ class CompressionPlan:
         if not isinstance(criterion, str):
             raise AutomcError(f"{where}: 'criterion' must be a string")
         return cls(
-            layers={str(k): LayerChoice.from_dict(v, where=f"{where}: layer {k!r}") for k, v in layers.items()},
+            layers={
+                str(k): LayerChoice.from_dict(v, where=f"{where}: layer {k!r}") for k, v in layers.items()
+            },
             criterion=criterion,
             model=str(d.get("model", "")),
             fingerprint=str(d.get("fingerprint", "")),
@@ -316,7 +324,9 @@ class CompressionPlan:
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise AutomcError(f"plan names unknown layer {name!r}{hint}")
             if choice.keep_ratio < 1.0 and not spec.prunable:
-                raise AutomcError(f"layer {name!r}: output channels are not prunable (keep_ratio must be 1.0)")
+                raise AutomcError(
+                    f"layer {name!r}: output channels are not prunable (keep_ratio must be 1.0)"
+                )
             if choice.rank is not None and choice.rank > spec.max_rank:
                 raise AutomcError(f"layer {name!r}: rank {choice.rank} exceeds min(m, n) = {spec.max_rank}")
             if choice.rank is not None and spec.kind == "dwconv2d":
@@ -369,7 +379,11 @@ class Measurement:
         return all(v <= 0 for v in self.constraints.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"objectives": dict(self.objectives), "constraints": dict(self.constraints), "info": dict(self.info)}
+        return {
+            "objectives": dict(self.objectives),
+            "constraints": dict(self.constraints),
+            "info": dict(self.info),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Measurement:

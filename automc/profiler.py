@@ -647,7 +647,8 @@ def build_profile(
         )
     n_fit = {c.name: len(tp) for c, tp in zip(cases, train_plans)}
     seen: dict[str, int] = {}
-    train, held_out = [], []
+    train: list[Variant] = []
+    held_out: list[Variant] = []
     for v in measured:
         seen[v.model] = seen.get(v.model, 0) + 1
         (train if seen[v.model] <= n_fit[v.model] else held_out).append(v)

@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from automc.errors import AutomcError
+from automc.registry import Registry
 
 
 @dataclass
@@ -77,37 +77,15 @@ class Criterion(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Callable[[], Criterion]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
-
-
-def register(name: str, description: str) -> Callable[[Callable[[], Criterion]], Callable[[], Criterion]]:
-    def deco(factory: Callable[[], Criterion]) -> Callable[[], Criterion]:
-        _REGISTRY[name] = factory
-        _DESCRIPTIONS[name] = description
-        return factory
-
-    return deco
-
-
-def _load_builtin() -> None:
-    # Importing these modules registers the built-in criteria.
-    import automc.compress.criteria_impl  # noqa: F401  (l1, l2, random)
-    import automc.compress.criteria_seeds  # noqa: F401  (taylor, thinet, lasso, epruner, correlation)
-
-
-def names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def describe() -> dict[str, str]:
-    _load_builtin()
-    return dict(sorted(_DESCRIPTIONS.items()))
+_REGISTRY: Registry[Callable[[], Criterion]] = Registry(
+    kind="pruning criterion",
+    plugins=("automc.compress.criteria_impl", "automc.compress.criteria_seeds"),
+)
+register = _REGISTRY.register
+names = _REGISTRY.names
+describe = _REGISTRY.describe
 
 
 def get(name: str) -> Criterion:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise AutomcError(f"unknown pruning criterion {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]()
+    """A fresh instance of the criterion registered as ``name``."""
+    return _REGISTRY.get(name)()

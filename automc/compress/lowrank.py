@@ -19,58 +19,24 @@ The result is an ``nn.Sequential`` of the two, so the factors are named ``<name>
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from automc.errors import AutomcError
+from automc.registry import Registry
 
 __all__ = ["LowRankMethod", "describe", "get", "max_rank", "names", "register", "svd_factorize"]
 
 LowRankMethod = Callable[[nn.Module, int], nn.Module]
 
 _ADMM_MODULE = "automc.compress.lowrank_admm"
-_REGISTRY: dict[str, LowRankMethod] = {}
-_DESCRIPTIONS: dict[str, str] = {}
-
-
-def register(name: str, description: str) -> Callable[[LowRankMethod], LowRankMethod]:
-    """Register a low-rank method under ``name`` (returns it unchanged)."""
-
-    def deco(method: LowRankMethod) -> LowRankMethod:
-        _REGISTRY[name] = method
-        _DESCRIPTIONS[name] = description
-        return method
-
-    return deco
-
-
-def _load_builtin() -> None:
-    try:
-        importlib.import_module(_ADMM_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != _ADMM_MODULE:
-            raise
-
-
-def names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def describe() -> dict[str, str]:
-    _load_builtin()
-    return dict(sorted(_DESCRIPTIONS.items()))
-
-
-def get(name: str) -> LowRankMethod:
-    if name not in _REGISTRY:
-        _load_builtin()
-    if name not in _REGISTRY:
-        raise AutomcError(f"unknown low-rank method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]
+_REGISTRY: Registry[LowRankMethod] = Registry(kind="low-rank method", plugins=(_ADMM_MODULE,))
+register = _REGISTRY.register
+names = _REGISTRY.names
+describe = _REGISTRY.describe
+get = _REGISTRY.get
 
 
 def max_rank(module: nn.Module) -> int:

@@ -15,8 +15,7 @@ quantizers.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -24,6 +23,7 @@ import torch
 
 from automc.cost.storage import binary_storage_bits, uniform_storage_bits
 from automc.errors import AutomcError
+from automc.registry import Registry
 
 __all__ = ["Binary", "Quantizer", "Uniform", "describe", "get", "names", "register"]
 
@@ -42,46 +42,11 @@ class Quantizer(Protocol):
 
 Q = TypeVar("Q", bound=Quantizer)
 
-_REGISTRY: dict[str, Quantizer] = {}
-_DESCRIPTIONS: dict[str, str] = {}
-
-
-def register(name: str, description: str) -> Callable[[Q], Q]:
-    """Register a quantizer instance under ``name`` (returns it unchanged)."""
-
-    def deco(quantizer: Q) -> Q:
-        _REGISTRY[name] = quantizer
-        _DESCRIPTIONS[name] = description
-        return quantizer
-
-    return deco
-
-
-def _load_builtin() -> None:
-    try:
-        importlib.import_module(_SEEDS_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != _SEEDS_MODULE:
-            raise
-
-
-def names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def describe() -> dict[str, str]:
-    _load_builtin()
-    return dict(sorted(_DESCRIPTIONS.items()))
-
-
-def get(name: str) -> Quantizer:
-    """The quantizer registered as ``name``; ``AutomcError`` naming the known ones otherwise."""
-    if name not in _REGISTRY:
-        _load_builtin()
-    if name not in _REGISTRY:
-        raise AutomcError(f"unknown weight quantizer {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]
+_REGISTRY: Registry[Quantizer] = Registry(kind="weight quantizer", plugins=(_SEEDS_MODULE,))
+register = _REGISTRY.register
+names = _REGISTRY.names
+describe = _REGISTRY.describe
+get = _REGISTRY.get
 
 
 def _numel(shape: Sequence[int]) -> int:

@@ -229,7 +229,7 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
                 ("size (bytes)", _fmt(e.get("size_bytes"))),
                 ("energy (mJ)", _fmt(e.get("energy_mj"))),
                 ("latency pred (ms)", _fmt(e.get("latency_ms"))),
-                ("latency meas (ms)", _fmt(lat)),
+                ("latency meas (ms, fp32 arch.)", _fmt(lat)),
                 ("speed-up", f"{speedup:.2f}x" if speedup else "—"),
             ]
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,14 @@ class Problems:
             return None
         return d
 
-    def keys(self, d: Mapping[str, Any], field: str, *, required: set[str], optional: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def keys(
+        self,
+        d: Mapping[str, Any],
+        field: str,
+        *,
+        required: AbstractSet[str],
+        optional: AbstractSet[str] = frozenset(),
+    ) -> None:
         prefix = f"{field}." if field else ""
         for k in sorted(set(d) - required - set(optional), key=str):
             self.add(f"{prefix}{k}", "unknown key")
@@ -64,8 +72,15 @@ class Problems:
             self.add(f"{prefix}{k}", "missing")
 
     def number(
-        self, d: Mapping[str, Any], key: str, field: str, *, integer: bool = False, positive: bool = False,
-        minimum: float | None = 0.0, required: bool = True,
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        field: str,
+        *,
+        integer: bool = False,
+        positive: bool = False,
+        minimum: float | None = 0.0,
+        required: bool = True,
     ) -> float | None:
         name = f"{field}.{key}" if field else key
         if key not in d:

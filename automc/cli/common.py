@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from automc.errors import AutomcError
+
+if TYPE_CHECKING:
+    from automc.plan import CompressionPlan
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -23,3 +27,17 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 def automc_home() -> Path:
     """Cache folder for trained base models etc.: ``$AUTOMC_HOME`` or ``~/.cache/automc``."""
     return Path(os.environ.get("AUTOMC_HOME") or Path.home() / ".cache" / "automc")
+
+
+def read_plan(path: str) -> CompressionPlan:
+    """Load ``--plan`` JSON; a missing/unreadable/invalid file is an AutomcError naming it."""
+    from automc.plan import CompressionPlan
+
+    p = Path(path)
+    if not p.is_file():
+        raise AutomcError(f"--plan: {p}: file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise AutomcError(f"--plan: {p}: cannot read file ({e.__class__.__name__})") from None
+    return CompressionPlan.from_json(text, where=str(p))

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from automc.cli.common import parse_input_shape
+from automc.cli.common import parse_input_shape, read_plan
 from automc.errors import AutomcError
 
 HELP = "Apply a compression plan (prune / low-rank / quantize) to a model and save it."
@@ -29,19 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output file (e.g. model.pt)")
 
 
-def _read_plan(path: str) -> Any:
-    from automc.plan import CompressionPlan
-
-    p = Path(path)
-    if not p.is_file():
-        raise AutomcError(f"--plan: {p}: file not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise AutomcError(f"--plan: {p}: cannot read file ({e.__class__.__name__})") from None
-    return CompressionPlan.from_json(text, where=str(p))
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -51,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     shape = parse_input_shape(args.input)
-    plan = _read_plan(args.plan)
+    plan = read_plan(args.plan)
     if plan.model and plan.model != args.model:
         raise AutomcError(f"--plan {args.plan}: plan is for model {plan.model!r}, not --model {args.model!r}")
     out = Path(args.out)

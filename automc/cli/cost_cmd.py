@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from automc.cli.common import parse_input_shape
+from automc.cli.common import parse_input_shape, read_plan
 from automc.errors import AutomcError, UnsupportedLayerError
 
 HELP = "Price a model/plan analytically: MACs, params, size, peak activation, energy, latency."
@@ -47,19 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print lower bounds instead of failing on unpriceable layers",
     )
-
-
-def _read_plan(path: str) -> Any:
-    from automc.plan import CompressionPlan
-
-    p = Path(path)
-    if not p.is_file():
-        raise AutomcError(f"--plan: {p}: file not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise AutomcError(f"--plan: {p}: cannot read file ({e.__class__.__name__})") from None
-    return CompressionPlan.from_json(text, where=str(p))
 
 
 def _check_plan_fits(plan: Any, path: str, model_name: str, layers: Any) -> None:
@@ -98,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile) if args.profile else None
     table = load_energy_table(args.energy_table) if args.energy_table else None
-    plan = _read_plan(args.plan) if args.plan else None
+    plan = read_plan(args.plan) if args.plan else None
 
     import torch
 

@@ -56,16 +56,6 @@ def write_payload(path: Path, marker: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.getbasetemp() / "automc_home_h9"  # shared by this session's h9 test modules
-    path.mkdir(exist_ok=True)
-    mp.setenv("AUTOMC_HOME", str(path))
-    yield path
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def prebuilt(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-trial search (study.db + report) matching the manifest's search prefix."""
     out = tmp_path_factory.mktemp("prebuilt") / "run"

@@ -27,15 +27,6 @@ ARGS = dict(
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("automc_home")
-    mp.setenv("AUTOMC_HOME", str(path))
-    yield path
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def run(home, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     return automc.search(trials=8, out=out, seed=0, **ARGS), out

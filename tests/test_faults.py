@@ -19,23 +19,10 @@ from typing import Any
 import optuna
 import pytest
 
-from automc import train
 from automc.engine import search
 from automc.proxy import AdaptiveBNProxy
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):
-    """An AUTOMC_HOME shared by the h9 test modules; its test_tiny/synthetic base model is trained once."""
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.getbasetemp() / "automc_home_h9"  # shared by this session's h9 test modules
-    path.mkdir(exist_ok=True)
-    mp.setenv("AUTOMC_HOME", str(path))
-    train.base_model("test_tiny", "synthetic", seed=0, progress=False)
-    yield path
-    mp.undo()
 
 
 SEARCH = (

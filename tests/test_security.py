@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import automc
-from automc import models, train
+from automc import models
 from automc.cli import main
 from automc.errors import AutomcError
 from automc.schema.hw_profile import load_hw_profile
@@ -51,17 +51,6 @@ def write_payload(path: Path, marker: Path, *, saver: str) -> Path:
         with path.open("wb") as f:
             pickle.dump(obj, f)
     return path
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.getbasetemp() / "automc_home_h9"  # shared by this session's h9 test modules
-    path.mkdir(exist_ok=True)
-    mp.setenv("AUTOMC_HOME", str(path))
-    train.base_model("test_tiny", "synthetic", seed=0, progress=False)
-    yield path
-    mp.undo()
 
 
 # --- pickle payloads ------------------------------------------------------------------------

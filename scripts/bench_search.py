@@ -21,6 +21,7 @@ Every number in the JSON is measured in this run.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         objectives=objectives,
         seed=0,
     )
-    base_metrics = dict(proxy.evaluate(base, CompressionPlan(model=args.model)))
+    base_metrics = dict(proxy.evaluate(copy.deepcopy(base), CompressionPlan(model=args.model)))
     base_fig = {k: float(v) for k, v in base_cost.items() if k in ("macs", "latency_ms")}
     setup_s = time.perf_counter() - t_start
 

@@ -342,9 +342,7 @@ def search(
     from automc.pareto import select_spread
     from automc.report import ReportData, render
 
-    data = (
-        ReportData.from_storage(url, study_name) if "://" in url else ReportData.from_storage(url, study_name)
-    )
+    data = ReportData.from_storage(url, study_name)
     front = data.pareto_numbers()
     base_fig = _base_figures(base, splits, proxy, identity, cost_model, layers, example, recorder)
     base_fig["search_seconds"] = search_s

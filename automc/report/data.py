@@ -73,15 +73,11 @@ class ReportData:
         """Load a study written by automc; unknown study/storage -> AutomcError."""
         import optuna
 
+        from automc.search.storage import make_storage
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            if "://" not in storage:
-                from optuna.storages.journal import JournalFileBackend
-
-                journal = optuna.storages.JournalStorage(JournalFileBackend(storage))
-                study = optuna.load_study(study_name=study_name, storage=journal)
-            else:
-                study = optuna.load_study(study_name=study_name, storage=storage)
+            study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
         except KeyError:
             raise AutomcError(f"no study named {study_name!r} in storage {storage}") from None
         except Exception as e:  # noqa: BLE001 - optuna raises many types for a bad URL/file

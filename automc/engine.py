@@ -428,10 +428,21 @@ def float_architecture(base: Any, plan: CompressionPlan, example_input: Any, see
     return compress.apply(base, fp32, example_input, seed=seed)
 
 
-def _latency_ms(model: Any, example_input: Any) -> float:
+def _latency_ms(model: Any, example_input: Any, cost_model: Any) -> float:
+    """Measured latency, timed as the search's device profile was (statistic, repeats, warm-up).
+
+    The minimum of more samples is lower, so the repeats must match for the measured and
+    predicted latencies to be comparable. Without a profile: the median of 30 samples.
+    """
     from automc.profiler import measure_model_ms
 
-    return float(measure_model_ms(model, example_input))
+    profile = cost_model.profile
+    if profile is None:
+        return float(measure_model_ms(model, example_input))
+    m = profile.measurement
+    return float(
+        measure_model_ms(model, example_input, warmup=m.warmup, repeats=m.repeats, statistic=m.statistic)
+    )
 
 
 def _base_figures(
@@ -454,7 +465,7 @@ def _base_figures(
     fig["proxy_acc"] = float(proxy.evaluate(copy.deepcopy(base), identity)["acc"])
     fig["macs_measured"] = measured_macs(base, example)
     fig["params"] = int(sum(p.numel() for p in base.parameters()))
-    fig["latency_ms_measured"] = _latency_ms(base, example)
+    fig["latency_ms_measured"] = _latency_ms(base, example, cost_model)
     return fig
 
 
@@ -503,7 +514,9 @@ def _finish_winner(
     cost = dict(cost_model.estimate(layers, plan).total)
     measured = {"macs": float(measured_macs(model, example))}
     if "latency_ms" in cost or "latency_ms" in limits:
-        measured["latency_ms"] = _latency_ms(float_architecture(base, plan, example, seed), example)
+        measured["latency_ms"] = _latency_ms(
+            float_architecture(base, plan, example, seed), example, cost_model
+        )
     measured_cons = budget.constraints({**cost, **measured}, limits)
     figures: dict[str, Any] = {k: float(v) for k, v in cost.items()}
     figures.update(

@@ -4,8 +4,9 @@ For each model (default resnet20 and mobilenetv2, CIFAR input 1x3x32x32), ``--n`
 fp32 compressed variants (random per-group keep ratios and random low-rank ranks, seeds
 disjoint from those the profile was fitted/validated on) are built with
 ``automc.compress.apply``, BatchNorm-folded and timed end to end (threads pinned,
-warm-up, interleaved shuffled repeats, medians: ``automc.profiler.measure_variants``),
-and compared with ``automc.cost.latency.predict_latency`` from the device profile:
+warm-up, interleaved shuffled repeats: ``automc.profiler.measure_variants``), taking the
+statistic the profile was measured with (``measurement.statistic``: min or median of the
+samples), and compared with ``automc.cost.latency.predict_latency`` from the device profile:
 
     latency.<model>: n, within_10pct, rmspe, spearman (predicted vs measured),
                      flops_spearman (MACs vs measured: the FLOPs-only baseline)
@@ -74,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", help="models to validate (default resnet20, mobilenetv2)")
     ap.add_argument("--n", type=int, default=30, help="held-out variants per model (default 30)")
     ap.add_argument("--seed", type=int, default=1000, help="variant seed; the profile uses 0 and 1")
-    ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        help="samples per network (default: the profile's measurement.repeats; a minimum over "
+        "more samples is lower, so measure as the profile did)",
+    )
+    ap.add_argument("--warmup", type=int, help="warm-up calls per network (default: the profile's)")
     ap.add_argument(
         "--reuse-speed", action="store_true", help="read reports/bench/cost_speed.json, do not re-run"
     )
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     from automc.schema.hw_profile import resolve_profile
 
     profile = resolve_profile(args.profile)
+    repeats = args.repeats or profile.measurement.repeats
+    warmup = args.warmup if args.warmup is not None else profile.measurement.warmup
     threads = profile.runtime.threads
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
@@ -109,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             [case],
             [plans],
             lambda m, p, x: compress.apply(m, p, x),
-            warmup=args.warmup,
-            repeats=args.repeats,
+            warmup=warmup,
+            repeats=repeats,
             seed=args.seed,
+            statistic=profile.measurement.statistic,
             progress=True,
             desc=name,
         )
@@ -135,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": threads,
         "batch": profile.runtime.batch,
         "seed": args.seed,
-        "repeats": args.repeats,
+        "repeats": repeats,
+        "statistic": profile.measurement.statistic,
         "load_average_1min_before": round(load_before, 2),
         "load_average_1min_after": round(load_after, 2),
         "wall_s": round(time.perf_counter() - started, 1),

@@ -131,6 +131,11 @@ def test_unquoted_date_is_accepted(tmp_path: Path) -> None:
         ),
         (lambda d: d["measurement"].update(statistic="mean"), "measurement.statistic"),
         (
+            lambda d: d["measurement"].update(statistic="min"),
+            "latency.table[0].min_ms: required when measurement.statistic is 'min'",
+        ),
+        (lambda d: d["latency"]["table"][1].update(min_ms=0.0), "latency.table[1].min_ms"),
+        (
             lambda d: d["roofline"]["peak_macs_per_s"].update(int3=1.0),
             "peak_macs_per_s.int3: unknown precision",
         ),

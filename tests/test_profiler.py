@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 from automc import compress, graph, models
 from automc.cli import main
 from automc.cost.latency import layer_stages, predict_latency
+from automc.errors import AutomcError
 from automc.plan import CompressionPlan, layers_fingerprint
 from automc.profiler import (
     ProfileCase,
@@ -24,7 +26,7 @@ from automc.profiler import (
     table_configs,
     time_callables,
 )
-from automc.schema.hw_profile import dump_hw_profile, load_hw_profile
+from automc.schema.hw_profile import HwProfile, dump_hw_profile, load_hw_profile
 
 torch.set_num_threads(1)
 
@@ -110,20 +112,22 @@ def test_random_plan_is_valid_for_the_model() -> None:
         assert out(case.example_input).shape == case.model(case.example_input).shape
 
 
-def test_build_profile_end_to_end(tmp_path: Path) -> None:
-    case = tiny_case()
-    prof = build_profile(
+def tiny_profile(case: ProfileCase, fractions: tuple[float, ...] = (0.5, 1.0), **kwargs: Any) -> HwProfile:
+    """A quick 1-thread profile of ``case`` (few repeats); ``kwargs`` override ``build_profile``'s."""
+    opts: dict[str, Any] = dict(threads=1, warmup=1, repeats=3, train_variants=2, validate=2) | kwargs
+    return build_profile(
         [case],
         lambda m, p, x: compress.apply(m, p, x),
         profile_id="tiny",
-        threads=1,
-        warmup=1,
-        repeats=3,
-        train_variants=2,
-        validate=2,
-        channel_fractions=(0.5, 1.0),
-        rank_fractions=(0.5, 1.0),
+        channel_fractions=fractions,
+        rank_fractions=fractions,
+        **opts,
     )
+
+
+def test_build_profile_end_to_end(tmp_path: Path) -> None:
+    case = tiny_case()
+    prof = tiny_profile(case)
     assert prof.device.id == "tiny" and prof.runtime.threads == 1
     assert prof.validation is not None and prof.validation.n == 2
     assert prof.validation.models == ("test_tiny",)
@@ -138,7 +142,9 @@ def test_build_profile_end_to_end(tmp_path: Path) -> None:
     pruned = predict_latency(case.layers, CompressionPlan.uniform(case.layers, keep_ratio=0.5), back)
     assert not pruned.flags
     # the pruned conv2 (4 -> 8 channels) is priced from its own table entry, not the full layer's
-    table = {e.key: e.median_ms for e in back.latency.entries}
+    assert back.measurement.statistic == "min"
+    assert all(e.min_ms is not None and e.min_ms <= e.median_ms for e in back.latency.entries)
+    table = {e.key: e.value_ms("min") for e in back.latency.entries}
     conv2 = next(s for s in case.layers if s.name == "conv2")
     plain, _ = layer_stages(conv2, (0.5, 1.0), (0.5, 1.0))
     fit = back.latency.network(layers_fingerprint(case.layers))
@@ -185,6 +191,8 @@ def test_cli_profile_writes_a_valid_profile(tmp_path: Path, capsys: pytest.Captu
             "1",
             "--fractions",
             "0.5,1",
+            "--statistic",
+            "median",
             "--out",
             str(out),
             "--quiet",
@@ -193,6 +201,7 @@ def test_cli_profile_writes_a_valid_profile(tmp_path: Path, capsys: pytest.Captu
     assert rc == 0
     prof = load_hw_profile(out)
     assert prof.device.id == "cli"
+    assert prof.measurement.statistic == "median" and prof.measurement.repeats == 3
     assert prof.latency.grid["channel_fractions"] == (0.5, 1.0)
     assert prof.validation is not None and prof.validation.n == 2
     assert "wrote" in capsys.readouterr().out
@@ -213,6 +222,7 @@ def run_cli(argv: list[str]) -> int:
         (["--model", "no_such_model", "--validate", "0"], "no_such_model"),
         (["--model", "test_tiny", "--fractions", "0.5,2"], "fractions"),
         (["--model", "test_tiny", "--device", "tpu"], "--device"),
+        (["--model", "test_tiny", "--statistic", "mean"], "--statistic"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(
@@ -224,3 +234,21 @@ def test_cli_bad_input_exits_2_with_one_line(
     assert needle in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_profile_statistic_decides_which_sample_statistic_is_priced() -> None:
+    case = tiny_case()
+    prof = tiny_profile(case, (1.0,), repeats=5, train_variants=1, validate=0, statistic="median")
+    assert prof.measurement.statistic == "median"
+    conv1 = next(s for s in case.layers if s.name == "conv1")
+    plain, _ = layer_stages(conv1, (1.0,), (1.0,))
+    entry = next(
+        e for e in prof.latency.entries if e.key == plain.key(conv1.in_channels, conv1.out_channels, 32, 1)
+    )
+    assert entry.min_ms is not None and entry.min_ms <= entry.median_ms
+    fit = prof.latency.network(layers_fingerprint(case.layers))
+    assert fit is not None
+    priced = predict_latency(case.layers, CompressionPlan(), prof).per_layer_ms["conv1"]
+    assert priced == pytest.approx(fit.table_scale * entry.median_ms, rel=1e-6)
+    with pytest.raises(AutomcError, match="statistic"):
+        tiny_profile(case, (1.0,), validate=0, statistic="mean")

@@ -247,7 +247,8 @@ class LatencyPredictor:
         self.batch = profile.runtime.batch
         self.channel_fractions = tuple(lt.grid.get("channel_fractions", DEFAULT_CHANNEL_FRACTIONS))
         self.rank_fractions = tuple(lt.grid.get("rank_fractions", self.channel_fractions))
-        self._table: dict[ConfigKey, float] = {e.key: e.median_ms for e in lt.entries}
+        stat = profile.measurement.statistic
+        self._table: dict[ConfigKey, float] = {e.key: e.value_ms(stat) for e in lt.entries}
         self._shapes: set[_Shape] = {
             (k[0], k[1], k[2], k[5], k[6], k[7], k[8], k[9], k[10], k[13]) for k in self._table
         }

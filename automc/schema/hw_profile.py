@@ -31,7 +31,9 @@ from automc.schema.common import Problems, check_header, read_yaml
 HW_PROFILE_SCHEMA = "automc/hw-profile"
 HW_PROFILE_VERSIONS = frozenset({1})
 DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu", "npu", "other")
-STATISTICS = ("median",)
+#: ``median``: the typical call; ``min``: the best of the repeats, which stays reproducible on a
+#: shared machine whose neighbours slow some periods down (see ``automc.profiler``).
+STATISTICS = ("median", "min")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4", "binary")
 
 _TOP_REQUIRED = {"schema", "version", "device", "runtime", "measurement", "roofline", "energy", "latency"}
@@ -59,7 +61,7 @@ _ENTRY_REQUIRED = {
     "spread_ms",
     "count",
 }
-_ENTRY_OPTIONAL = {"padding"}
+_ENTRY_OPTIONAL = {"padding", "min_ms"}
 _VALIDATION_REQUIRED = {"models", "n", "within_10pct", "rmspe", "spearman", "flops_spearman"}
 _VALIDATION_OPTIONAL = {"per_model"}
 _METRIC_KEYS = {"n", "within_10pct", "rmspe", "spearman", "flops_spearman"}
@@ -153,6 +155,7 @@ class LatencyEntry:
         median_ms: median latency of one call.
         spread_ms: inter-quartile range of the samples.
         count: number of samples behind the median.
+        min_ms: fastest sample (required when the profile's statistic is ``min``).
     """
 
     kind: str
@@ -168,6 +171,15 @@ class LatencyEntry:
     median_ms: float
     spread_ms: float
     count: int
+    min_ms: float | None = None
+
+    def value_ms(self, statistic: str) -> float:
+        """The entry's latency under the profile's ``measurement.statistic``."""
+        if statistic == "min":
+            if self.min_ms is None:
+                raise AutomcError(f"latency table entry {self.key} has no min_ms for statistic 'min'")
+            return self.min_ms
+        return self.median_ms
 
     @property
     def key(self) -> ConfigKey:
@@ -199,6 +211,7 @@ class LatencyEntry:
             "median_ms": _round_sig(self.median_ms),
             "spread_ms": _round_sig(self.spread_ms),
             "count": self.count,
+            **({} if self.min_ms is None else {"min_ms": _round_sig(self.min_ms)}),
         }
 
 
@@ -477,6 +490,7 @@ def _entry(p: Problems, raw: Any, where: str) -> LatencyEntry | None:
         bits = None
     median = p.number(d, "median_ms", where, positive=True)
     spread = p.number(d, "spread_ms", where)
+    fastest = p.number(d, "min_ms", where, positive=True, required=False)
     if len(p.items) > n0 or kind is None or in_size is None or kernel is None or stride is None:
         return None
     if padding is None:
@@ -495,6 +509,7 @@ def _entry(p: Problems, raw: Any, where: str) -> LatencyEntry | None:
         median_ms=float(median or 0.0),
         spread_ms=float(spread or 0.0),
         count=int(ints["count"] or 0),
+        min_ms=None if fastest is None else float(fastest),
     )
 
 
@@ -639,6 +654,9 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
                     p.add(f"latency.table[{i}]", f"duplicate of latency.table[{seen[e.key]}]")
                     continue
                 seen[e.key] = i
+                if measurement is not None and measurement.statistic == "min" and e.min_ms is None:
+                    p.add(f"latency.table[{i}].min_ms", "required when measurement.statistic is 'min'")
+                    continue
                 entries.append(e)
         if overhead is not None and grid_raw is not None:
             latency = LatencyTable(

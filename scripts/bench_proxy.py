@@ -1,24 +1,28 @@
 """How well each proxy ranks candidates like accuracy after fine-tuning (fixed MACs budget).
 
-Samples ``--n`` pruning plans of a base model at one MACs budget (random per-group keep
-ratios rescaled until the plan's MACs are within ``--tolerance`` of the budget),
-compresses each (criterion l1), scores it with every proxy, fine-tunes every one with
-the same short KD recipe and reports Kendall tau / Spearman rho between each proxy and
-the fine-tuned *test* accuracy and loss. Sign convention: correlations are computed on
-"goodness" (acc, -loss, -kl, score) so positive = the proxy orders candidates as the
-fine-tuned metric does (higher acc, lower loss).
+Samples ``--n`` pruning plans of a base model at one MACs budget: random keep ratios per
+dependency group, drawn in the ranges of a search space (``--space``, default the shipped
+``prune`` space: keep 0.2-1, stem and classifier whole) and rescaled until the plan's
+MACs are within ``--tolerance`` of the budget. Each plan is compressed (``--criterion``),
+scored by every proxy and fine-tuned with the same short KD recipe ``--ft-seeds`` times
+with different seeds. The ground truth is the mean over the seeds; the seeds' agreement
+with each other (``finetune_seed_agreement``) is the ceiling no proxy can beat. Reported:
+Kendall tau / Spearman rho between each proxy and the fine-tuned *test* accuracy and
+loss. Sign convention: correlations are computed on "goodness" (acc, -loss, -kl, score),
+so positive = the proxy orders candidates as the fine-tuned metric does.
 
 Also measures the adaptive-BN proxy's speed: seconds per candidate and
 ``overhead_vs_forward`` = proxy time / time of the bare forward passes over the same
 batches (train-mode-BN calibration passes + eval passes) on the same compressed model.
 
-Usage: .venv/bin/python scripts/bench_proxy.py [--n 30 --budget 0.2 --epochs 3]
+Usage: .venv/bin/python scripts/bench_proxy.py [--n 30 --budget 0.15 --criterion lasso --epochs 3]
 Writes reports/bench/proxy.json (numbers measured in this run only).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import statistics
@@ -34,8 +38,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from automc import compress, data, graph, train
 from automc.cost.flops import layer_geometry
+from automc.engine import resolve_space
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.proxy import AdaptiveBNProxy, ProxyData, SynFlowProxy, VanillaProxy
+from automc.space import BoundSpace, SearchSpace
 
 THREADS = 2
 
@@ -45,26 +51,39 @@ def plan_macs(layers: Sequence[LayerSpec], keep: Mapping[int, float]) -> int:
     return sum(layer_geometry(spec, LayerChoice(), keep).macs for spec in layers)
 
 
-def make_plan(layers: Sequence[LayerSpec], keep: Mapping[int, float], model: str) -> CompressionPlan:
-    choices = {
-        s.name: LayerChoice(keep_ratio=keep[s.group]) for s in layers if s.prunable and keep[s.group] < 1.0
-    }
+def make_plan(
+    layers: Sequence[LayerSpec], keep: Mapping[int, float], model: str, criterion: str
+) -> CompressionPlan:
+    choices = {s.name: LayerChoice(keep_ratio=keep[s.group]) for s in layers if keep.get(s.group, 1.0) < 1.0}
     return CompressionPlan(
-        layers=choices, criterion="l1", model=model, fingerprint=layers_fingerprint(layers)
+        layers=choices, criterion=criterion, model=model, fingerprint=layers_fingerprint(layers)
     )
 
 
+def keep_ranges(space: BoundSpace) -> dict[int, tuple[float, float]]:
+    """Each searchable dependency group's keep range in the search space (frozen groups stay whole)."""
+    group = {s.name: s.group for s in space.layers}
+    out = {}
+    for p in space.params:
+        if p.field == "keep":
+            assert p.low is not None and p.high is not None
+            out[group[p.layers[0]]] = (float(p.low), float(p.high))
+    return out
+
+
 def sample_keep(
-    layers: Sequence[LayerSpec], target_macs: float, tolerance: float, rng: random.Random, min_keep: float
+    layers: Sequence[LayerSpec],
+    ranges: Mapping[int, tuple[float, float]],
+    target_macs: float,
+    tolerance: float,
+    rng: random.Random,
 ) -> dict[int, float] | None:
-    """Random per-group keep ratios scaled (bisection) so MACs land within tolerance of the target."""
-    groups = sorted({s.group for s in layers if s.prunable})
-    raw = {g: rng.uniform(0.05, 1.0) for g in groups}
+    """Random keep ratio per group, drawn in its range, scaled (bisection, clamped to the range) so
+    the plan's MACs land within ``tolerance`` of the target."""
+    raw = {g: rng.uniform(low, high) for g, (low, high) in ranges.items()}
 
     def keep_at(scale: float) -> dict[int, float]:
-        out = {g: min(1.0, max(min_keep, round(r * scale, 4))) for g, r in raw.items()}
-        out[-1] = 1.0
-        return out
+        return {g: min(ranges[g][1], max(ranges[g][0], round(r * scale, 4))) for g, r in raw.items()}
 
     lo, hi = 0.0, 1.0 / min(raw.values())
     for _ in range(50):
@@ -109,15 +128,45 @@ def correlations(
     }
 
 
+def seed_agreement(rows: Sequence[Mapping[str, float]], seeds: int) -> dict[str, float] | None:
+    """Kendall / Spearman between fine-tuning seeds 0 and 1 (the ground truth's own noise ceiling)."""
+    if seeds < 2:
+        return None
+    a, b = [r["ft_acc_0"] for r in rows], [r["ft_acc_1"] for r in rows]
+    la, lb = [r["ft_loss_0"] for r in rows], [r["ft_loss_1"] for r in rows]
+    return {
+        "kendall": float(stats.kendalltau(a, b).statistic),
+        "spearman": float(stats.spearmanr(a, b).statistic),
+        "kendall_loss": float(stats.kendalltau(la, lb).statistic),
+        "spearman_loss": float(stats.spearmanr(la, lb).statistic),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet20")
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--n", type=int, default=30, help="number of sampled plans")
-    ap.add_argument("--budget", type=float, default=0.2, help="MACs budget as a fraction of the base model")
+    ap.add_argument("--budget", type=float, default=0.15, help="MACs budget as a fraction of the base model")
     ap.add_argument("--tolerance", type=float, default=0.01, help="relative MACs tolerance around the budget")
-    ap.add_argument("--min-keep", type=float, default=0.1, help="smallest keep ratio drawn for a group")
+    ap.add_argument(
+        "--space",
+        default="prune",
+        help="search space whose keep ranges and frozen layers the plans are drawn from (default prune)",
+    )
+    ap.add_argument(
+        "--criterion",
+        default="lasso",
+        help="pruning criterion the plans use (default lasso: it keeps the pruned network working, see README)",
+    )
     ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per candidate")
+    ap.add_argument(
+        "--ft-seeds",
+        type=int,
+        default=2,
+        help="fine-tune every plan with this many seeds; the ground truth is their mean, and their "
+        "agreement with each other is the ceiling a proxy can reach (default 2)",
+    )
     ap.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
     ap.add_argument("--calib-batches", type=int, default=8)
     ap.add_argument("--calib-batch-size", type=int, default=64)
@@ -139,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     layers = graph.layers(base, example)
     base_macs = plan_macs(layers, {-1: 1.0})
     target = args.budget * base_macs
+    space_path = resolve_space(args.space)
+    ranges = keep_ranges(SearchSpace.load(space_path).bind(layers, model=args.model))
 
     pdata = ProxyData.from_splits(
         splits, calib_batches=args.calib_batches, calib_batch_size=args.calib_batch_size, seed=args.seed
@@ -158,10 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(
                 f"could not hit the MACs budget {args.budget} +- {args.tolerance}; widen --tolerance"
             )
-        keep = sample_keep(layers, target, args.tolerance, rng, args.min_keep)
+        keep = sample_keep(layers, ranges, target, args.tolerance, rng)
         if keep is None:
             continue
-        plan = make_plan(layers, keep, args.model)
+        plan = make_plan(layers, keep, args.model, args.criterion)
         torch.manual_seed(args.seed)
         model = compress.apply(
             base, plan, example, calib_batches=adaptive.calibration_batches(), seed=args.seed
@@ -181,11 +232,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         scored = adaptive.evaluate(model, plan)
         proxy_seconds.append(time.perf_counter() - t0)
         row.update(adaptive_bn_acc=scored["acc"], adaptive_bn_loss=scored["loss"], kl=scored["kl"])
-        train.finetune(
-            model, splits, teacher=base, epochs=args.epochs, lr=args.lr, seed=args.seed, progress=False
-        )
-        final = train.evaluate(model, splits.test)
-        row.update(ft_acc=final["acc"], ft_loss=final["loss"])
+        for k in range(args.ft_seeds):
+            student = model if k == args.ft_seeds - 1 else copy.deepcopy(model)
+            train.finetune(
+                student,
+                splits,
+                teacher=base,
+                epochs=args.epochs,
+                lr=args.lr,
+                seed=args.seed + k,
+                progress=False,
+            )
+            final = train.evaluate(student, splits.test)
+            row.update({f"ft_acc_{k}": final["acc"], f"ft_loss_{k}": final["loss"]})
+        row["ft_acc"] = statistics.mean(row[f"ft_acc_{k}"] for k in range(args.ft_seeds))
+        row["ft_loss"] = statistics.mean(row[f"ft_loss_{k}"] for k in range(args.ft_seeds))
         rows.append(row)
         print(f"[{len(rows)}/{args.n}] " + " ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
 
@@ -197,14 +258,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": args.model,
         "dataset": args.dataset,
         "budget": {"macs_fraction": args.budget, "tolerance": args.tolerance, "base_macs": base_macs},
+        "sampling": {
+            "space": args.space,
+            "groups": len(ranges),
+            "keep_low": min(low for low, _ in ranges.values()),
+            "criterion": args.criterion,
+        },
         "base_test_acc": float(base_info["test_acc"]),
-        "finetune": {"epochs": args.epochs, "lr": args.lr, "kd": True, "eval_split": "test"},
+        "finetune": {
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "kd": True,
+            "eval_split": "test",
+            "seeds": args.ft_seeds,
+            "ground_truth": "mean over the seeds",
+        },
         "proxy_data": {
             "calib_batches": args.calib_batches,
             "calib_batch_size": args.calib_batch_size,
             "val_samples": pdata.n_val,
         },
         "finetuned_acc_spread": {"min": min(ft_acc), "max": max(ft_acc), "std": statistics.pstdev(ft_acc)},
+        "finetune_seed_agreement": seed_agreement(rows, args.ft_seeds),
         "sign_convention": "correlations of proxy goodness (acc, -loss, -kl, score) with ft acc and -ft loss",
         "adaptive_bn": correlations([r["adaptive_bn_acc"] for r in rows], ft_acc, ft_loss),
         "adaptive_bn_loss": correlations([-r["adaptive_bn_loss"] for r in rows], ft_acc, ft_loss),
@@ -213,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kl_teacher": correlations([-r["kl"] for r in rows], ft_acc, ft_loss),
         "seconds_per_candidate": per_candidate,
         "candidates_per_second": 1.0 / per_candidate,
-        "overhead_vs_forward": statistics.median(ratios),
+        "overhead_vs_forward": statistics.median(ratios) if ratios else None,
         "overhead_samples": len(ratios),
         "total_seconds": time.perf_counter() - t_start,
         "command": " ".join([".venv/bin/python", "scripts/bench_proxy.py", *(argv or sys.argv[1:])]),

@@ -11,6 +11,8 @@ measured → exported (state_dict, plan JSON, ONNX) → report.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -73,6 +75,15 @@ def resolve_space(name_or_path: str) -> Path:
     raise AutomcError(
         f"search space {name_or_path!r}: file not found (give a path or a shipped name: prune, quant, lowrank, joint)"
     )
+
+
+def profile_digest(profile: Any) -> str:
+    """Short hash of a device profile's content ('' without one): a re-measured profile at the
+    same path prices candidates differently, so a study must not resume across it."""
+    if profile is None:
+        return ""
+    body = json.dumps(profile.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -287,6 +298,7 @@ def search(
         "limits": limits,
         "controller": controller,
         "profile": str(profile or ""),
+        "profile_digest": profile_digest(prof),
         "seed": seed,
         "layer_order": [s.name for s in layers],
     }

@@ -18,7 +18,14 @@ from automc.space import SearchSpace
 from automc.testing.controller_contract import TOY_SPACE, synthetic_evaluate, toy_layers
 
 OBJECTIVES = (Objective.named("acc"), Objective.named("macs"))
-META = {"model": "toy", "space": "toy.yaml", "objectives": ["acc", "macs"], "controller": "random", "seed": 0}
+META = {
+    "model": "toy",
+    "space": "toy.yaml",
+    "objectives": ["acc", "macs"],
+    "controller": "random",
+    "profile_digest": "0123456789ab",
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +103,7 @@ def test_stale_running_trial_is_marked_interrupted_on_load(db: Path) -> None:
     assert recorder.trials()[-1].failure == "interrupted"
 
 
-@pytest.mark.parametrize("key", ["model", "space", "objectives", "controller"])
+@pytest.mark.parametrize("key", ["model", "space", "objectives", "controller", "profile_digest"])
 def test_meta_mismatch_on_resume_is_refused_and_writes_nothing(db: Path, key: str) -> None:
     url = f"sqlite:///{db}"
     ctl = controller(url)
@@ -107,6 +114,13 @@ def test_meta_mismatch_on_resume_is_refused_and_writes_nothing(db: Path, key: st
     with pytest.raises(AutomcError, match=f"cannot resume study 'study' .*{key} differs"):
         Recorder(url, "study", OBJECTIVES, changed)
     assert db.read_bytes() == content
+
+
+def test_study_from_before_a_resume_key_existed_still_resumes(db: Path) -> None:
+    url = f"sqlite:///{db}"
+    older = {k: v for k, v in META.items() if k != "profile_digest"}
+    Recorder(url, "study", OBJECTIVES, older)
+    assert Recorder(url, "study", OBJECTIVES, META).study.study_name == "study"
 
 
 def test_direction_mismatch_and_existing_study_without_load_are_refused(db: Path) -> None:

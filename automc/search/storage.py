@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 META_ATTR = "automc"
 STATE_ATTR = "automc_controller_state"
 INTERRUPTED = "interrupted"
-RESUME_KEYS = ("model", "space", "objectives", "controller")
+#: Meta keys a resumed study must match (a key the stored study lacks, written by an older
+#: automc, is not checked).
+RESUME_KEYS = ("model", "space", "objectives", "controller", "profile_digest")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -169,7 +171,7 @@ class Recorder:
                 f"{where} was not written by automc (no '{META_ATTR}' user attr); refusing to resume"
             )
         for key in RESUME_KEYS:
-            if key in self.meta and old.get(key) != self.meta.get(key):
+            if key in self.meta and key in old and old[key] != self.meta[key]:
                 raise AutomcError(
                     f"cannot resume {where}: {key} differs (stored {old.get(key)!r}, now {self.meta.get(key)!r}); "
                     "use a new study name or output folder"

@@ -356,9 +356,6 @@ def search(
 
     data = ReportData.from_storage(url, study_name)
     front = data.pareto_numbers()
-    base_fig = _base_figures(base, splits, proxy, identity, cost_model, layers, example, recorder)
-    base_fig["search_seconds"] = search_s
-    recorder.set_study_attr("base", base_fig)
     rows = {t.number: t for t in data.trials}
     pts = [[rows[n].values[o.name] for o in objs] for n in front]
     chosen = (
@@ -366,14 +363,20 @@ def search(
         if finetune_top
         else []
     )
+    plans = {n: CompressionPlan.from_dict(rows[n].plan) for n in chosen}
+    base_ms, *winner_ms = _latencies_ms(
+        [base] + [float_architecture(base, plans[n], example, seed) for n in chosen], example, cost_model
+    )
+    base_fig = _base_figures(base, splits, proxy, identity, cost_model, layers, example, base_ms)
+    base_fig["search_seconds"] = search_s
+    recorder.set_study_attr("base", base_fig)
     winners = []
     wbar = _progress(len(chosen), "fine-tune", progress)
-    for number in chosen:
-        plan = CompressionPlan.from_dict(rows[number].plan)
+    for number, latency_ms in zip(chosen, winner_ms):
         winners.append(
             _finish_winner(
                 number,
-                plan,
+                plans[number],
                 rows[number],
                 base,
                 splits,
@@ -389,6 +392,7 @@ def search(
                 seed,
                 export_onnx,
                 progress,
+                latency_ms,
             )
         )
         wbar.update(1)
@@ -440,20 +444,26 @@ def float_architecture(base: Any, plan: CompressionPlan, example_input: Any, see
     return compress.apply(base, fp32, example_input, seed=seed)
 
 
-def _latency_ms(model: Any, example_input: Any, cost_model: Any) -> float:
-    """Measured latency, timed as the search's device profile was (statistic, repeats, warm-up).
+def _latencies_ms(models: Sequence[Any], example_input: Any, cost_model: Any) -> list[float]:
+    """Measured latencies of ``models``, timed together as the search's device profile was timed
+    (statistic, repeats, warm-up; threads of the profile).
 
     The minimum of more samples is lower, so the repeats must match for the measured and
     predicted latencies to be comparable. Without a profile: the median of 30 samples.
     """
-    from automc.profiler import measure_model_ms
+    from automc.profiler import measure_models_ms
 
     profile = cost_model.profile
     if profile is None:
-        return float(measure_model_ms(model, example_input))
+        return measure_models_ms(models, example_input)
     m = profile.measurement
-    return float(
-        measure_model_ms(model, example_input, warmup=m.warmup, repeats=m.repeats, statistic=m.statistic)
+    return measure_models_ms(
+        models,
+        example_input,
+        threads=profile.runtime.threads,
+        warmup=m.warmup,
+        repeats=m.repeats,
+        statistic=m.statistic,
     )
 
 
@@ -465,7 +475,7 @@ def _base_figures(
     cost_model: Any,
     layers: Sequence[LayerSpec],
     example: Any,
-    recorder: Any,
+    latency_ms: float,
 ) -> dict[str, Any]:
     import copy
 
@@ -477,7 +487,7 @@ def _base_figures(
     fig["proxy_acc"] = float(proxy.evaluate(copy.deepcopy(base), identity)["acc"])
     fig["macs_measured"] = measured_macs(base, example)
     fig["params"] = int(sum(p.numel() for p in base.parameters()))
-    fig["latency_ms_measured"] = _latency_ms(base, example, cost_model)
+    fig["latency_ms_measured"] = latency_ms
     return fig
 
 
@@ -499,6 +509,7 @@ def _finish_winner(
     seed: int,
     export_onnx: bool,
     progress: bool,
+    latency_ms: float,
 ) -> Winner:
     import torch
 
@@ -524,11 +535,7 @@ def _finish_winner(
     after = train.evaluate(model, splits.test)
     model.eval()
     cost = dict(cost_model.estimate(layers, plan).total)
-    measured = {"macs": float(measured_macs(model, example))}
-    if "latency_ms" in cost or "latency_ms" in limits:
-        measured["latency_ms"] = _latency_ms(
-            float_architecture(base, plan, example, seed), example, cost_model
-        )
+    measured = {"macs": float(measured_macs(model, example)), "latency_ms": latency_ms}
     measured_cons = budget.constraints({**cost, **measured}, limits)
     figures: dict[str, Any] = {k: float(v) for k, v in cost.items()}
     figures.update(
@@ -537,7 +544,7 @@ def _finish_winner(
         test_acc=float(after["acc"]),
         test_loss=float(after["loss"]),
         macs_measured=measured["macs"],
-        latency_ms_measured=measured.get("latency_ms"),
+        latency_ms_measured=latency_ms,
         params=int(cost.get("params", sum(p.numel() for p in model.parameters()))),
         meets_budget_measured=all(v <= 1e-9 for v in measured_cons.values()),
         measured_constraints=measured_cons,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import math
 import os
 import platform
@@ -229,8 +230,8 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def measure_model_ms(
-    model: nn.Module,
+def measure_models_ms(
+    models: Sequence[nn.Module],
     example_input: torch.Tensor,
     *,
     threads: int | None = None,
@@ -238,19 +239,26 @@ def measure_model_ms(
     repeats: int = 30,
     fold: bool = True,
     statistic: str = "median",
-) -> float:
-    """End-to-end latency (ms, ``statistic`` of the samples) of one forward pass of ``model``.
+) -> list[float]:
+    """End-to-end latency (ms, ``statistic`` of the samples) of one forward pass of each model.
 
-    The model is timed as deployed (BatchNorm folded unless ``fold`` is false), in eval
-    mode under ``torch.inference_mode()``, on the device of ``example_input``.
+    The models are timed in one interleaved run (:func:`time_callables`), so a slow period of
+    the machine hits them all alike and their samples are spread over the whole run instead
+    of each model's own second. Each is timed as deployed (BatchNorm folded unless ``fold``
+    is false), in eval mode under ``torch.inference_mode()``, on the device of ``example_input``.
     """
     if threads is not None:
         torch.set_num_threads(threads)
-    net = fold_bn(model) if fold else copy.deepcopy(model).eval()
-    net = net.to(example_input.device)
     x = example_input
-    timing = time_callables([lambda: net(x)], device=x.device, warmup=warmup, repeats=repeats)[0]
-    return timing.value(statistic)
+    nets = [(fold_bn(m) if fold else copy.deepcopy(m).eval()).to(x.device) for m in models]
+    fns: list[Callable[[], Any]] = [functools.partial(net, x) for net in nets]
+    timings = time_callables(fns, device=x.device, warmup=warmup, repeats=repeats)
+    return [t.value(statistic) for t in timings]
+
+
+def measure_model_ms(model: nn.Module, example_input: torch.Tensor, **kwargs: Any) -> float:
+    """:func:`measure_models_ms` of one model."""
+    return measure_models_ms([model], example_input, **kwargs)[0]
 
 
 def table_configs(

@@ -58,6 +58,7 @@ def test_winners_are_feasible_front_points_with_files(run):
     for w in result.winners:
         assert w.trial in result.pareto
         assert w.figures["meets_budget_measured"] is True
+        assert w.figures["latency_ms_measured"] > 0
         assert 0.0 <= w.figures["test_acc"] <= 1.0
         for path in w.files.values():
             assert (

@@ -22,6 +22,7 @@ from automc.profiler import (
     fit_overhead,
     fold_bn,
     measure_model_ms,
+    measure_models_ms,
     random_plan,
     table_configs,
     time_callables,
@@ -67,6 +68,14 @@ def test_time_callables_orders_cheap_and_expensive_work() -> None:
 def test_measure_model_ms_is_positive() -> None:
     case = tiny_case()
     assert measure_model_ms(case.model, case.example_input, warmup=1, repeats=3) > 0
+
+
+def test_measure_models_ms_times_each_model_in_one_run() -> None:
+    x = torch.randn(1, 8, 16, 16)
+    small = nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)).eval()
+    large = nn.Sequential(*[nn.Conv2d(8, 8, 3, padding=1) for _ in range(40)]).eval()
+    fast, slow = measure_models_ms([small, large], x, threads=1, warmup=1, repeats=5, statistic="min")
+    assert 0 < fast < slow
 
 
 def test_table_configs_cover_grid_and_low_rank_factors() -> None:

@@ -116,30 +116,35 @@ def bare_forward_seconds(model: nn.Module, pdata: ProxyData) -> float:
     return time.perf_counter() - t0
 
 
+def rank_agreement(
+    x_acc: Sequence[float], y_acc: Sequence[float], x_loss: Sequence[float], y_loss: Sequence[float]
+) -> dict[str, float]:
+    """Kendall tau and Spearman rho of the accuracy pair and (``*_loss``) of the loss pair."""
+    return {
+        "kendall": float(stats.kendalltau(x_acc, y_acc).statistic),
+        "spearman": float(stats.spearmanr(x_acc, y_acc).statistic),
+        "kendall_loss": float(stats.kendalltau(x_loss, y_loss).statistic),
+        "spearman_loss": float(stats.spearmanr(x_loss, y_loss).statistic),
+    }
+
+
 def correlations(
     goodness: Sequence[float], ft_acc: Sequence[float], ft_loss: Sequence[float]
 ) -> dict[str, float]:
-    neg_loss = [-v for v in ft_loss]
-    return {
-        "kendall": float(stats.kendalltau(goodness, ft_acc).statistic),
-        "spearman": float(stats.spearmanr(goodness, ft_acc).statistic),
-        "kendall_loss": float(stats.kendalltau(goodness, neg_loss).statistic),
-        "spearman_loss": float(stats.spearmanr(goodness, neg_loss).statistic),
-    }
+    """A proxy's goodness against fine-tuned accuracy and against minus the fine-tuned loss."""
+    return rank_agreement(goodness, ft_acc, goodness, [-v for v in ft_loss])
 
 
 def seed_agreement(rows: Sequence[Mapping[str, float]], seeds: int) -> dict[str, float] | None:
-    """Kendall / Spearman between fine-tuning seeds 0 and 1 (the ground truth's own noise ceiling)."""
+    """Kendall / Spearman between fine-tuning seeds 0 and 1 (the ground truth's own noise)."""
     if seeds < 2:
         return None
-    a, b = [r["ft_acc_0"] for r in rows], [r["ft_acc_1"] for r in rows]
-    la, lb = [r["ft_loss_0"] for r in rows], [r["ft_loss_1"] for r in rows]
-    return {
-        "kendall": float(stats.kendalltau(a, b).statistic),
-        "spearman": float(stats.spearmanr(a, b).statistic),
-        "kendall_loss": float(stats.kendalltau(la, lb).statistic),
-        "spearman_loss": float(stats.spearmanr(la, lb).statistic),
-    }
+    return rank_agreement(
+        [r["ft_acc_0"] for r in rows],
+        [r["ft_acc_1"] for r in rows],
+        [r["ft_loss_0"] for r in rows],
+        [r["ft_loss_1"] for r in rows],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

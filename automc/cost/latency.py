@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from automc.plan import (
@@ -190,16 +190,7 @@ def layer_stages(
     if spec.kind not in ("conv2d", "linear"):
         return plain, None
     rank_grid = channel_grid(spec.max_rank, rank_fractions)
-    first = StageAxes(
-        kind=spec.kind,
-        in_size=spec.in_hw,
-        kernel=spec.kernel,
-        stride=spec.stride,
-        padding=spec.padding,
-        groups=1,
-        in_grid=in_grid,
-        out_grid=rank_grid,
-    )
+    first = replace(plain, groups=1, out_grid=rank_grid)
     second = StageAxes(
         kind=spec.kind,
         in_size=spec.out_hw,

@@ -319,24 +319,16 @@ def _layer_figures(data: ReportData, layer_order: Sequence[str]) -> list[tuple[s
         esc = [html.escape(n) for n in names]
         fig = go.Figure()
         fig.add_trace(go.Bar(x=esc, y=keep, name="keep ratio", yaxis="y"))
-        fig.add_trace(
-            go.Bar(
-                x=esc,
-                y=[min(b, 16) / 16 for b in wb],
-                name="w_bits / 16",
-                text=[str(b) for b in wb],
-                hovertemplate="%{x}: w_bits %{text}<extra></extra>",
+        for field, bits in (("w_bits", wb), ("a_bits", ab)):
+            fig.add_trace(
+                go.Bar(
+                    x=esc,
+                    y=[min(b, 16) / 16 for b in bits],
+                    name=f"{field} / 16",
+                    text=[str(b) for b in bits],
+                    hovertemplate=f"%{{x}}: {field} %{{text}}<extra></extra>",
+                )
             )
-        )
-        fig.add_trace(
-            go.Bar(
-                x=esc,
-                y=[min(b, 16) / 16 for b in ab],
-                name="a_bits / 16",
-                text=[str(b) for b in ab],
-                hovertemplate="%{x}: a_bits %{text}<extra></extra>",
-            )
-        )
         fig.add_trace(
             go.Scatter(
                 x=esc,

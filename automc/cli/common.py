@@ -32,12 +32,10 @@ def automc_home() -> Path:
 def read_plan(path: str) -> CompressionPlan:
     """Load ``--plan`` JSON; a missing/unreadable/invalid file is an AutomcError naming it."""
     from automc.plan import CompressionPlan
+    from automc.schema.common import read_text
 
-    p = Path(path)
-    if not p.is_file():
-        raise AutomcError(f"--plan: {p}: file not found")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise AutomcError(f"--plan: {p}: cannot read file ({e.__class__.__name__})") from None
-    return CompressionPlan.from_json(text, where=str(p))
+        text = read_text(path)
+    except AutomcError as e:
+        raise AutomcError(f"--plan: {e}") from None
+    return CompressionPlan.from_json(text, where=str(Path(path)))

@@ -17,15 +17,21 @@ import yaml
 from automc.errors import ConfigError
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Read a YAML file with ``safe_load``; missing/unreadable/unparsable -> ConfigError."""
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file; a missing or unreadable file -> ConfigError naming it."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: file not found")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read file ({e.__class__.__name__})") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file with ``safe_load``; missing/unreadable/unparsable -> ConfigError."""
+    p = Path(path)
+    text = read_text(p)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -173,6 +173,117 @@ class Evaluator:
         return out
 
 
+@dataclass(frozen=True)
+class SearchSetup:
+    """Everything a search scores candidates with: data, base model, layer table, bound
+    space, cost model, resolved budget limits and the adaptive-BN proxy."""
+
+    splits: Any
+    base: Any
+    base_info: Mapping[str, Any]
+    example: Any
+    layers: tuple[LayerSpec, ...]
+    bound: Any
+    cost_model: Any
+    base_cost: Mapping[str, float]
+    limits: Mapping[str, float]
+    proxy: Any
+
+    def cost_fn(self, plan: CompressionPlan) -> Mapping[str, float]:
+        """Cost totals of ``plan`` (microseconds: layer table arithmetic, no tracing)."""
+        return self.cost_model.estimate(self.layers, plan).total
+
+    def evaluator(self, objectives: Sequence[Any], seed: int = 0) -> Evaluator:
+        return Evaluator(
+            model=self.base,
+            layers=self.layers,
+            example_input=self.example,
+            proxy=self.proxy,
+            cost_model=self.cost_model,
+            limits=self.limits,
+            objectives=objectives,
+            seed=seed,
+        )
+
+
+def prepare(
+    *,
+    model: str,
+    dataset: str,
+    space: Any,
+    budgets: Sequence[Any],
+    profile: Any = None,
+    seed: int = 0,
+    weights: str | None = None,
+    data_root: str | None = None,
+    base_epochs: int | None = None,
+    calib_batches: int = 4,
+    calib_batch_size: int = 128,
+    val_limit: int | None = None,
+    kl_teacher: bool = False,
+    progress: bool = True,
+) -> SearchSetup:
+    """Load the data and base model (trained and cached unless ``weights``), bind ``space``
+    (a loaded ``SearchSpace``) to the model's layers, resolve ``budgets`` (parsed budget
+    specs) against the base cost and check the cheapest plan fits, and build the proxy.
+    ``kl_teacher`` gives the proxy the base model as teacher for the ``kl`` metric."""
+    import torch
+
+    from automc import budget as budget_mod
+    from automc import cost as cost_mod
+    from automc import data as data_mod
+    from automc import graph, models, train
+    from automc.proxy import AdaptiveBNProxy, ProxyData
+
+    threads = int(os.environ.get("AUTOMC_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    splits = data_mod.load(dataset, root=data_root, seed=seed)
+    if weights:
+        base = models.create(
+            model, num_classes=splits.num_classes, in_channels=splits.in_channels, weights=weights
+        )
+        base_info: dict[str, Any] = {"weights": str(weights)}
+    else:
+        base, base_info = train.base_model(
+            model,
+            dataset,
+            epochs=base_epochs,
+            seed=seed,
+            splits=splits,
+            data_root=data_root,
+            progress=progress,
+        )
+    base.eval()
+    example = splits.train[0][0].unsqueeze(0)
+    layers = tuple(graph.layers(base, example))
+    bound = space.bind(layers, model=model)
+    cost_model = cost_mod.CostModel(profile=profile)
+
+    def cost_fn(plan: CompressionPlan) -> Mapping[str, float]:
+        return cost_model.estimate(layers, plan).total
+
+    base_cost = dict(cost_fn(CompressionPlan(model=model)))
+    limits = budget_mod.resolve(list(budgets), base_cost)
+    budget_mod.check_feasible_space(bound, cost_fn, limits)
+    proxy_data = ProxyData.from_splits(
+        splits, calib_batches=calib_batches, calib_batch_size=calib_batch_size, val_limit=val_limit, seed=seed
+    )
+    proxy = AdaptiveBNProxy(data=proxy_data, teacher=base if kl_teacher else None)
+    return SearchSetup(
+        splits=splits,
+        base=base,
+        base_info=base_info,
+        example=example,
+        layers=layers,
+        bound=bound,
+        cost_model=cost_model,
+        base_cost=base_cost,
+        limits=limits,
+        proxy=proxy,
+    )
+
+
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
     from tqdm.auto import tqdm
 
@@ -249,45 +360,24 @@ def search(
     study_name = study or default_study(model, dataset, controller, seed)
     url = storage_url(storage, out_dir)
 
-    # ---- data, base model, layers, space, cost ----
-    import torch
-
-    from automc import data as data_mod
-    from automc import graph, models, train
-
-    threads = int(os.environ.get("AUTOMC_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    splits = data_mod.load(dataset, root=data_root)
-    if weights:
-        base = models.create(
-            model, num_classes=splits.num_classes, in_channels=splits.in_channels, weights=weights
-        )
-        base_info: dict[str, Any] = {"weights": str(weights)}
-    else:
-        base, base_info = train.base_model(
-            model, dataset, epochs=base_epochs, seed=seed, data_root=data_root, progress=progress
-        )
-    base.eval()
-    example = splits.train[0][0].unsqueeze(0)
-    layers = graph.layers(base, example)
-    bound = space_def.bind(layers, model=model)
-    cost_model = cost_mod.CostModel(profile=prof)
-
-    def cost_fn(plan: CompressionPlan) -> Mapping[str, float]:
-        return cost_model.estimate(layers, plan).total
-
-    identity = CompressionPlan(model=model)
-    base_cost = dict(cost_fn(identity))
-    limits = budget_mod.resolve(budget_specs, base_cost)
-    budget_mod.check_feasible_space(bound, cost_fn, limits)
-
-    from automc.proxy import AdaptiveBNProxy, ProxyData
-
-    proxy_data = ProxyData.from_splits(
-        splits, calib_batches=calib_batches, calib_batch_size=batch_size, seed=seed
+    setup = prepare(
+        model=model,
+        dataset=dataset,
+        space=space_def,
+        budgets=budget_specs,
+        profile=prof,
+        seed=seed,
+        weights=weights,
+        data_root=data_root,
+        base_epochs=base_epochs,
+        calib_batches=calib_batches,
+        calib_batch_size=batch_size,
+        kl_teacher="kl" in {o.name for o in objs},
+        progress=progress,
     )
-    proxy = AdaptiveBNProxy(data=proxy_data, teacher=base if "kl" in {o.name for o in objs} else None)
+    splits, base, example, layers = setup.splits, setup.base, setup.example, setup.layers
+    cost_model, cost_fn, limits, proxy = setup.cost_model, setup.cost_fn, setup.limits, setup.proxy
+    identity = CompressionPlan(model=model)
 
     meta = {
         "model": model,
@@ -314,7 +404,7 @@ def search(
         options["gpus_per_trial"] = gpus_per_trial
     ctrl = registry.create(
         controller,
-        space=bound,
+        space=setup.bound,
         objectives=objs,
         recorder=recorder,
         seed=seed,
@@ -322,16 +412,7 @@ def search(
         cost_fn=cost_fn,
         **options,
     )
-    evaluator = Evaluator(
-        model=base,
-        layers=layers,
-        example_input=example,
-        proxy=proxy,
-        cost_model=cost_model,
-        limits=limits,
-        objectives=objs,
-        seed=seed,
-    )
+    evaluator = setup.evaluator(objs, seed=seed)
 
     done = recorder.completed()
     primary = next((o.name for o in objs if o.direction == "maximize"), objs[0].name)

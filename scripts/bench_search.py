@@ -27,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,11 @@ def summarise(xs: list[float]) -> dict[str, float | int | None]:
 
 
 def front_figures(
-    rows: list[dict[str, Any]], base: dict[str, float], limits: dict[str, float]
+    rows: list[dict[str, Any]], base: Mapping[str, float], limits: Mapping[str, float]
 ) -> dict[str, Any]:
     """Hypervolumes and best accuracy of the feasible complete trials in ``rows``."""
+    import numpy as np
+
     from automc.pareto import hypervolume
 
     ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["acc"] is not None]
@@ -76,7 +79,7 @@ def front_figures(
             out[key] = None
             continue
         pts = [[1.0 - r["acc"], r[metric] / base[metric]] for r in ok if r.get(metric) is not None]
-        out[key] = hypervolume(pts, [1.0, 1.0]) if pts else 0.0
+        out[key] = hypervolume(np.asarray(pts, dtype=float), [1.0, 1.0]) if pts else 0.0
     within = [r["acc"] for r in ok if r["macs"] <= limits["macs"] * (1 + 1e-9)]
     out["best_acc_within_macs_budget"] = max(within) if within else None
     return out
@@ -89,56 +92,44 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from automc import budget as budget_mod
     from automc import cost as cost_mod
-    from automc import data as data_mod
-    from automc import graph, train
-    from automc.engine import Evaluator, resolve_space
+    from automc.engine import prepare, resolve_space
     from automc.plan import CompressionPlan
-    from automc.proxy import AdaptiveBNProxy, ProxyData
     from automc.search import Candidate, Recorder, registry
     from automc.space import SearchSpace
 
     evals = sorted({int(x) for x in args.evals.split(",")})
     controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
     t_start = time.perf_counter()
-    splits = data_mod.load(args.dataset)
-    base, base_info = train.base_model(
-        args.model, args.dataset, epochs=args.base_epochs, seed=0, splits=splits, progress=False
-    )
-    base.eval()
-    example = splits.train[0][0].unsqueeze(0)
-    layers = graph.layers(base, example)
     space_path = resolve_space(args.space)
-    bound = SearchSpace.load(space_path).bind(layers, model=args.model)
     profile = None
     if args.profile:
         try:
             profile = cost_mod.load_profile(args.profile)
         except Exception as e:  # noqa: BLE001 - the bench still measures the MACs front without latency
             print(f"bench_search: no latency front ({e})", file=sys.stderr)
-    cost_model = cost_mod.CostModel(profile=profile)
-
-    def cost_fn(plan: CompressionPlan) -> dict[str, float]:
-        return dict(cost_model.estimate(layers, plan).total)
-
-    base_cost = cost_fn(CompressionPlan(model=args.model))
-    limits = budget_mod.resolve(budget_mod.parse_budgets(args.budget), base_cost)
-    budget_mod.check_feasible_space(bound, cost_fn, limits)
+    setup = prepare(
+        model=args.model,
+        dataset=args.dataset,
+        space=SearchSpace.load(space_path),
+        budgets=budget_mod.parse_budgets(args.budget),
+        profile=profile,
+        base_epochs=args.base_epochs,
+        calib_batches=args.calib_batches,
+        calib_batch_size=64,
+        val_limit=args.val_limit,
+        progress=False,
+    )
+    base, base_info, bound, limits, proxy = (
+        setup.base,
+        setup.base_info,
+        setup.bound,
+        setup.limits,
+        setup.proxy,
+    )
+    base_cost, cost_fn = setup.base_cost, setup.cost_fn
     names = ["acc", "macs"] + (["latency"] if "latency_ms" in base_cost else [])
     objectives = budget_mod.parse_objectives(",".join(names))
-    proxy_data = ProxyData.build(
-        train=splits.train, val=splits.val, calib_batches=args.calib_batches, val_limit=args.val_limit, seed=0
-    )
-    proxy = AdaptiveBNProxy(data=proxy_data)
-    evaluator = Evaluator(
-        model=base,
-        layers=layers,
-        example_input=example,
-        proxy=proxy,
-        cost_model=cost_model,
-        limits=limits,
-        objectives=objectives,
-        seed=0,
-    )
+    evaluator = setup.evaluator(objectives, seed=0)
     base_metrics = dict(proxy.evaluate(copy.deepcopy(base), CompressionPlan(model=args.model)))
     base_fig = {k: float(v) for k, v in base_cost.items() if k in ("macs", "latency_ms")}
     setup_s = time.perf_counter() - t_start

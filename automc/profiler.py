@@ -375,17 +375,32 @@ def random_plan(
     rng: random.Random,
     *,
     keep_range: tuple[float, float] = (0.25, 1.0),
+    level_jitter: float | None = None,
     rank_probability: float = 0.25,
     rank_range: tuple[float, float] = (0.2, 0.9),
     model: str = "",
 ) -> CompressionPlan:
-    """A random fp32 plan: a random keep ratio per dependency group, random ranks on some layers."""
+    """A random fp32 plan: a keep ratio per dependency group, random ranks on some layers.
+
+    By default each group's keep ratio is drawn on its own from ``keep_range``, so most
+    plans land near the middle of the MACs range. With ``level_jitter`` a network-wide
+    level is drawn from ``keep_range`` first and each group keeps ``level * U(1 - jitter,
+    1 + jitter)`` (clamped to ``keep_range``): plans then spread from heavily to lightly
+    compressed, as a search's Pareto front does.
+    """
+    level = rng.uniform(*keep_range) if level_jitter is not None else 1.0
     group_keep: dict[int, float] = {}
     choices: dict[str, LayerChoice] = {}
     for spec in layers:
         keep = 1.0
         if spec.group != NOT_PRUNABLE:
-            keep = group_keep.setdefault(spec.group, round(rng.uniform(*keep_range), 3))
+            # one draw per prunable layer, the group's first wins (keeps seeded plans stable)
+            if level_jitter is None:
+                drawn = rng.uniform(*keep_range)
+            else:
+                drawn = level * rng.uniform(1.0 - level_jitter, 1.0 + level_jitter)
+                drawn = min(keep_range[1], max(keep_range[0], drawn))
+            keep = group_keep.setdefault(spec.group, round(drawn, 3))
         rank = None
         if spec.kind in ("conv2d", "linear") and spec.max_rank > 1 and rng.random() < rank_probability:
             rank = max(1, int(round(rng.uniform(*rank_range) * spec.max_rank)))

@@ -1,15 +1,27 @@
 """Fidelity of the latency predictor on held-out compressed networks, measured on this CPU.
 
-For each model (default resnet20 and mobilenetv2, CIFAR input 1x3x32x32), ``--n`` random
-fp32 compressed variants (random per-group keep ratios and random low-rank ranks, seeds
-disjoint from those the profile was fitted/validated on) are built with
-``automc.compress.apply``, BatchNorm-folded and timed end to end (threads pinned,
-warm-up, interleaved shuffled repeats: ``automc.profiler.measure_variants``), taking the
-statistic the profile was measured with (``measurement.statistic``: min or median of the
-samples), and compared with ``automc.cost.latency.predict_latency`` from the device profile:
+For each model (default resnet20 and mobilenetv2, CIFAR input 1x3x32x32), two populations
+of ``--n`` random fp32 compressed variants each (random low-rank ranks on some layers;
+seeds disjoint from those the profile was fitted/validated on) are built with
+``automc.compress.apply``, BatchNorm-folded and timed end to end:
 
-    latency.<model>: n, within_10pct, rmspe, spearman (predicted vs measured),
-                     flops_spearman (MACs vs measured: the FLOPs-only baseline)
+* ``latency`` (population ``levels``): a network-wide keep level drawn from 0.25-1, each
+  dependency group keeping ``level * U(1 - jitter, 1 + jitter)`` (``--level-jitter``,
+  default 0.2). The variants spread from heavily to lightly compressed, as the points of a
+  search's Pareto front do.
+* ``latency_independent`` (population ``independent``): each group's keep ratio drawn on
+  its own from 0.25-1, so the variants cluster in the middle of the MACs range (a narrow
+  latency span: there, run-to-run noise caps any rank correlation).
+
+All networks of one model, both populations and a second copy of each, are timed in one
+interleaved run (threads pinned, warm-up, shuffled repeats: ``automc.profiler.
+measure_variants``), taking the statistic the profile was measured with
+(``measurement.statistic``: min or median of the samples). The first copy is compared
+with ``automc.cost.latency.predict_latency`` from the device profile:
+
+    n, within_10pct, rmspe, spearman (predicted vs measured),
+    flops_spearman (MACs vs measured: the FLOPs-only baseline),
+    measurement_self_spearman (first copy vs second copy: the noise ceiling)
 
 It also times one prediction (``predict_us``) and merges in the estimator-vs-fvcore
 speed figures of ``scripts/bench_cost_speed.py`` (``bench_speedup()``; with
@@ -76,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=30, help="held-out variants per model (default 30)")
     ap.add_argument("--seed", type=int, default=1000, help="variant seed; the profile uses 0 and 1")
     ap.add_argument(
+        "--level-jitter",
+        type=float,
+        default=0.2,
+        help="relative spread of group keep ratios around the network's level (population levels)",
+    )
+    ap.add_argument(
         "--repeats",
         type=int,
         help="samples per network (default: the profile's measurement.repeats; a minimum over "
@@ -91,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from automc import compress, graph, models
-    from automc.cost.latency import fidelity, predict_latency
+    from automc.cost.latency import fidelity, predict_latency, spearman
     from automc.profiler import ProfileCase, measure_variants, random_plan
     from automc.schema.hw_profile import resolve_profile
 
@@ -104,18 +122,26 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     names = args.model or ["resnet20", "mobilenetv2"]
-    latency: dict[str, dict[str, float]] = {}
+    populations: dict[str, dict[str, dict[str, float]]] = {"levels": {}, "independent": {}}
     predict_us: dict[str, float] = {}
-    points: dict[str, list[list[float]]] = {}
+    points: dict[str, dict[str, list[list[float]]]] = {"levels": {}, "independent": {}}
     rng = random.Random(args.seed)
+    level_rng = random.Random(args.seed + 1)
     for name in names:
         model = models.create(name).eval()
         x = torch.randn(profile.runtime.batch, 3, 32, 32)
         case = ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
-        plans = [random_plan(case.layers, rng, model=name) for _ in range(args.n)]
+        plans = {
+            "levels": [
+                random_plan(case.layers, level_rng, level_jitter=args.level_jitter, model=name)
+                for _ in range(args.n)
+            ],
+            "independent": [random_plan(case.layers, rng, model=name) for _ in range(args.n)],
+        }
+        both = plans["levels"] + plans["independent"]
         variants = measure_variants(
             [case],
-            [plans],
+            [both + both],
             lambda m, p, x: compress.apply(m, p, x),
             warmup=warmup,
             repeats=repeats,
@@ -124,18 +150,24 @@ def main(argv: list[str] | None = None) -> int:
             progress=True,
             desc=name,
         )
-        predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in variants]
-        measured = [v.measured_ms for v in variants]
-        figures = fidelity(predicted, measured, [float(v.macs) for v in variants])
-        figures["measured_ms_min"] = min(measured)
-        figures["measured_ms_max"] = max(measured)
-        latency[name] = {k: round(float(v), 4) for k, v in figures.items()}
-        latency[name]["n"] = int(figures["n"])
-        points[name] = [
-            [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, variants)
-        ]
-        predict_us[name] = round(_predict_us(case.layers, plans, profile), 2)
-        print(f"{name}: {json.dumps(latency[name])}; predict {predict_us[name]} us", file=sys.stderr)
+        for i, pop in enumerate(("levels", "independent")):
+            first = variants[i * args.n : (i + 1) * args.n]
+            second = variants[len(both) + i * args.n : len(both) + (i + 1) * args.n]
+            predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in first]
+            measured = [v.measured_ms for v in first]
+            figures = fidelity(predicted, measured, [float(v.macs) for v in first])
+            figures["measurement_self_spearman"] = spearman(measured, [v.measured_ms for v in second])
+            figures["measured_ms_min"] = min(measured)
+            figures["measured_ms_max"] = max(measured)
+            row = {k: round(float(v), 4) for k, v in figures.items()}
+            row["n"] = int(figures["n"])
+            populations[pop][name] = row
+            points[pop][name] = [
+                [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, first)
+            ]
+            print(f"{name} ({pop}): {json.dumps(row)}", file=sys.stderr)
+        predict_us[name] = round(_predict_us(case.layers, both, profile), 2)
+        print(f"{name}: predict {predict_us[name]} us", file=sys.stderr)
     load_after = os.getloadavg()[0]
     result: dict[str, Any] = {
         "command": "python scripts/bench_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -149,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_before": round(load_before, 2),
         "load_average_1min_after": round(load_after, 2),
         "wall_s": round(time.perf_counter() - started, 1),
-        "latency": latency,
+        "level_jitter": args.level_jitter,
+        "latency": populations["levels"],
+        "latency_independent": populations["independent"],
         "predict_us": predict_us,
         "targets": {"within_10pct": 0.9, "rmspe": 0.10, "spearman": 0.95},
         "points_predicted_measured_macs": points,

@@ -23,6 +23,7 @@ from automc.profiler import (
     fold_bn,
     measure_model_ms,
     measure_models_ms,
+    plan_macs,
     random_plan,
     table_configs,
     time_callables,
@@ -119,6 +120,25 @@ def test_random_plan_is_valid_for_the_model() -> None:
         plan.validate_for(case.layers)
         out = compress.apply(case.model, plan, case.example_input)
         assert out(case.example_input).shape == case.model(case.example_input).shape
+
+
+def test_level_jitter_spreads_plans_across_compression_levels() -> None:
+    """Plans around a network-wide level span a wider MACs range than independent draws."""
+    model = models.create("resnet20").eval()
+    layers = graph.layers(model, torch.randn(1, 3, 32, 32))
+    full = plan_macs(layers, CompressionPlan())
+
+    def macs_span(**kwargs: Any) -> float:
+        rng = random.Random(5)
+        fractions = [plan_macs(layers, random_plan(layers, rng, **kwargs)) / full for _ in range(30)]
+        return max(fractions) - min(fractions)
+
+    for seed in range(3):
+        plan = random_plan(layers, random.Random(seed), level_jitter=0.2, rank_probability=0.0)
+        keeps = {c.keep_ratio for c in plan.layers.values()}
+        assert keeps and all(0.25 <= k <= 1.0 for k in keeps)
+        assert max(keeps) / min(keeps) <= 1.2 / 0.8 + 1e-2
+    assert macs_span(level_jitter=0.2) > 1.5 * macs_span()
 
 
 def tiny_profile(case: ProfileCase, fractions: tuple[float, ...] = (0.5, 1.0), **kwargs: Any) -> HwProfile:

@@ -11,6 +11,9 @@ Kendall tau / Spearman rho between each proxy and the fine-tuned *test* accuracy
 loss. Sign convention: correlations are computed on "goodness" (acc, -loss, -kl, score),
 so positive = the proxy orders candidates as the fine-tuned metric does.
 
+``--extra-calib-batches K`` also scores adaptive-BN with ``K`` calibration batches on the
+same compressed models (``adaptive_bn_k<K>``), to see how much the number of batches matters.
+
 Also measures the adaptive-BN proxy's speed: seconds per candidate and
 ``overhead_vs_forward`` = proxy time / time of the bare forward passes over the same
 batches (train-mode-BN calibration passes + eval passes) on the same compressed model.
@@ -176,6 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calib-batches", type=int, default=8)
     ap.add_argument("--calib-batch-size", type=int, default=64)
     ap.add_argument(
+        "--extra-calib-batches",
+        type=int,
+        action="append",
+        default=[],
+        help="also score adaptive-BN with this many calibration batches on the same compressed "
+        "models (reported as adaptive_bn_k<K>; repeatable)",
+    )
+    ap.add_argument(
         "--timing-candidates", type=int, default=5, help="candidates used for overhead_vs_forward"
     )
     ap.add_argument("--seed", type=int, default=0)
@@ -202,6 +213,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     adaptive = AdaptiveBNProxy(data=pdata, teacher=base, cache_size=0)
     vanilla = VanillaProxy(data=pdata, cache_size=0)
     synflow = SynFlowProxy(data=pdata, cache_size=0)
+    extra = {
+        k: AdaptiveBNProxy(
+            data=ProxyData.from_splits(
+                splits, calib_batches=k, calib_batch_size=args.calib_batch_size, seed=args.seed
+            ),
+            cache_size=0,
+        )
+        for k in args.extra_calib_batches
+    }
 
     rng = random.Random(args.seed)
     rows: list[dict[str, float]] = []
@@ -225,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         row: dict[str, float] = {"macs_ratio": plan_macs(layers, keep) / base_macs}
         row["vanilla_acc"] = vanilla.evaluate(model, plan)["acc"]
         row["synflow"] = synflow.evaluate(model, plan)["score"]
+        for k, proxy in extra.items():  # before the main proxy, whose recalibration fine-tuning starts from
+            row[f"adaptive_bn_acc_k{k}"] = proxy.evaluate(model, plan)["acc"]
         if len(ratios) < args.timing_candidates:
             bare, timed = [], []
             for _ in range(3):
@@ -291,6 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vanilla": correlations([r["vanilla_acc"] for r in rows], ft_acc, ft_loss),
         "zero_cost": {"proxy": "synflow", **correlations([r["synflow"] for r in rows], ft_acc, ft_loss)},
         "kl_teacher": correlations([-r["kl"] for r in rows], ft_acc, ft_loss),
+        **{
+            f"adaptive_bn_k{k}": correlations([r[f"adaptive_bn_acc_k{k}"] for r in rows], ft_acc, ft_loss)
+            for k in extra
+        },
         "seconds_per_candidate": per_candidate,
         "candidates_per_second": 1.0 / per_candidate,
         "overhead_vs_forward": statistics.median(ratios) if ratios else None,

@@ -8,7 +8,8 @@ Steps (what ``automc profile`` runs):
        low-rank factors), each timed as a standalone ``Conv2d``/``Linear`` with a bias
        (deployment folds BatchNorm into it).
     3. Overhead fit: a few *training* networks (each base model plus random compressed
-       variants) are timed end to end; the network-level terms of
+       variants, every second one spread around a network-wide compression level so heavily
+       and lightly compressed networks are both seen) are timed end to end; the network-level terms of
        ``automc.cost.latency`` are fitted to them by non-negative relative least squares.
     4. Validation: ``validate`` further random variants per model, never used above, are
        timed end to end and compared with the predictions.
@@ -370,6 +371,10 @@ def measure_roofline(*, device: torch.device | str = "cpu", repeats: int = 5) ->
     )
 
 
+LEVEL_JITTER = 0.2
+"""Relative spread of group keep ratios around a network-wide level (``random_plan``)."""
+
+
 def random_plan(
     layers: Sequence[LayerSpec],
     rng: random.Random,
@@ -672,13 +677,26 @@ def build_profile(
             entries=tuple(entries),
         ),
     )
+    # Every second variant is spread around a network-wide compression level, so the fit
+    # sees heavily and lightly compressed networks (its scale and overhead are told apart)
+    # and the validation covers both the middle and the ends of the MACs range.
     rng = random.Random(seed)
     train_plans = [
-        [CompressionPlan()] + [random_plan(c.layers, rng, model=c.name) for _ in range(train_variants)]
+        [CompressionPlan()]
+        + [
+            random_plan(c.layers, rng, level_jitter=LEVEL_JITTER if i % 2 else None, model=c.name)
+            for i in range(train_variants)
+        ]
         for c in cases
     ]
     vrng = random.Random(seed + 1)
-    val_plans = [[random_plan(c.layers, vrng, model=c.name) for _ in range(validate)] for c in cases]
+    val_plans = [
+        [
+            random_plan(c.layers, vrng, level_jitter=LEVEL_JITTER if i % 2 else None, model=c.name)
+            for i in range(validate)
+        ]
+        for c in cases
+    ]
     # Each model's fit and held-out networks are timed in ONE interleaved run, so both see
     # the same machine state; models are timed one after another, not mixed, because
     # mixing thousands of distinct conv shapes evicts the runtime's kernel caches and slows

@@ -13,7 +13,7 @@ seeds disjoint from those the profile was fitted/validated on) are built with
   its own from 0.25-1, so the variants cluster in the middle of the MACs range (a narrow
   latency span: there, run-to-run noise caps any rank correlation).
 
-All networks of one model, both populations and a second copy of each, are timed in one
+Each population of one model, with a second copy of each network, is timed in one
 interleaved run (threads pinned, warm-up, shuffled repeats: ``automc.profiler.
 measure_variants``), taking the statistic the profile was measured with
 (``measurement.statistic``: min or median of the samples). The first copy is compared
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--level-jitter",
         type=float,
-        default=0.2,
-        help="relative spread of group keep ratios around the network's level (population levels)",
+        help="relative spread of group keep ratios around the network's level (population levels; "
+        "default automc.profiler.LEVEL_JITTER, as the profile's own variants)",
     )
     ap.add_argument(
         "--repeats",
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
-    from automc.profiler import ProfileCase, measure_variants, random_plan
+    from automc.profiler import LEVEL_JITTER, ProfileCase, measure_variants, random_plan
     from automc.schema.hw_profile import resolve_profile
 
     profile = resolve_profile(args.profile)
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     populations: dict[str, dict[str, dict[str, float]]] = {"levels": {}, "independent": {}}
     predict_us: dict[str, float] = {}
     points: dict[str, dict[str, list[list[float]]]] = {"levels": {}, "independent": {}}
+    jitter = LEVEL_JITTER if args.level_jitter is None else args.level_jitter
     rng = random.Random(args.seed)
     level_rng = random.Random(args.seed + 1)
     for name in names:
@@ -133,26 +134,24 @@ def main(argv: list[str] | None = None) -> int:
         case = ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
         plans = {
             "levels": [
-                random_plan(case.layers, level_rng, level_jitter=args.level_jitter, model=name)
-                for _ in range(args.n)
+                random_plan(case.layers, level_rng, level_jitter=jitter, model=name) for _ in range(args.n)
             ],
             "independent": [random_plan(case.layers, rng, model=name) for _ in range(args.n)],
         }
-        both = plans["levels"] + plans["independent"]
-        variants = measure_variants(
-            [case],
-            [both + both],
-            lambda m, p, x: compress.apply(m, p, x),
-            warmup=warmup,
-            repeats=repeats,
-            seed=args.seed,
-            statistic=profile.measurement.statistic,
-            progress=True,
-            desc=name,
-        )
-        for i, pop in enumerate(("levels", "independent")):
-            first = variants[i * args.n : (i + 1) * args.n]
-            second = variants[len(both) + i * args.n : len(both) + (i + 1) * args.n]
+        for pop, pop_plans in plans.items():
+            # each population in its own interleaved run, as the profile timed ~40 networks at a time
+            variants = measure_variants(
+                [case],
+                [pop_plans + pop_plans],
+                lambda m, p, x: compress.apply(m, p, x),
+                warmup=warmup,
+                repeats=repeats,
+                seed=args.seed,
+                statistic=profile.measurement.statistic,
+                progress=True,
+                desc=f"{name} ({pop})",
+            )
+            first, second = variants[: args.n], variants[args.n :]
             predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in first]
             measured = [v.measured_ms for v in first]
             figures = fidelity(predicted, measured, [float(v.macs) for v in first])
@@ -166,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, first)
             ]
             print(f"{name} ({pop}): {json.dumps(row)}", file=sys.stderr)
-        predict_us[name] = round(_predict_us(case.layers, both, profile), 2)
+        predict_us[name] = round(_predict_us(case.layers, plans["independent"], profile), 2)
         print(f"{name}: predict {predict_us[name]} us", file=sys.stderr)
     load_after = os.getloadavg()[0]
     result: dict[str, Any] = {
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_before": round(load_before, 2),
         "load_average_1min_after": round(load_after, 2),
         "wall_s": round(time.perf_counter() - started, 1),
-        "level_jitter": args.level_jitter,
+        "level_jitter": jitter,
         "latency": populations["levels"],
         "latency_independent": populations["independent"],
         "predict_us": predict_us,

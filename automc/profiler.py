@@ -477,6 +477,36 @@ def measure_variants(
     ]
 
 
+def recheck(
+    profile: HwProfile, cases: Sequence[ProfileCase], *, tolerance: float = 0.15
+) -> list[tuple[str, float, float]]:
+    """Time each case's base model again now and compare it with the profile's prediction.
+
+    The profile times its layer table and its networks minutes apart; a slow period of a
+    shared machine during one of them skews every prediction of that model alike, which
+    its own validation (timed in the same period) cannot see.
+
+    Returns:
+        ``(model, measured_ms, predicted_ms)`` for each base model off by more than ``tolerance``.
+    """
+    m = profile.measurement
+    x = cases[0].example_input
+    measured = measure_models_ms(
+        [c.model for c in cases],
+        x,
+        threads=profile.runtime.threads,
+        warmup=m.warmup,
+        repeats=m.repeats,
+        statistic=m.statistic,
+    )
+    off = []
+    for case, ms in zip(cases, measured):
+        predicted = predict_latency(case.layers, CompressionPlan(), profile).total_ms
+        if abs(ms / predicted - 1.0) > tolerance:
+            off.append((case.name, ms, predicted))
+    return off
+
+
 def _features(
     layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
 ) -> tuple[float, float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from automc.profiler import (
     measure_models_ms,
     plan_macs,
     random_plan,
+    recheck,
     table_configs,
     time_callables,
 )
@@ -281,3 +283,20 @@ def test_profile_statistic_decides_which_sample_statistic_is_priced() -> None:
     assert priced == pytest.approx(fit.table_scale * entry.median_ms, rel=1e-6)
     with pytest.raises(AutomcError, match="statistic"):
         tiny_profile(case, (1.0,), validate=0, statistic="mean")
+
+
+def test_recheck_flags_a_profile_whose_speed_no_longer_matches_the_machine() -> None:
+    case = tiny_case("test_residual")
+    profile = tiny_profile(case)
+    assert recheck(profile, [case], tolerance=10.0) == []
+    stale = replace(
+        profile,
+        latency=replace(
+            profile.latency,
+            networks=tuple(replace(n, table_scale=n.table_scale * 50) for n in profile.latency.networks),
+            table_scale=profile.latency.table_scale * 50,
+            network_overhead_ms=profile.latency.network_overhead_ms * 50 + 100.0,
+        ),
+    )
+    ((name, measured, predicted),) = recheck(stale, [case])
+    assert name == case.name and predicted > 10 * measured

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from automc import compress, graph, models
     from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS
     from automc.plan import CompressionPlan
-    from automc.profiler import ProfileCase, build_profile
+    from automc.profiler import ProfileCase, build_profile, recheck
     from automc.schema.hw_profile import dump_hw_profile, load_hw_profile
 
     torch.set_num_threads(args.threads)
@@ -131,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     )
     dump_hw_profile(profile, out)
     load_hw_profile(out)
+    for name, measured, predicted in recheck(profile, cases):
+        sys.stderr.write(
+            f"warning: {name} now runs in {measured:.3f} ms but the profile predicts {predicted:.3f} ms: "
+            "the machine's speed changed while profiling (another process or a slow period); "
+            "re-run on an idle machine\n"
+        )
     v = profile.validation
     summary = f"wrote {out}: {len(profile.latency.entries)} table entries"
     if v is not None:

@@ -24,7 +24,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sized
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -41,7 +43,7 @@ def measured_macs(model: nn.Module, example: torch.Tensor) -> int:
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
             total += output[0].numel() * (module.in_channels // module.groups) * kh * kw
-        else:
+        elif isinstance(module, nn.Linear):
             total += output[0].numel() * module.in_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def calibration(seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(splits.train), generator=gen)[: args.calib_batches * 64]
+        idx = torch.randperm(len(cast(Sized, splits.train)), generator=gen)[: args.calib_batches * 64]
         xs = torch.stack([splits.train[int(i)][0] for i in idx])
         ys = torch.tensor([int(splits.train[int(i)][1]) for i in idx])
         return list(xs.split(64)), list(ys.split(64))
@@ -176,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         if gid < 0:
             continue
         producers = [info_graph.module(n) for n in group.producers]
-        rows = torch.cat([m.weight.detach().reshape(group.channels, -1) for m in producers], dim=1)
+        rows = torch.cat(
+            [cast(torch.Tensor, m.weight).detach().reshape(group.channels, -1) for m in producers], dim=1
+        )
         group_ratio[gid] = epruner_keep_ratio(rows)
     adaptive = CompressionPlan(
         layers={s.name: LayerChoice(keep_ratio=group_ratio[s.group]) for s in layers if s.prunable},

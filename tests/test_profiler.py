@@ -293,7 +293,12 @@ def test_recheck_flags_a_profile_whose_speed_no_longer_matches_the_machine() -> 
         profile,
         latency=replace(
             profile.latency,
-            networks=tuple(replace(n, table_scale=n.table_scale * 50) for n in profile.latency.networks),
+            networks=tuple(
+                replace(
+                    n, table_scale=n.table_scale * 50, network_overhead_ms=n.network_overhead_ms * 50 + 100.0
+                )
+                for n in profile.latency.networks
+            ),
             table_scale=profile.latency.table_scale * 50,
             network_overhead_ms=profile.latency.network_overhead_ms * 50 + 100.0,
         ),

@@ -532,20 +532,12 @@ def _latencies_ms(models: Sequence[Any], example_input: Any, cost_model: Any) ->
     The minimum of more samples is lower, so the repeats must match for the measured and
     predicted latencies to be comparable. Without a profile: the median of 30 samples.
     """
-    from automc.profiler import measure_models_ms
+    from automc.profiler import measure_as_profiled, measure_models_ms
 
     profile = cost_model.profile
     if profile is None:
         return measure_models_ms(models, example_input)
-    m = profile.measurement
-    return measure_models_ms(
-        models,
-        example_input,
-        threads=profile.runtime.threads,
-        warmup=m.warmup,
-        repeats=m.repeats,
-        statistic=m.statistic,
-    )
+    return measure_as_profiled(profile, models, example_input)
 
 
 def _base_figures(

@@ -262,6 +262,22 @@ def measure_model_ms(model: nn.Module, example_input: torch.Tensor, **kwargs: An
     return measure_models_ms([model], example_input, **kwargs)[0]
 
 
+def measure_as_profiled(
+    profile: HwProfile, models: Sequence[nn.Module], example_input: torch.Tensor
+) -> list[float]:
+    """:func:`measure_models_ms` with ``profile``'s threads, warm-up, repeats and statistic, so the
+    figures compare with its predictions (a minimum over more samples is lower)."""
+    m = profile.measurement
+    return measure_models_ms(
+        models,
+        example_input,
+        threads=profile.runtime.threads,
+        warmup=m.warmup,
+        repeats=m.repeats,
+        statistic=m.statistic,
+    )
+
+
 def table_configs(
     layer_lists: Iterable[Sequence[LayerSpec]],
     *,
@@ -489,16 +505,7 @@ def recheck(
     Returns:
         ``(model, measured_ms, predicted_ms)`` for each base model off by more than ``tolerance``.
     """
-    m = profile.measurement
-    x = cases[0].example_input
-    measured = measure_models_ms(
-        [c.model for c in cases],
-        x,
-        threads=profile.runtime.threads,
-        warmup=m.warmup,
-        repeats=m.repeats,
-        statistic=m.statistic,
-    )
+    measured = measure_as_profiled(profile, [c.model for c in cases], cases[0].example_input)
     off = []
     for case, ms in zip(cases, measured):
         predicted = predict_latency(case.layers, CompressionPlan(), profile).total_ms
@@ -707,26 +714,20 @@ def build_profile(
             entries=tuple(entries),
         ),
     )
+
     # Every second variant is spread around a network-wide compression level, so the fit
     # sees heavily and lightly compressed networks (its scale and overhead are told apart)
     # and the validation covers both the middle and the ends of the MACs range.
+    def mixed_plans(case: ProfileCase, rng: random.Random, n: int) -> list[CompressionPlan]:
+        return [
+            random_plan(case.layers, rng, level_jitter=LEVEL_JITTER if i % 2 else None, model=case.name)
+            for i in range(n)
+        ]
+
     rng = random.Random(seed)
-    train_plans = [
-        [CompressionPlan()]
-        + [
-            random_plan(c.layers, rng, level_jitter=LEVEL_JITTER if i % 2 else None, model=c.name)
-            for i in range(train_variants)
-        ]
-        for c in cases
-    ]
+    train_plans = [[CompressionPlan()] + mixed_plans(c, rng, train_variants) for c in cases]
     vrng = random.Random(seed + 1)
-    val_plans = [
-        [
-            random_plan(c.layers, vrng, level_jitter=LEVEL_JITTER if i % 2 else None, model=c.name)
-            for i in range(validate)
-        ]
-        for c in cases
-    ]
+    val_plans = [mixed_plans(c, vrng, validate) for c in cases]
     # Each model's fit and held-out networks are timed in ONE interleaved run, so both see
     # the same machine state; models are timed one after another, not mixed, because
     # mixing thousands of distinct conv shapes evicts the runtime's kernel caches and slows

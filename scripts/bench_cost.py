@@ -21,7 +21,7 @@ with ``automc.cost.latency.predict_latency`` from the device profile:
 
     n, within_10pct, rmspe, spearman (predicted vs measured),
     flops_spearman (MACs vs measured: the FLOPs-only baseline),
-    measurement_self_spearman (first copy vs second copy: the noise ceiling)
+    measurement_self_spearman (first copy vs second copy: a yardstick for the timing noise)
 
 It also times one prediction (``predict_us``) and merges in the estimator-vs-fvcore
 speed figures of ``scripts/bench_cost_speed.py`` (``bench_speedup()``; with

@@ -6,7 +6,7 @@ dependency group, drawn in the ranges of a search space (``--space``, default th
 MACs are within ``--tolerance`` of the budget. Each plan is compressed (``--criterion``),
 scored by every proxy and fine-tuned with the same short KD recipe ``--ft-seeds`` times
 with different seeds. The ground truth is the mean over the seeds; the seeds' agreement
-with each other (``finetune_seed_agreement``) is the ceiling no proxy can beat. Reported:
+with each other (``finetune_seed_agreement``) is a yardstick for the ground truth's own noise. Reported:
 Kendall tau / Spearman rho between each proxy and the fine-tuned *test* accuracy and
 loss. Sign convention: correlations are computed on "goodness" (acc, -loss, -kl, score),
 so positive = the proxy orders candidates as the fine-tuned metric does.

@@ -390,6 +390,9 @@ def measure_roofline(*, device: torch.device | str = "cpu", repeats: int = 5) ->
 LEVEL_JITTER = 0.2
 """Relative spread of group keep ratios around a network-wide level (``random_plan``)."""
 
+RANK_SHARE = (0.0, 0.8)
+"""Range of the per-plan probability that a conv/linear layer is factorised (``random_plan``)."""
+
 
 def random_plan(
     layers: Sequence[LayerSpec],
@@ -397,7 +400,7 @@ def random_plan(
     *,
     keep_range: tuple[float, float] = (0.25, 1.0),
     level_jitter: float | None = None,
-    rank_probability: float = 0.25,
+    rank_probability: float | None = None,
     rank_range: tuple[float, float] = (0.2, 0.9),
     model: str = "",
 ) -> CompressionPlan:
@@ -408,7 +411,16 @@ def random_plan(
     level is drawn from ``keep_range`` first and each group keeps ``level * U(1 - jitter,
     1 + jitter)`` (clamped to ``keep_range``): plans then spread from heavily to lightly
     compressed, as a search's Pareto front does.
+
+    Each conv/linear layer that can be factorised is, with probability
+    ``rank_probability``, at a rank drawn from ``rank_range`` of its maximal rank. By
+    default that probability is itself drawn per plan from :data:`RANK_SHARE`, so plans
+    range from unfactorised to mostly factorised (a search's winners often factorise
+    most layers) and the profile's fit can tell the cost of a factorised layer's second
+    call from the network's fixed overhead.
     """
+    if rank_probability is None:
+        rank_probability = rng.uniform(*RANK_SHARE)
     level = rng.uniform(*keep_range) if level_jitter is not None else 1.0
     group_keep: dict[int, float] = {}
     choices: dict[str, LayerChoice] = {}
@@ -516,8 +528,8 @@ def recheck(
 
 def _features(
     layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
-) -> tuple[float, float, float]:
-    """(table-only latency, layer count, output elements) of one network under ``plan``."""
+) -> tuple[float, float, float, float]:
+    """(table-only latency, conv/linear calls, output elements, factorised layers) under ``plan``."""
     bare = predict_latency(layers, plan, profile)
     table_ms = bare.total_ms - profile.latency.network_overhead_ms
     keep = plan.group_keep(layers)
@@ -525,14 +537,35 @@ def _features(
     for s in layers:
         oh, ow = s.out_hw
         elems += layer_geometry(s, plan.choice(s.name), keep).out_channels * oh * ow
-    return table_ms, float(len(bare.per_layer_ms)), float(elems * profile.runtime.batch)
+    factorised = sum(1 for name in bare.per_layer_ms if plan.choice(name).rank is not None)
+    calls = len(bare.per_layer_ms) + factorised
+    return table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised)
+
+
+def _nonneg_lstsq(
+    design: np.ndarray, target: np.ndarray, weight: np.ndarray, active: list[int]
+) -> np.ndarray:
+    """Weighted least squares over the ``active`` columns with every coefficient >= 0.
+
+    Columns whose coefficient comes out negative are dropped and the rest refitted; the
+    returned vector has one entry per column of ``design`` (0 for dropped / inactive ones).
+    """
+    coef = np.zeros(design.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(design[:, active] * weight[:, None], target * weight, rcond=None)
+        if (sol >= 0).all():
+            coef[active] = sol
+            break
+        active = [a for a, c in zip(active, sol) if c >= 0] if (sol >= 0).any() else []
+    return coef
 
 
 def fit_overhead(rows: Sequence[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
-    """Fit ``measured = s * table + c0 + c_layer * layers + c_elem * elements`` with every term >= 0.
+    """Fit ``measured = s * table + c0 + c_layer * calls + c_elem * elements`` with every term >= 0.
 
     Args:
-        rows: ``(table_ms, layers, elements, measured_ms)`` per training network.
+        rows: ``(table_ms, calls, elements, measured_ms)`` per training network (``calls``:
+            conv/linear calls, two for a low-rank-factorised layer).
 
     Returns:
         ``(table_scale, network_overhead_ms, layer_overhead_ms, elementwise_ms_per_element)``;
@@ -542,48 +575,38 @@ def fit_overhead(rows: Sequence[tuple[float, float, float, float]]) -> tuple[flo
     data = np.asarray(rows, dtype=np.float64)
     w = 1.0 / data[:, 3]
     design = np.column_stack([data[:, 0], np.ones(len(data)), data[:, 1], data[:, 2]])
-    active = [0, 1, 2, 3]
-    coef = np.zeros(4)
-    while active:
-        sol, *_ = np.linalg.lstsq(design[:, active] * w[:, None], data[:, 3] * w, rcond=None)
-        if (sol >= 0).all():
-            coef[:] = 0.0
-            coef[active] = sol
-            break
-        active = [a for a, c in zip(active, sol) if c >= 0] if (sol >= 0).any() else []
+    coef = _nonneg_lstsq(design, data[:, 3], w, [0, 1, 2, 3])
     if coef[0] <= 0:
-        target = data[:, 3] - data[:, 0]
-        active = [1, 2, 3]
-        coef[:] = 0.0
+        coef = _nonneg_lstsq(design, data[:, 3] - data[:, 0], w, [1, 2, 3])
         coef[0] = 1.0
-        while active:
-            sol, *_ = np.linalg.lstsq(design[:, active] * w[:, None], target * w, rcond=None)
-            if (sol >= 0).all():
-                coef[active] = sol
-                break
-            active = [a for a, c in zip(active, sol) if c >= 0] if (sol >= 0).any() else []
     return float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3])
 
 
-def fit_network(rows: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Fit ``measured = scale * table + overhead`` (both >= 0) on one network's variants.
+def fit_network(rows: Sequence[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Fit ``measured = scale * table + overhead + stage * factorised`` (all >= 0) on one network.
 
     Args:
-        rows: ``(table_ms, measured_ms)`` for the network's base and random variants.
+        rows: ``(table_ms, factorised_layers, measured_ms)`` for the network's base and
+            random variants.
 
     Returns:
-        ``(table_scale, network_overhead_ms)`` minimising relative squared error; with a
-        single row (or no spread in ``table_ms``) only the scale is fitted.
+        ``(table_scale, network_overhead_ms, extra_stage_ms)`` minimising relative squared
+        error. A term that would come out negative is dropped (0) and the rest refitted; the
+        overhead needs a spread in ``table_ms`` and the stage term a spread in
+        ``factorised_layers``, else they stay 0 (a single row fits only the scale).
     """
     data = np.asarray(rows, dtype=np.float64)
-    w = 1.0 / data[:, 1]
+    w = 1.0 / data[:, 2]
+    design = np.column_stack([data[:, 0], np.ones(len(data)), data[:, 1]])
+    active = [0]
     if len(data) >= 2 and np.ptp(data[:, 0]) > 1e-9:
-        design = np.column_stack([data[:, 0], np.ones(len(data))]) * w[:, None]
-        (scale, overhead), *_ = np.linalg.lstsq(design, data[:, 1] * w, rcond=None)
-        if scale > 0 and overhead >= 0:
-            return float(scale), float(overhead)
-    scale = float(np.sum(w * w * data[:, 0] * data[:, 1]) / np.sum(w * w * data[:, 0] ** 2))
-    return max(scale, 1e-6), 0.0
+        active.append(1)
+    if len(data) >= 3 and np.ptp(data[:, 1]) > 0:
+        active.append(2)
+    coef = _nonneg_lstsq(design, data[:, 2], w, active)
+    if coef[0] <= 0:
+        coef = _nonneg_lstsq(design, data[:, 2], w, [0])
+    return max(float(coef[0]), 1e-6), float(coef[1]), float(coef[2])
 
 
 def validation_info(
@@ -754,18 +777,20 @@ def build_profile(
         seen[v.model] = seen.get(v.model, 0) + 1
         (train if seen[v.model] <= n_fit[v.model] else held_out).append(v)
     by_name = {c.name: c for c in cases}
-    rows = [(*_features(by_name[v.model].layers, v.plan, profile), v.measured_ms) for v in train]
-    scale, c0, c_layer, c_elem = fit_overhead(rows)
+    rows = [_features(by_name[v.model].layers, v.plan, profile) for v in train]
+    measured_ms = [v.measured_ms for v in train]
+    scale, c0, c_layer, c_elem = fit_overhead([(*r[:3], m) for r, m in zip(rows, measured_ms)])
     networks = []
     for case in cases:
-        own = [(r[0], r[3]) for r, v in zip(rows, train) if v.model == case.name]
-        net_scale, net_c0 = fit_network(own)
+        own = [(r[0], r[3], m) for r, m, v in zip(rows, measured_ms, train) if v.model == case.name]
+        net_scale, net_c0, net_stage = fit_network(own)
         networks.append(
             NetworkFit(
                 model=case.name,
                 fingerprint=layers_fingerprint(case.layers),
                 table_scale=net_scale,
                 network_overhead_ms=net_c0,
+                extra_stage_ms=net_stage,
             )
         )
     profile = replace(

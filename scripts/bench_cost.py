@@ -1,7 +1,8 @@
 """Fidelity of the latency predictor on held-out compressed networks, measured on this CPU.
 
 For each model (default resnet20 and mobilenetv2, CIFAR input 1x3x32x32), two populations
-of ``--n`` random fp32 compressed variants each (random low-rank ranks on some layers;
+of ``--n`` random fp32 compressed variants each (each plan factorises a share of its
+conv/linear layers drawn from ``automc.profiler.RANK_SHARE``, 0-80%, at random ranks;
 seeds disjoint from those the profile was fitted/validated on) are built with
 ``automc.compress.apply``, BatchNorm-folded and timed end to end:
 

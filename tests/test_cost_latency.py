@@ -196,7 +196,8 @@ def test_low_rank_prices_two_factors() -> None:
     prof = toy_profile(layers)
     plan = CompressionPlan(layers={"body": LayerChoice(rank=8)})
     est = predict_latency(layers, plan, prof)
-    expected = cost_fn(16, 8, 3, 8) + cost_fn(8, 32, 1, 8) + 0.001 + 1e-6 * 32 * 64
+    # two table stages, the per-call overhead twice (two convs), elementwise on the output
+    expected = cost_fn(16, 8, 3, 8) + cost_fn(8, 32, 1, 8) + 2 * 0.001 + 1e-6 * 32 * 64
     assert est.per_layer_ms["body"] == pytest.approx(expected)
     assert not est.flags
 

@@ -101,6 +101,18 @@ def test_valid_profile_loads(tmp_path: Path) -> None:
     assert prof.has_latency
 
 
+NET = {"model": "toy", "fingerprint": "abc", "table_scale": 1.2, "network_overhead_ms": 0.1}
+
+
+def test_network_fit_stage_cost_is_optional(tmp_path: Path) -> None:
+    """Profiles measured before ``extra_stage_ms`` existed load with it at 0; a new one round-trips."""
+    data = profile_dict()
+    data["latency"]["networks"] = [dict(NET), dict(NET, fingerprint="def", extra_stage_ms=0.02)]
+    old, new = load_hw_profile(write(tmp_path, data)).latency.networks
+    assert old.extra_stage_ms == 0.0 and new.extra_stage_ms == 0.02
+    assert new.to_dict()["extra_stage_ms"] == 0.02
+
+
 def test_unquoted_date_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(profile_dict()).replace("'2026-01-01'", "2026-01-01"), encoding="utf-8")
@@ -120,6 +132,10 @@ def test_unquoted_date_is_accepted(tmp_path: Path) -> None:
         (
             lambda d: d["latency"].update(network_overhead_ms=-1.0),
             "latency.network_overhead_ms: must be >= 0",
+        ),
+        (
+            lambda d: d["latency"].update(networks=[dict(NET, extra_stage_ms=-0.01)]),
+            "latency.networks[0].extra_stage_ms: must be >= 0",
         ),
         (lambda d: d["latency"]["table"][0].update(median_ms=-0.1), "latency.table[0].median_ms"),
         (lambda d: d["latency"]["table"][1].update(kind="conv3d"), "latency.table[1].kind"),

@@ -15,7 +15,7 @@ from automc import compress, graph, models
 from automc.cli import main
 from automc.cost.latency import layer_stages, predict_latency
 from automc.errors import AutomcError
-from automc.plan import CompressionPlan, layers_fingerprint
+from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
 from automc.profiler import (
     ProfileCase,
     build_profile,
@@ -192,13 +192,39 @@ def test_build_profile_end_to_end(tmp_path: Path) -> None:
     assert est.flags.get("(network)", "").startswith("latency: network not in the profile")
 
 
-def test_fit_network_recovers_scale_and_overhead() -> None:
-    rows = [(t, 1.7 * t + 0.4) for t in (1.0, 1.5, 2.2, 3.0)]
-    scale, overhead = fit_network(rows)
-    assert scale == pytest.approx(1.7) and overhead == pytest.approx(0.4)
+def test_fit_network_recovers_scale_overhead_and_stage_cost() -> None:
+    rows = [(t, f, 1.7 * t + 0.4 + 0.03 * f) for t, f in ((1.0, 0), (1.5, 4), (2.2, 1), (3.0, 9), (2.6, 6))]
+    scale, overhead, stage = fit_network(rows)
+    assert scale == pytest.approx(1.7) and overhead == pytest.approx(0.4) and stage == pytest.approx(0.03)
+    # no factorised layer in any variant: the stage term cannot be told apart and stays 0
+    scale, overhead, stage = fit_network([(t, 0, 1.7 * t + 0.4) for t in (1.0, 1.5, 2.2, 3.0)])
+    assert scale == pytest.approx(1.7) and overhead == pytest.approx(0.4) and stage == 0.0
     # a negative intercept is not physical: fall back to a pure scale through the origin
-    scale, overhead = fit_network([(1.0, 0.5), (2.0, 1.6)])
-    assert overhead == 0.0 and 0.5 < scale < 0.8
+    scale, overhead, stage = fit_network([(1.0, 0, 0.5), (2.0, 0, 1.6)])
+    assert overhead == 0.0 and stage == 0.0 and 0.5 < scale < 0.8
+
+
+def test_network_fit_prices_each_factorised_layers_second_call() -> None:
+    """A profiled network's prediction grows by ``extra_stage_ms`` per factorised layer, no more."""
+    case = tiny_case()
+    prof = tiny_profile(case, validate=0)
+    fp = layers_fingerprint(case.layers)
+    fit = prof.latency.network(fp)
+    assert fit is not None
+    conv2 = next(s for s in case.layers if s.name == "conv2")
+    plan = CompressionPlan(layers={"conv2": LayerChoice(rank=2)}, fingerprint=fp)
+    with_stage = replace(
+        prof,
+        latency=replace(prof.latency, networks=(replace(fit, extra_stage_ms=fit.extra_stage_ms + 0.25),)),
+    )
+    before = predict_latency(case.layers, plan, prof)
+    after = predict_latency(case.layers, plan, with_stage)
+    assert after.total_ms - before.total_ms == pytest.approx(0.25)
+    assert after.per_layer_ms[conv2.name] - before.per_layer_ms[conv2.name] == pytest.approx(0.25)
+    unfactorised = CompressionPlan.uniform(case.layers, keep_ratio=0.5)
+    assert predict_latency(case.layers, unfactorised, with_stage).total_ms == pytest.approx(
+        predict_latency(case.layers, unfactorised, prof).total_ms
+    )
 
 
 def test_cli_profile_writes_a_valid_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,13 +5,16 @@ table plus a fitted per-network overhead. For a network the profile was measured
 (matched by ``layers_fingerprint``; see ``automc.schema.hw_profile.NetworkFit``)::
 
     total_ms = network_overhead_ms[net] + table_scale[net] * sum over layers table_ms
+             + extra_stage_ms[net] * (number of low-rank-factorised layers)
 
 For any other network the global fit is used and the estimate is flagged under
 ``"(network)"`` (see ``automc.schema.hw_profile.LatencyTable``)::
 
     total_ms = network_overhead_ms
-             + sum over layers (table_scale * table_ms + layer_overhead_ms
+             + sum over layers (table_scale * table_ms + layer_overhead_ms * calls
                                 + elementwise_ns_per_element * out_elements)
+
+where ``calls`` is 2 for a low-rank-factorised layer (two convs / linears) and 1 otherwise.
 
 Each layer maps to one table configuration, or two for a low-rank factorisation (a
 ``kh x kw`` conv ``n -> r`` with the layer's stride/padding, then a ``1 x 1`` conv ``r -> m``
@@ -409,12 +412,12 @@ class LatencyPredictor:
         fit = self._network_fit(layers)
         if fit is None:
             total = self.profile.latency.network_overhead_ms
-            scale, elem_ms, layer_ms = self._scale, self._elem_ms, self._layer_ms
+            scale, elem_ms, layer_ms, stage_ms = self._scale, self._elem_ms, self._layer_ms, 0.0
             if self.profile.latency.networks:
                 flags[NETWORK_FLAG_KEY] = FLAG_NOT_PROFILED
         else:
             total = fit.network_overhead_ms
-            scale, elem_ms, layer_ms = fit.table_scale, 0.0, 0.0
+            scale, elem_ms, layer_ms, stage_ms = fit.table_scale, 0.0, 0.0, fit.extra_stage_ms
         for spec in layers:
             if spec.kind not in LAYER_KINDS:
                 unsupported[spec.name] = f"layer kind {spec.kind!r} has no latency model"
@@ -437,6 +440,8 @@ class LatencyPredictor:
                 hit = self._price(layer, n, m, rank, choice.w_bits, choice.a_bits)
                 self._prices[ck] = hit
             ms = scale * hit[0] + layer_ms + elem_ms * m * layer.out_positions * self.batch
+            if rank is not None:
+                ms += layer_ms + stage_ms
             if hit[1]:
                 flags[spec.name] = hit[1]
             per_layer[spec.name] = ms

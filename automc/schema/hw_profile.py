@@ -217,7 +217,9 @@ class LatencyEntry:
 
 @dataclass(frozen=True)
 class NetworkFit:
-    """Overhead fitted on one profiled network: ``latency = table_scale * table sum + network_overhead_ms``.
+    """Overhead fitted on one profiled network.
+
+    ``latency = table_scale * table sum + network_overhead_ms + extra_stage_ms * factorised layers``.
 
     The non-conv work (activations, adds, pooling, framework dispatch) of a network and how
     its layers run inside it rather than alone differ a lot between architectures (on the
@@ -229,12 +231,16 @@ class NetworkFit:
         fingerprint: ``automc.plan.layers_fingerprint`` of its layers (the lookup key).
         table_scale: factor applied to the sum of the network's table latencies.
         network_overhead_ms: fixed cost per forward pass.
+        extra_stage_ms: cost of the second call of each low-rank-factorised layer inside
+            the network (dispatch, its intermediate tensor), beyond both stages' table
+            latencies. Optional in the file (0 when absent: profiles measured before it).
     """
 
     model: str
     fingerprint: str
     table_scale: float
     network_overhead_ms: float
+    extra_stage_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -242,6 +248,7 @@ class NetworkFit:
             "fingerprint": self.fingerprint,
             "table_scale": _round_sig(self.table_scale),
             "network_overhead_ms": _round_sig(self.network_overhead_ms),
+            "extra_stage_ms": _round_sig(self.extra_stage_ms),
         }
 
 
@@ -250,14 +257,15 @@ class LatencyTable:
     """Measured layer latencies plus the fitted network-level terms.
 
     A network's latency is predicted as ``network_overhead_ms`` + the sum over its layers
-    of (``table_scale`` x table latency + ``layer_overhead_ms`` +
-    ``elementwise_ns_per_element`` x output elements); the last two carry the non-conv
+    of (``table_scale`` x table latency + ``layer_overhead_ms`` x calls +
+    ``elementwise_ns_per_element`` x output elements), where a low-rank-factorised layer
+    makes two calls and any other one; the last two carry the non-conv
     work (activations, adds, pooling) that the standalone layer measurements do not see,
     ``table_scale`` how much faster or slower a layer runs inside a network than alone.
 
     Attributes:
         network_overhead_ms: fixed cost per forward pass (fitted).
-        layer_overhead_ms: extra cost per conv/linear layer inside a network (fitted).
+        layer_overhead_ms: extra cost per conv/linear call inside a network (fitted).
         elementwise_ns_per_element: cost per output element of each layer (fitted).
         table_scale: factor applied to every table latency (fitted; 1 = as measured).
         grid: the channel grid the table was measured on: ``channel_fractions`` and
@@ -536,15 +544,20 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
         d = p.mapping(item, field)
         if d is None:
             continue
-        p.keys(d, field, required=_NETWORK_KEYS)
+        p.keys(d, field, required=_NETWORK_KEYS, optional={"extra_stage_ms"})
         model = p.string(d, "model", field)
         fp = p.string(d, "fingerprint", field)
         scale = p.number(d, "table_scale", field, positive=True)
         oh = p.number(d, "network_overhead_ms", field)
-        if model and fp and scale is not None and oh is not None:
+        stage = p.number(d, "extra_stage_ms", field) if "extra_stage_ms" in d else 0.0
+        if model and fp and scale is not None and oh is not None and stage is not None:
             out.append(
                 NetworkFit(
-                    model=model, fingerprint=fp, table_scale=float(scale), network_overhead_ms=float(oh)
+                    model=model,
+                    fingerprint=fp,
+                    table_scale=float(scale),
+                    network_overhead_ms=float(oh),
+                    extra_stage_ms=float(stage),
                 )
             )
     return tuple(out)

@@ -22,7 +22,11 @@ with ``automc.cost.latency.predict_latency`` from the device profile:
 
     n, within_10pct, rmspe, spearman (predicted vs measured),
     flops_spearman (MACs vs measured: the FLOPs-only baseline),
-    measurement_self_spearman (first copy vs second copy: a yardstick for the timing noise)
+    measurement_self_spearman (first copy vs second copy: a yardstick for the timing noise),
+    base_measured_ms / base_predicted_ms (the uncompressed model, timed in the same run:
+        how fast this process runs against the profiling run),
+    base_anchored_within_10pct / base_anchored_rmspe (the predictions scaled by
+        base_measured / base_predicted: what is left once the process's speed is known)
 
 It also times one prediction (``predict_us``) and merges in the estimator-vs-fvcore
 speed figures of ``scripts/bench_cost_speed.py`` (``bench_speedup()``; with
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
+    from automc.plan import CompressionPlan
     from automc.profiler import LEVEL_JITTER, ProfileCase, measure_variants, random_plan
     from automc.schema.hw_profile import resolve_profile
 
@@ -139,11 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             ],
             "independent": [random_plan(case.layers, rng, model=name) for _ in range(args.n)],
         }
+        base_plan = CompressionPlan(model=name)
+        base_predicted = predict_latency(case.layers, base_plan, profile).total_ms
         for pop, pop_plans in plans.items():
-            # each population in its own interleaved run, as the profile timed ~40 networks at a time
+            # each population in its own interleaved run, as the profile timed ~40 networks at a time;
+            # the uncompressed base model runs with them, to see how fast this process runs
             variants = measure_variants(
                 [case],
-                [pop_plans + pop_plans],
+                [pop_plans + pop_plans + [base_plan]],
                 lambda m, p, x: compress.apply(m, p, x),
                 warmup=warmup,
                 repeats=repeats,
@@ -152,11 +160,21 @@ def main(argv: list[str] | None = None) -> int:
                 progress=True,
                 desc=f"{name} ({pop})",
             )
-            first, second = variants[: args.n], variants[args.n :]
+            first, second, base_ms = (
+                variants[: args.n],
+                variants[args.n : 2 * args.n],
+                variants[-1].measured_ms,
+            )
             predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in first]
             measured = [v.measured_ms for v in first]
             figures = fidelity(predicted, measured, [float(v.macs) for v in first])
             figures["measurement_self_spearman"] = spearman(measured, [v.measured_ms for v in second])
+            figures["base_measured_ms"] = base_ms
+            figures["base_predicted_ms"] = base_predicted
+            anchor = base_ms / base_predicted
+            anchored = fidelity([p * anchor for p in predicted], measured)
+            figures["base_anchored_within_10pct"] = anchored["within_10pct"]
+            figures["base_anchored_rmspe"] = anchored["rmspe"]
             figures["measured_ms_min"] = min(measured)
             figures["measured_ms_max"] = max(measured)
             row = {k: round(float(v), 4) for k, v in figures.items()}

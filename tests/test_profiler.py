@@ -11,13 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from automc import compress, graph, models
+from automc import compress, graph, models, profiler
 from automc.cli import main
 from automc.cost.latency import layer_stages, predict_latency
 from automc.errors import AutomcError
 from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
 from automc.profiler import (
     ProfileCase,
+    Variant,
+    _to_fastest_phase,
     build_profile,
     fit_network,
     fit_overhead,
@@ -331,3 +333,30 @@ def test_recheck_flags_a_profile_whose_speed_no_longer_matches_the_machine() -> 
     )
     ((name, measured, predicted),) = recheck(stale, [case])
     assert name == case.name and predicted > 10 * measured
+
+
+def test_only_a_phase_slower_than_its_fastest_base_timing_is_rescaled() -> None:
+    base, pruned = CompressionPlan(), CompressionPlan(layers={"conv1": LayerChoice(keep_ratio=0.5)})
+    measured = [
+        Variant("a", base, 100, 2.4),
+        Variant("a", pruned, 50, 1.2),
+        Variant("b", base, 100, 3.0),
+        Variant("b", pruned, 50, 2.0),
+    ]
+    out, notes = _to_fastest_phase(measured, {"a": 2.0, "b": 2.95}, {"a": 2.1, "b": 3.1})
+    assert [v.measured_ms for v in out] == pytest.approx([2.0, 1.0, 3.0, 2.0])
+    assert len(notes) == 1 and notes[0].startswith("a networks timed 20% slow")
+
+
+def test_profile_whose_network_phase_ran_slow_predicts_the_base_at_its_fastest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The base timed alone (before the table, after the phases) ran 4x faster than in its
+    network phase: the fit is scaled to that, so the base is predicted at the fast timing."""
+    case = tiny_case()
+    alone = measure_model_ms(case.model, case.example_input, warmup=1, repeats=3, statistic="min") / 4
+    monkeypatch.setattr(profiler, "measure_model_ms", lambda *a, **k: alone)
+    prof = tiny_profile(case, validate=0)
+    assert "test_tiny networks timed" in prof.device.description
+    predicted = predict_latency(case.layers, CompressionPlan(), prof).total_ms
+    assert predicted == pytest.approx(alone, rel=0.3)

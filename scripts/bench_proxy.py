@@ -13,6 +13,9 @@ so positive = the proxy orders candidates as the fine-tuned metric does.
 
 ``--extra-calib-batches K`` also scores adaptive-BN with ``K`` calibration batches on the
 same compressed models (``adaptive_bn_k<K>``), to see how much the number of batches matters.
+``--short-train-steps S`` also scores the ``short_train`` proxy (``S`` SGD steps with KD
+from the base on fixed train batches, then adaptive BN) on a copy of each compressed model
+(``short_train_s<S>``, with its own seconds per candidate).
 
 Also measures the adaptive-BN proxy's speed: seconds per candidate and
 ``overhead_vs_forward`` = proxy time / time of the bare forward passes over the same
@@ -31,8 +34,9 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
+from typing import cast
 
 import torch
 from scipy import stats
@@ -43,10 +47,12 @@ from automc import compress, data, graph, train
 from automc.cost.flops import layer_geometry
 from automc.engine import resolve_space
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
-from automc.proxy import AdaptiveBNProxy, ProxyData, SynFlowProxy, VanillaProxy
+from automc.proxy import AdaptiveBNProxy, ProxyData, ShortTrainProxy, SynFlowProxy, VanillaProxy
 from automc.space import BoundSpace, SearchSpace
 
 THREADS = 2
+FT_BATCH_SIZE = 64
+"""``train.finetune``'s default batch size (the recipe every candidate is fine-tuned with)."""
 
 
 def plan_macs(layers: Sequence[LayerSpec], keep: Mapping[int, float]) -> int:
@@ -150,6 +156,42 @@ def seed_agreement(rows: Sequence[Mapping[str, float]], seeds: int) -> dict[str,
     )
 
 
+def load_ground_truth(args: argparse.Namespace) -> list[dict[str, float]]:
+    """The candidates of an earlier run whose fine-tuning this run would repeat exactly."""
+    old = json.loads(Path(args.ground_truth).read_text())
+    same = {
+        "n": (old["n"], args.n),
+        "budget": (old["budget"]["macs_fraction"], args.budget),
+        "criterion": (old["sampling"]["criterion"], args.criterion),
+        "space": (old["sampling"]["space"], args.space),
+        "epochs": (old["finetune"]["epochs"], args.epochs),
+        "lr": (old["finetune"]["lr"], args.lr),
+        "ft seeds": (old["finetune"]["seeds"], args.ft_seeds),
+        "calib batches": (old["proxy_data"]["calib_batches"], args.calib_batches),
+        "seed": (
+            int(old["command"].split("--seed ")[1].split()[0]) if "--seed " in old["command"] else 0,
+            args.seed,
+        ),
+    }
+    for what, (was, now) in same.items():
+        if was != now:
+            raise SystemExit(f"--ground-truth {args.ground_truth}: {what} was {was!r}, now {now!r}")
+    return list(old["candidates"])
+
+
+def stored_row(
+    stored: Sequence[Mapping[str, float]], i: int, row: Mapping[str, float]
+) -> Mapping[str, float]:
+    """Candidate ``i`` of the earlier run, after checking it is the same compressed model."""
+    old = stored[i]
+    if (
+        abs(old["macs_ratio"] - row["macs_ratio"]) > 1e-5
+        or abs(old["vanilla_acc"] - row["vanilla_acc"]) > 1e-5
+    ):
+        raise SystemExit(f"--ground-truth: candidate {i + 1} is not the same plan as in the earlier run")
+    return old
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet20")
@@ -173,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=2,
         help="fine-tune every plan with this many seeds; the ground truth is their mean, and their "
-        "agreement with each other is the ceiling a proxy can reach (default 2)",
+        "agreement with each other is a yardstick for the ground truth's noise (default 2)",
     )
     ap.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
     ap.add_argument("--calib-batches", type=int, default=8)
@@ -187,9 +229,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models (reported as adaptive_bn_k<K>; repeatable)",
     )
     ap.add_argument(
+        "--short-train-steps",
+        type=int,
+        action="append",
+        default=[],
+        help="also score the short_train proxy with this many SGD steps (on a copy of each compressed "
+        "model; reported as short_train_s<STEPS> with its seconds per candidate; repeatable)",
+    )
+    ap.add_argument(
+        "--short-train-batches",
+        type=int,
+        default=32,
+        help="labelled train batches (of --calib-batch-size) the short_train proxy cycles through",
+    )
+    ap.add_argument(
         "--timing-candidates", type=int, default=5, help="candidates used for overhead_vs_forward"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--ground-truth",
+        help="take the fine-tuned accuracies from this earlier output of the same command instead "
+        "of fine-tuning again (fine-tuning is deterministic; the plans, budget, seed and recipe must match)",
+    )
     ap.add_argument("--out", default="reports/bench/proxy.json")
     args = ap.parse_args(argv)
 
@@ -223,6 +284,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k in args.extra_calib_batches
     }
 
+    short_data = ProxyData.from_splits(
+        splits,
+        calib_batches=args.calib_batches,
+        calib_batch_size=args.calib_batch_size,
+        train_batches=args.short_train_batches,
+        train_batch_size=args.calib_batch_size,
+        seed=args.seed,
+    )
+    short = {
+        steps: ShortTrainProxy(data=short_data, teacher=base, steps=steps, cache_size=0)
+        for steps in args.short_train_steps
+    }
+    short_seconds: dict[int, list[float]] = {steps: [] for steps in short}
+
+    stored = load_ground_truth(args) if args.ground_truth else None
     rng = random.Random(args.seed)
     rows: list[dict[str, float]] = []
     proxy_seconds: list[float] = []
@@ -247,6 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         row["synflow"] = synflow.evaluate(model, plan)["score"]
         for k, proxy in extra.items():  # before the main proxy, whose recalibration fine-tuning starts from
             row[f"adaptive_bn_acc_k{k}"] = proxy.evaluate(model, plan)["acc"]
+        for steps, st_proxy in short.items():
+            trainee = copy.deepcopy(model)
+            t0 = time.perf_counter()
+            st = st_proxy.evaluate(trainee, plan)
+            short_seconds[steps].append(time.perf_counter() - t0)
+            row[f"short_train_acc_s{steps}"] = st["acc"]
+            row[f"short_train_loss_s{steps}"] = st["loss"]
         if len(ratios) < args.timing_candidates:
             bare, timed = [], []
             for _ in range(3):
@@ -259,6 +342,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         scored = adaptive.evaluate(model, plan)
         proxy_seconds.append(time.perf_counter() - t0)
         row.update(adaptive_bn_acc=scored["acc"], adaptive_bn_loss=scored["loss"], kl=scored["kl"])
+        if stored is not None:
+            reused = stored_row(stored, len(rows), row)
+            row.update({k: v for k, v in reused.items() if k.startswith("ft_")})
+            rows.append(row)
+            print(
+                f"[{len(rows)}/{args.n}] " + " ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr
+            )
+            continue
         for k in range(args.ft_seeds):
             student = model if k == args.ft_seeds - 1 else copy.deepcopy(model)
             train.finetune(
@@ -299,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval_split": "test",
             "seeds": args.ft_seeds,
             "ground_truth": "mean over the seeds",
+            "sgd_steps": args.epochs * -(-len(cast(Sized, splits.train)) // FT_BATCH_SIZE),
+            **({"ground_truth_from": args.ground_truth} if args.ground_truth else {}),
         },
         "proxy_data": {
             "calib_batches": args.calib_batches,
@@ -316,6 +409,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         **{
             f"adaptive_bn_k{k}": correlations([r[f"adaptive_bn_acc_k{k}"] for r in rows], ft_acc, ft_loss)
             for k in extra
+        },
+        **{
+            f"short_train_s{steps}": {
+                **correlations([r[f"short_train_acc_s{steps}"] for r in rows], ft_acc, ft_loss),
+                "loss_as_proxy": correlations(
+                    [-r[f"short_train_loss_s{steps}"] for r in rows], ft_acc, ft_loss
+                ),
+                "seconds_per_candidate": statistics.mean(short_seconds[steps]),
+                "train_batches": args.short_train_batches,
+                "batch_size": args.calib_batch_size,
+            }
+            for steps in short
         },
         "seconds_per_candidate": per_candidate,
         "candidates_per_second": 1.0 / per_candidate,

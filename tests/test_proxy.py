@@ -17,6 +17,7 @@ from automc.proxy import (
     Proxy,
     ProxyData,
     ProxyFailure,
+    ShortTrainProxy,
     SynFlowProxy,
     VanillaProxy,
     create,
@@ -93,6 +94,13 @@ def splits() -> Splits:
 @pytest.fixture(scope="module")
 def data(splits: Splits) -> ProxyData:
     return ProxyData.from_splits(splits, calib_batches=4, calib_batch_size=64, val_batch_size=128, seed=0)
+
+
+@pytest.fixture(scope="module")
+def train_data(splits: Splits) -> ProxyData:
+    return ProxyData.from_splits(
+        splits, calib_batches=4, calib_batch_size=64, val_batch_size=128, train_batches=4, seed=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -270,10 +278,12 @@ def test_synflow_is_finite_smaller_when_pruned_and_leaves_model_untouched(traine
     assert not any(p.grad is not None for p in model.parameters())
 
 
-def test_registry_builds_every_proxy_and_keys_match_metrics(data: ProxyData, trained: TinyNet) -> None:
-    assert names() == ["adaptive_bn", "kl_teacher", "synflow", "vanilla"]
+def test_registry_builds_every_proxy_and_keys_match_metrics(
+    data: ProxyData, train_data: ProxyData, trained: TinyNet
+) -> None:
+    assert names() == ["adaptive_bn", "kl_teacher", "short_train", "synflow", "vanilla"]
     for name in names():
-        proxy = create(name, data=data, teacher=trained)
+        proxy = create(name, data=train_data if name == "short_train" else data, teacher=trained)
         assert isinstance(proxy, Proxy) and proxy.name == name
         out = proxy.evaluate(_prune_conv1(trained, 8), _plan(0.5))
         assert set(out) == {m.key for m in proxy.metrics}
@@ -284,3 +294,43 @@ def test_registry_builds_every_proxy_and_keys_match_metrics(data: ProxyData, tra
         create("kl_teacher", data=data)
     with pytest.raises(AutomcError, match="calibration batches"):
         AdaptiveBNProxy(data=ProxyData.build(train=_dataset(8, 0), val=_dataset(8, 1), calib_batches=0))
+
+
+def test_proxy_data_train_batches_are_labelled_train_samples(splits: Splits, train_data: ProxyData) -> None:
+    assert len(train_data.train_inputs) == 4 and all(
+        b.shape == (64, 3, 8, 8) for b in train_data.train_inputs
+    )
+    label = {tuple(r.flatten()[:4].tolist()): int(y) for r, y in zip(*splits.train.tensors)}
+    for xb, yb in zip(train_data.train_inputs, train_data.train_targets):
+        assert [label[tuple(r.flatten()[:4].tolist())] for r in xb] == yb.tolist()
+    plain = ProxyData.from_splits(splits, calib_batches=4, calib_batch_size=64, val_batch_size=128, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.calib_inputs, train_data.calib_inputs))
+    assert plain.train_inputs == ()
+
+
+def test_short_train_recovers_more_than_adaptive_bn_and_is_deterministic(
+    train_data: ProxyData, trained: TinyNet
+) -> None:
+    adaptive = AdaptiveBNProxy(data=train_data).evaluate(_prune_conv1(trained, 2), _plan(0.125))
+    pruned = _prune_conv1(trained, 2)
+    before = pruned.conv2.weight.detach().clone()
+    proxy = ShortTrainProxy(data=train_data, teacher=trained, steps=30, lr=0.05)
+    short = proxy.evaluate(pruned, _plan(0.125))
+    assert set(short) == {"acc", "loss", "kl"}
+    assert not torch.equal(pruned.conv2.weight, before) and not pruned.training
+    assert short["loss"] < adaptive["loss"] and short["acc"] >= adaptive["acc"]
+    again = ShortTrainProxy(data=train_data, teacher=trained, steps=30, lr=0.05)
+    assert again.evaluate(_prune_conv1(trained, 2), _plan(0.125)) == short
+    without_teacher = ShortTrainProxy(data=train_data, steps=30, lr=0.05)
+    assert set(without_teacher.evaluate(_prune_conv1(trained, 2), _plan(0.125))) == {"acc", "loss"}
+
+
+def test_short_train_divergence_fails_and_bad_settings_are_refused(
+    data: ProxyData, train_data: ProxyData, trained: TinyNet
+) -> None:
+    with pytest.raises(ProxyFailure, match="non-finite|diverged"):
+        ShortTrainProxy(data=train_data, steps=20, lr=1e12).evaluate(_prune_conv1(trained, 8), _plan(0.5))
+    with pytest.raises(AutomcError, match="train batches"):
+        ShortTrainProxy(data=data)
+    with pytest.raises(AutomcError, match="steps"):
+        ShortTrainProxy(data=train_data, steps=0)

@@ -11,6 +11,8 @@ Proxies by name (:func:`create`):
       with a teacher also ``kl`` in the same pass.
     * ``vanilla``: accuracy/loss on val with the candidate's stale BatchNorm statistics.
     * ``kl_teacher``: KL(teacher || candidate) on val after recalibration (label free).
+    * ``short_train``: accuracy/loss on val after a few SGD steps (KD from the teacher
+      if given) and BatchNorm recalibration; needs ``ProxyData`` train batches.
     * ``synflow``: SynFlow zero-cost score (data free).
 """
 
@@ -22,6 +24,7 @@ from automc.errors import AutomcError
 from automc.proxy._accuracy import (
     AdaptiveBNProxy,
     KLToTeacherProxy,
+    ShortTrainProxy,
     VanillaProxy,
     recalibrate_bn,
     teacher_log_probs,
@@ -38,6 +41,7 @@ __all__ = [
     "Proxy",
     "ProxyData",
     "ProxyFailure",
+    "ShortTrainProxy",
     "SynFlowProxy",
     "VanillaProxy",
     "create",
@@ -51,6 +55,7 @@ __all__ = [
 _DESCRIPTIONS = {
     "adaptive_bn": "val accuracy/loss after adaptive BatchNorm recalibration (EagleEye); + kl with a teacher",
     "kl_teacher": "KL(teacher || candidate) on val after BatchNorm recalibration (label free)",
+    "short_train": "val accuracy/loss after a few SGD steps (KD from the base) and BatchNorm recalibration",
     "synflow": "SynFlow zero-cost score (Tanaka et al. 2020), data free",
     "vanilla": "val accuracy/loss with the candidate's BatchNorm statistics unchanged",
 }
@@ -71,7 +76,7 @@ def create(name: str, *, data: ProxyData, teacher: Any = None, cache_size: int =
         name: one of :func:`names`.
         data: the search's ``ProxyData``.
         teacher: the base model; required by ``kl_teacher``, optional for ``adaptive_bn``
-            (adds ``kl``), ignored by the others.
+            (adds ``kl``) and ``short_train`` (distils from it, adds ``kl``), ignored by the others.
         cache_size: LRU entries kept (0 = no cache).
 
     Raises:
@@ -85,6 +90,8 @@ def create(name: str, *, data: ProxyData, teacher: Any = None, cache_size: int =
         if teacher is None:
             raise AutomcError("proxy 'kl_teacher' needs the base model as teacher")
         return KLToTeacherProxy(data=data, teacher=teacher, cache_size=cache_size)
+    if name == "short_train":
+        return ShortTrainProxy(data=data, teacher=teacher, cache_size=cache_size)
     if name == "synflow":
         return SynFlowProxy(data=data, cache_size=cache_size)
     raise AutomcError(f"unknown proxy {name!r} (known: {', '.join(names())})")

@@ -115,6 +115,17 @@ class _ValPassProxy(CachedProxy):
         return result
 
 
+def _teacher_logits(teacher: nn.Module, batches: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """``teacher``'s float logits on ``batches``, in eval mode without gradients (its mode is restored)."""
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.inference_mode():
+            return tuple(teacher(x).float() for x in batches)
+    finally:
+        teacher.train(was_training)
+
+
 def teacher_log_probs(teacher: nn.Module, data: ProxyData) -> tuple[torch.Tensor, ...]:
     """Log-softmax of ``teacher`` on the val batches, computed once in eval mode (its mode is restored).
 
@@ -122,13 +133,7 @@ def teacher_log_probs(teacher: nn.Module, data: ProxyData) -> tuple[torch.Tensor
         AutomcError: the teacher's outputs are not finite (a broken base model is the
             user's problem, not a candidate failure).
     """
-    was_training = teacher.training
-    teacher.eval()
-    try:
-        with torch.inference_mode():
-            out = tuple(F.log_softmax(teacher(x).float(), dim=1) for x in data.val_inputs)
-    finally:
-        teacher.train(was_training)
+    out = tuple(F.log_softmax(t, dim=1) for t in _teacher_logits(teacher, data.val_inputs))
     if not all(bool(torch.isfinite(t).all()) for t in out):
         raise AutomcError("the teacher (base model) produces non-finite outputs on the val split")
     return out
@@ -189,3 +194,85 @@ class KLToTeacherProxy(_ValPassProxy):
         super().__init__(
             data=data, recalibrate=recalibrate, with_accuracy=False, teacher=teacher, cache_size=cache_size
         )
+
+
+class ShortTrainProxy(_ValPassProxy):
+    """Val accuracy and loss after a few SGD steps, then adaptive BatchNorm recalibration.
+
+    The candidate is trained in place for ``steps`` steps on ``ProxyData.train_*`` (fixed
+    labelled batches, cycled), with the fine-tuning loss: knowledge distillation from the
+    ``teacher`` (its logits on those batches computed once, here) or, without one,
+    cross-entropy. SGD with Nesterov momentum 0.9, constant ``lr``, weight decay 5e-4;
+    random ops (dropout) draw from an RNG seeded with ``ProxyData.seed``.
+    Its BatchNorm statistics are then recalibrated and it is scored on val as in
+    :class:`AdaptiveBNProxy`. A pruned candidate judged before any training is judged on
+    how much of the base's function survived the cut; a few steps show how well it
+    recovers, which is what fine-tuning measures. It costs ``steps`` training steps
+    more than adaptive BN.
+
+    Returns ``{"acc", "loss"}`` (+ ``"kl"`` with a teacher); a loss that turns
+    non-finite while training is a failed result.
+    """
+
+    name = "short_train"
+
+    def __init__(
+        self,
+        *,
+        data: ProxyData,
+        teacher: nn.Module | None = None,
+        steps: int = 10,
+        lr: float = 0.01,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        cache_size: int = 256,
+    ) -> None:
+        from automc.train import kd_loss
+
+        if not data.train_inputs:
+            raise AutomcError(
+                "proxy 'short_train' needs labelled train batches (ProxyData train_batches >= 1)"
+            )
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise AutomcError(f"proxy 'short_train': steps must be a positive integer, got {steps!r}")
+        if not lr > 0:
+            raise AutomcError(f"proxy 'short_train': lr must be positive, got {lr!r}")
+        self.metrics = (Metric("acc", "maximize"), Metric("loss", "minimize"))
+        if teacher is not None:
+            self.metrics += (Metric("kl", "minimize"),)
+        super().__init__(
+            data=data, recalibrate=True, with_accuracy=True, teacher=teacher, cache_size=cache_size
+        )
+        self.steps, self.lr = steps, lr
+        self._kd_loss = kd_loss
+        self._temperature, self._alpha = temperature, alpha
+        self._teacher_train: tuple[torch.Tensor, ...] | None = None
+        if teacher is not None:
+            self._teacher_train = _teacher_logits(teacher, data.train_inputs)
+
+    def _compute(self, model: nn.Module) -> dict[str, float]:
+        data = self._data
+        params = [p for p in model.parameters() if p.requires_grad]
+        if params:
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+            model.train()
+            # dropout draws from the global RNG: a forked, seeded one keeps scores deterministic
+            with torch.random.fork_rng(), torch.enable_grad():
+                torch.manual_seed(data.seed)
+                for step in range(self.steps):
+                    i = step % len(data.train_inputs)
+                    out = _logits(model, data.train_inputs[i])
+                    y = data.train_targets[i]
+                    if self._teacher_train is None:
+                        loss = F.cross_entropy(out, y)
+                    else:
+                        loss = self._kd_loss(
+                            out, y, self._teacher_train[i], temperature=self._temperature, alpha=self._alpha
+                        )
+                    if not bool(torch.isfinite(loss)):
+                        raise ProxyFailure(f"training diverged at step {step + 1} (loss {float(loss)})")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            model.eval()
+        return super()._compute(model)

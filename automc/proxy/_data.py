@@ -34,16 +34,23 @@ class ProxyData:
         val_inputs: the held-out val split (or a seeded subset of it) in a few large batches.
         val_targets: labels matching ``val_inputs``.
         seed: the seed the subsets were drawn with.
+        train_inputs: labelled training batches (a seeded random subset of the train
+            split) for proxies that train a few steps; empty unless asked for.
+        train_targets: labels matching ``train_inputs``.
     """
 
     calib_inputs: tuple[torch.Tensor, ...]
     val_inputs: tuple[torch.Tensor, ...]
     val_targets: tuple[torch.Tensor, ...]
     seed: int = 0
+    train_inputs: tuple[torch.Tensor, ...] = ()
+    train_targets: tuple[torch.Tensor, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.val_inputs or len(self.val_inputs) != len(self.val_targets):
             raise AutomcError("ProxyData needs at least one val batch and one target batch per input batch")
+        if len(self.train_inputs) != len(self.train_targets):
+            raise AutomcError("ProxyData needs one target batch per training input batch")
 
     @property
     def n_val(self) -> int:
@@ -64,6 +71,8 @@ class ProxyData:
         calib_batch_size: int = 64,
         val_batch_size: int = 1024,
         val_limit: int | None = None,
+        train_batches: int = 0,
+        train_batch_size: int = 64,
         seed: int = 0,
         device: str | torch.device = "cpu",
         num_threads: int | None = None,
@@ -79,6 +88,9 @@ class ProxyData:
             calib_batch_size: samples per calibration batch.
             val_batch_size: samples per evaluation batch.
             val_limit: use only a seeded random subset of this many val samples.
+            train_batches: labelled training batches to prepare (for ``short_train``),
+                drawn like the calibration batches but with their labels (0: none).
+            train_batch_size: samples per training batch.
             seed: seed for both subsets; the same seed gives the same batches.
             device: where the batches live (the candidate must be on the same device).
             num_threads: if given, ``torch.set_num_threads`` is called once here.
@@ -88,31 +100,44 @@ class ProxyData:
                 "calib_batches must be >= 0 and calib_batch_size, val_batch_size >= 1 "
                 f"(got {calib_batches}, {calib_batch_size}, {val_batch_size})"
             )
+        if train_batches < 0 or train_batch_size < 1:
+            raise AutomcError(
+                f"train_batches must be >= 0 and train_batch_size >= 1 (got {train_batches}, {train_batch_size})"
+            )
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         gen = torch.Generator().manual_seed(seed)
         n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
         if n_val == 0:
             raise AutomcError("the val split is empty; the proxy needs held-out data")
-        calib: tuple[torch.Tensor, ...] = ()
-        if calib_batches:
-            if n_train == 0:
-                raise AutomcError("the train split is empty; BatchNorm recalibration needs training data")
-            need = calib_batches * calib_batch_size
+        if (calib_batches or train_batches) and n_train == 0:
+            raise AutomcError("the train split is empty; BatchNorm recalibration needs training data")
+
+        def draw(batches: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+            need = batches * size
             reps = -(-need // n_train)
             order = torch.cat([torch.randperm(n_train, generator=gen) for _ in range(reps)])[:need]
-            xs, _ = _gather(train, order)
-            calib = tuple(b.to(device).contiguous() for b in xs.split(calib_batch_size))
+            return _gather(train, order)
+
+        def batched(t: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+            return tuple(b.to(device).contiguous() for b in t.split(size))
+
+        calib: tuple[torch.Tensor, ...] = ()
+        if calib_batches:
+            calib = batched(draw(calib_batches, calib_batch_size)[0], calib_batch_size)
         if val_limit is not None and val_limit < n_val:
             val_idx = torch.randperm(n_val, generator=gen)[:val_limit].sort().values
         else:
             val_idx = torch.arange(n_val)
         vx, vy = _gather(val, val_idx)
+        tx, ty = draw(train_batches, train_batch_size) if train_batches else (torch.empty(0), torch.empty(0))
         return cls(
             calib_inputs=calib,
-            val_inputs=tuple(b.to(device).contiguous() for b in vx.split(val_batch_size)),
-            val_targets=tuple(b.to(device).long().contiguous() for b in vy.split(val_batch_size)),
+            val_inputs=batched(vx, val_batch_size),
+            val_targets=batched(vy.long(), val_batch_size),
             seed=seed,
+            train_inputs=batched(tx, train_batch_size) if train_batches else (),
+            train_targets=batched(ty.long(), train_batch_size) if train_batches else (),
         )
 
     @classmethod

@@ -176,7 +176,7 @@ class Evaluator:
 @dataclass(frozen=True)
 class SearchSetup:
     """Everything a search scores candidates with: data, base model, layer table, bound
-    space, cost model, resolved budget limits and the adaptive-BN proxy."""
+    space, cost model, resolved budget limits and the proxy (adaptive BN or short training)."""
 
     splits: Any
     base: Any
@@ -206,6 +206,20 @@ class SearchSetup:
         )
 
 
+SEARCH_PROXIES = ("adaptive_bn", "short_train")
+SHORT_TRAIN_BATCHES = 32
+"""Labelled train batches the ``short_train`` proxy cycles through (fewer when it takes fewer steps)."""
+SHORT_TRAIN_BATCH_SIZE = 64
+
+
+def check_proxy(proxy: str, proxy_steps: int) -> None:
+    """Refuse a proxy a search cannot use, or a non-positive step count."""
+    if proxy not in SEARCH_PROXIES:
+        raise AutomcError(f"--proxy: unknown search proxy {proxy!r} (known: {', '.join(SEARCH_PROXIES)})")
+    if isinstance(proxy_steps, bool) or not isinstance(proxy_steps, int) or proxy_steps < 1:
+        raise AutomcError(f"--proxy-steps must be a positive integer, got {proxy_steps!r}")
+
+
 def prepare(
     *,
     model: str,
@@ -221,19 +235,23 @@ def prepare(
     calib_batch_size: int = 128,
     val_limit: int | None = None,
     kl_teacher: bool = False,
+    proxy: str = "short_train",
+    proxy_steps: int = 10,
     progress: bool = True,
 ) -> SearchSetup:
     """Load the data and base model (trained and cached unless ``weights``), bind ``space``
     (a loaded ``SearchSpace``) to the model's layers, resolve ``budgets`` (parsed budget
-    specs) against the base cost and check the cheapest plan fits, and build the proxy.
-    ``kl_teacher`` gives the proxy the base model as teacher for the ``kl`` metric."""
+    specs) against the base cost and check the cheapest plan fits, and build the proxy:
+    ``adaptive_bn`` (``kl_teacher`` gives it the base model as teacher for the ``kl``
+    metric) or ``short_train`` (``proxy_steps`` SGD steps distilled from the base model,
+    then adaptive BN; it always reports ``kl``)."""
     import torch
 
     from automc import budget as budget_mod
     from automc import cost as cost_mod
     from automc import data as data_mod
     from automc import graph, models, train
-    from automc.proxy import AdaptiveBNProxy, ProxyData
+    from automc.proxy import AdaptiveBNProxy, ProxyData, ShortTrainProxy
 
     threads = int(os.environ.get("AUTOMC_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
     if threads > 0:
@@ -266,10 +284,22 @@ def prepare(
     base_cost = dict(cost_fn(CompressionPlan(model=model)))
     limits = budget_mod.resolve(list(budgets), base_cost)
     budget_mod.check_feasible_space(bound, cost_fn, limits)
+    check_proxy(proxy, proxy_steps)
+    short = proxy == "short_train"
     proxy_data = ProxyData.from_splits(
-        splits, calib_batches=calib_batches, calib_batch_size=calib_batch_size, val_limit=val_limit, seed=seed
+        splits,
+        calib_batches=calib_batches,
+        calib_batch_size=calib_batch_size,
+        val_limit=val_limit,
+        train_batches=min(proxy_steps, SHORT_TRAIN_BATCHES) if short else 0,
+        train_batch_size=SHORT_TRAIN_BATCH_SIZE,
+        seed=seed,
     )
-    proxy = AdaptiveBNProxy(data=proxy_data, teacher=base if kl_teacher else None)
+    scorer: Any
+    if short:
+        scorer = ShortTrainProxy(data=proxy_data, teacher=base, steps=proxy_steps)
+    else:
+        scorer = AdaptiveBNProxy(data=proxy_data, teacher=base if kl_teacher else None)
     return SearchSetup(
         splits=splits,
         base=base,
@@ -280,7 +310,7 @@ def prepare(
         cost_model=cost_model,
         base_cost=base_cost,
         limits=limits,
-        proxy=proxy,
+        proxy=scorer,
     )
 
 
@@ -315,6 +345,8 @@ def search(
     kd_alpha: float = 0.9,
     calib_batches: int = 4,
     batch_size: int = 128,
+    proxy: str = "short_train",
+    proxy_steps: int = 10,
     ray_address: str | None = None,
     cpus_per_trial: float = 1,
     gpus_per_trial: float = 0,
@@ -339,6 +371,8 @@ def search(
         raise AutomcError("--finetune-top and --finetune-epochs must be >= 0")
     if not (kd_temperature > 0 and 0.0 <= kd_alpha <= 1.0):
         raise AutomcError("--kd-temperature must be > 0 and --kd-alpha in [0, 1]")
+    check_proxy(proxy, proxy_steps)
+    proxy_label = proxy if proxy == "adaptive_bn" else f"{proxy} ({proxy_steps} steps)"
     space_path = resolve_space(space)
     space_def = SearchSpace.load(space_path)
     from automc.compress import criteria as criteria_mod
@@ -373,6 +407,8 @@ def search(
         calib_batches=calib_batches,
         calib_batch_size=batch_size,
         kl_teacher="kl" in {o.name for o in objs},
+        proxy=proxy,
+        proxy_steps=proxy_steps,
         progress=progress,
     )
     splits, base, example, layers = setup.splits, setup.base, setup.example, setup.layers
@@ -387,6 +423,7 @@ def search(
         "budgets": list(budgets),
         "limits": limits,
         "controller": controller,
+        "proxy": proxy_label,
         "profile": str(profile or ""),
         "profile_digest": profile_digest(prof),
         "seed": seed,

@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--base-epochs", type=int, default=None, help="base-model training epochs (default: recipe)"
     )
     p.add_argument("--calib-batches", type=int, default=4)
+    p.add_argument(
+        "--proxy",
+        default="adaptive_bn",
+        help="search proxy (engine.SEARCH_PROXIES; default adaptive_bn, what search.json was measured with)",
+    )
     p.add_argument("--val-limit", type=int, default=None, help="held-out samples used by the proxy")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "reports" / "bench" / "search.json"))
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         calib_batches=args.calib_batches,
         calib_batch_size=64,
         val_limit=args.val_limit,
+        proxy=args.proxy,
         progress=False,
     )
     base, base_info, bound, limits, proxy = (
@@ -213,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "profile": args.profile if profile is not None else None,
             "threads": args.threads,
             "calib_batches": args.calib_batches,
+            "proxy": args.proxy,
             "base_epochs": args.base_epochs,
             "val_limit": args.val_limit,
             "base": {**base_fig, "proxy_acc": base_metrics.get("acc"), "test_acc": base_info.get("test_acc")},

@@ -92,3 +92,16 @@ def test_same_seed_same_trials(home, tmp_path):
         study = optuna.load_study(study_name=r.study, storage=r.storage)
         runs.append([(t.params, t.user_attrs.get("proxy")) for t in study.trials])
     assert runs[0] == runs[1]
+
+
+def test_short_train_proxy_scores_the_search_and_is_part_of_the_resume_key(home, tmp_path):
+    """``proxy="short_train"`` trains each feasible candidate a few steps before scoring it;
+    the proxy is recorded in the study, and resuming with another proxy is refused."""
+    args = {**ARGS, "finetune_top": 0}
+    r = automc.search(trials=3, out=tmp_path, seed=0, proxy="short_train", proxy_steps=3, **args)
+    study = optuna.load_study(study_name=r.study, storage=r.storage)
+    assert study.user_attrs["automc"]["proxy"] == "short_train (3 steps)"
+    scored = [t.user_attrs["proxy"] for t in study.trials if t.user_attrs.get("proxy")]
+    assert scored and all(set(p) == {"acc", "loss", "kl"} for p in scored)
+    with pytest.raises(automc.AutomcError, match="proxy differs"):
+        automc.search(trials=4, out=tmp_path, seed=0, proxy="adaptive_bn", **args)

@@ -20,7 +20,7 @@ import optuna
 import pytest
 
 from automc.engine import search
-from automc.proxy import AdaptiveBNProxy
+from automc.proxy import ShortTrainProxy
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -104,11 +104,11 @@ FAULTS = ("oom", "nan", "memory", "raise")
 
 
 def flaky(real: Any, failed_plans: dict[str, dict[str, Any]]) -> Any:
-    """A stand-in for ``AdaptiveBNProxy.evaluate``: its first calls fail in the ways of ``FAULTS``
+    """A stand-in for ``ShortTrainProxy.evaluate`` (the search default): its first calls fail in the ways of ``FAULTS``
     (recording each failed plan in ``failed_plans``), later calls run the real proxy."""
     calls = [0]
 
-    def evaluate(proxy: AdaptiveBNProxy, model: Any, plan: Any) -> Any:
+    def evaluate(proxy: ShortTrainProxy, model: Any, plan: Any) -> Any:
         calls[0] += 1
         if calls[0] > len(FAULTS):
             return real(proxy, model, plan)
@@ -130,7 +130,7 @@ def test_failing_proxy_fails_only_that_trial(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, controller: str
 ) -> None:
     failed_plans: dict[str, dict[str, Any]] = {}
-    monkeypatch.setattr(AdaptiveBNProxy, "evaluate", flaky(AdaptiveBNProxy.evaluate, failed_plans))
+    monkeypatch.setattr(ShortTrainProxy, "evaluate", flaky(ShortTrainProxy.evaluate, failed_plans))
     result = search(
         model="test_tiny",
         dataset="synthetic",

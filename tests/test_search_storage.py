@@ -23,6 +23,7 @@ META = {
     "space": "toy.yaml",
     "objectives": ["acc", "macs"],
     "controller": "random",
+    "proxy": "adaptive_bn",
     "profile_digest": "0123456789ab",
     "seed": 0,
 }
@@ -103,7 +104,7 @@ def test_stale_running_trial_is_marked_interrupted_on_load(db: Path) -> None:
     assert recorder.trials()[-1].failure == "interrupted"
 
 
-@pytest.mark.parametrize("key", ["model", "space", "objectives", "controller", "profile_digest"])
+@pytest.mark.parametrize("key", ["model", "space", "objectives", "controller", "proxy", "profile_digest"])
 def test_meta_mismatch_on_resume_is_refused_and_writes_nothing(db: Path, key: str) -> None:
     url = f"sqlite:///{db}"
     ctl = controller(url)

@@ -60,6 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--kd-alpha", type=float, default=0.9, help="weight of the distillation loss (1-alpha: labels)"
     )
     p.add_argument("--calib-batches", type=int, default=4, help="batches for adaptive-BN recalibration")
+    p.add_argument(
+        "--proxy",
+        default="short_train",
+        help="how candidates are scored: short_train (default: --proxy-steps SGD steps distilled from "
+        "the base model, then BatchNorm recalibration) or adaptive_bn (recalibration only: ~4x faster, "
+        "ranks worse, see README)",
+    )
+    p.add_argument("--proxy-steps", type=int, default=10, help="SGD steps of the short_train proxy")
     p.add_argument("--ray-address", help="join this Ray cluster (also RAY_ADDRESS) with --controller ray")
     p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial with --controller ray")
     p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs per trial with --controller ray")
@@ -92,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         kd_temperature=args.kd_temperature,
         kd_alpha=args.kd_alpha,
         calib_batches=args.calib_batches,
+        proxy=args.proxy,
+        proxy_steps=args.proxy_steps,
         ray_address=args.ray_address,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,

@@ -466,7 +466,8 @@ def _html(data: ReportData, front: set[int]) -> str:
         f"<h1>automc report: {e(data.study_name)}</h1>",
         "<p class='note'>"
         f"model <b>{e(str(meta.get('model', '')))}</b> on <b>{e(str(meta.get('dataset', '')))}</b>; "
-        f"controller {e(str(meta.get('controller', '')))}; space {e(str(meta.get('space', '')))}; "
+        f"controller {e(str(meta.get('controller', '')))}; proxy {e(str(meta.get('proxy', 'adaptive_bn')))}; "
+        f"space {e(str(meta.get('space', '')))}; "
         f"profile {e(str(meta.get('profile', '')))}; budgets {e(json.dumps(meta.get('limits', {}), sort_keys=True))}; "
         f"objectives {e(', '.join(f'{n} ({d})' for n, d in data.objectives))}.<br>"
         f"{len(data.trials)} trials: {len(done)} complete, {sum(t.feasible for t in done)} feasible, "

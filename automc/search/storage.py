@@ -2,8 +2,9 @@
 
 Storage is an RDB URL (``sqlite:///run/study.db``), a JournalStorage file (a path ending
 in ``.log``) or ``None`` (in memory, for tests). The study's user attr ``automc`` holds
-the run's meta (model, dataset, space, budgets, objectives, controller, seed); a resume
-with a different model/space/objectives/controller is refused before anything is written.
+the run's meta (model, dataset, space, budgets, objectives, controller, proxy, seed); a
+resume with a different model/space/objectives/controller/proxy/profile is refused before
+anything is written.
 
 Each finished candidate is one Optuna trial: ``params`` with the space's distributions,
 ``values`` in objective order (failed -> state FAIL), Optuna's constraint system attrs
@@ -37,7 +38,7 @@ STATE_ATTR = "automc_controller_state"
 INTERRUPTED = "interrupted"
 #: Meta keys a resumed study must match (a key the stored study lacks, written by an older
 #: automc, is not checked).
-RESUME_KEYS = ("model", "space", "objectives", "controller", "profile_digest")
+RESUME_KEYS = ("model", "space", "objectives", "controller", "proxy", "profile_digest")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -621,6 +621,8 @@ def _finish_winner(
     progress: bool,
     latency_ms: float,
 ) -> Winner:
+    import copy
+
     import torch
 
     from automc import budget, compress, train
@@ -628,7 +630,8 @@ def _finish_winner(
 
     calib = proxy.calibration_batches()
     model = compress.apply(base, plan, example, calib_batches=calib, seed=seed)
-    proxy_metrics = dict(proxy.evaluate(model, plan))
+    # usually a cache hit; on a miss the short_train proxy would train its argument in place
+    proxy_metrics = dict(proxy.evaluate(copy.deepcopy(model), plan))
     recalibrate_bn(model, calib)
     before = train.evaluate(model, splits.test)["acc"]
     if epochs:

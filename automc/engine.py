@@ -647,7 +647,8 @@ def _finish_winner(
         )
     after = train.evaluate(model, splits.test)
     model.eval()
-    cost = dict(cost_model.estimate(layers, plan).total)
+    report = cost_model.estimate(layers, plan)
+    cost = dict(report.total)
     measured = {"macs": float(measured_macs(model, example)), "latency_ms": latency_ms}
     measured_cons = budget.constraints({**cost, **measured}, limits)
     figures: dict[str, Any] = {k: float(v) for k, v in cost.items()}
@@ -662,6 +663,9 @@ def _finish_winner(
         meets_budget_measured=all(v <= 1e-9 for v in measured_cons.values()),
         measured_constraints=measured_cons,
     )
+    if "latency_ms" in cost:
+        # layers priced off the profile's table (roofline, unprofiled network): a rougher prediction
+        figures["latency_flags"] = {k: v for k, v in report.flags.items() if v.startswith("latency")}
     wdir = out_dir / "winners" / f"trial{number}"
     wdir.mkdir(parents=True, exist_ok=True)
     files = {"state_dict": str(wdir / "model.pt"), "plan": str(wdir / "plan.json")}
@@ -689,10 +693,16 @@ def summary_table(result: SearchResult) -> str:
     )
     for w in result.winners:
         f = w.figures
+        rough = "*" if f.get("latency_flags") else " "
         lines.append(
             f"{'trial ' + str(w.trial):<14}{f['test_acc']:>10.4f}{f['macs_measured'] / 1e6:>11.2f}M"
-            f"{f.get('latency_ms', math.nan):>10.3f}{(f.get('latency_ms_measured') or math.nan):>10.3f}"
+            f"{f.get('latency_ms', math.nan):>9.3f}{rough}{(f.get('latency_ms_measured') or math.nan):>10.3f}"
             f"{'yes' if f['meets_budget_measured'] else 'NO':>10}"
+        )
+    if any(w.figures.get("latency_flags") for w in result.winners):
+        lines.append(
+            "* latency predicted partly off the profile's table (roofline estimate; see pareto.json "
+            "latency_flags): re-profile with a finer --fractions grid"
         )
     lines.append(
         f"storage: {result.storage} (study {result.study}); open with: optuna-dashboard {result.storage}"

@@ -228,12 +228,19 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
                 ("params", _fmt(e.get("params"))),
                 ("size (bytes)", _fmt(e.get("size_bytes"))),
                 ("energy (mJ)", _fmt(e.get("energy_mj"))),
-                ("latency pred (ms)", _fmt(e.get("latency_ms"))),
+                ("latency pred (ms)", _latency_pred(e)),
                 ("latency meas (ms, fp32 arch.)", _fmt(lat)),
                 ("speed-up", f"{speedup:.2f}x" if speedup else "—"),
             ]
         )
     return rows
+
+
+def _latency_pred(entry: Mapping[str, Any]) -> str:
+    """Predicted latency, marked when some layers were priced off the profile's table."""
+    flags = entry.get("latency_flags") or {}
+    text = _fmt(entry.get("latency_ms"))
+    return f"{text} (roofline for {len(flags)} layer{'s' if len(flags) != 1 else ''})" if flags else text
 
 
 def _fig_json(fig: Any) -> str:

@@ -14,6 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from automc.errors import AutomcError
 from automc.proxy._base import CachedProxy, Metric, ProxyFailure
 from automc.proxy._data import ProxyData
+from automc.train import kd_loss
 
 
 def recalibrate_bn(model: nn.Module, batches: tuple[torch.Tensor, ...]) -> int:
@@ -227,8 +228,6 @@ class ShortTrainProxy(_ValPassProxy):
         alpha: float = 0.9,
         cache_size: int = 256,
     ) -> None:
-        from automc.train import kd_loss
-
         if not data.train_inputs:
             raise AutomcError(
                 "proxy 'short_train' needs labelled train batches (ProxyData train_batches >= 1)"
@@ -244,7 +243,6 @@ class ShortTrainProxy(_ValPassProxy):
             data=data, recalibrate=True, with_accuracy=True, teacher=teacher, cache_size=cache_size
         )
         self.steps, self.lr = steps, lr
-        self._kd_loss = kd_loss
         self._temperature, self._alpha = temperature, alpha
         self._teacher_train: tuple[torch.Tensor, ...] | None = None
         if teacher is not None:
@@ -266,7 +264,7 @@ class ShortTrainProxy(_ValPassProxy):
                     if self._teacher_train is None:
                         loss = F.cross_entropy(out, y)
                     else:
-                        loss = self._kd_loss(
+                        loss = kd_loss(
                             out, y, self._teacher_train[i], temperature=self._temperature, alpha=self._alpha
                         )
                     if not bool(torch.isfinite(loss)):

@@ -130,14 +130,18 @@ class ProxyData:
         else:
             val_idx = torch.arange(n_val)
         vx, vy = _gather(val, val_idx)
-        tx, ty = draw(train_batches, train_batch_size) if train_batches else (torch.empty(0), torch.empty(0))
+        train_x: tuple[torch.Tensor, ...] = ()
+        train_y: tuple[torch.Tensor, ...] = ()
+        if train_batches:
+            tx, ty = draw(train_batches, train_batch_size)
+            train_x, train_y = batched(tx, train_batch_size), batched(ty.long(), train_batch_size)
         return cls(
             calib_inputs=calib,
             val_inputs=batched(vx, val_batch_size),
             val_targets=batched(vy.long(), val_batch_size),
             seed=seed,
-            train_inputs=batched(tx, train_batch_size) if train_batches else (),
-            train_targets=batched(ty.long(), train_batch_size) if train_batches else (),
+            train_inputs=train_x,
+            train_targets=train_y,
         )
 
     @classmethod

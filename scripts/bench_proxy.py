@@ -52,7 +52,7 @@ from automc.space import BoundSpace, SearchSpace
 
 THREADS = 2
 FT_BATCH_SIZE = 64
-"""``train.finetune``'s default batch size (the recipe every candidate is fine-tuned with)."""
+"""Batch size of the fine-tuning recipe every candidate gets (``train.finetune``'s default)."""
 
 
 def plan_macs(layers: Sequence[LayerSpec], keep: Mapping[int, float]) -> int:
@@ -345,26 +345,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stored is not None:
             reused = stored_row(stored, len(rows), row)
             row.update({k: v for k, v in reused.items() if k.startswith("ft_")})
-            rows.append(row)
-            print(
-                f"[{len(rows)}/{args.n}] " + " ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr
-            )
-            continue
-        for k in range(args.ft_seeds):
-            student = model if k == args.ft_seeds - 1 else copy.deepcopy(model)
-            train.finetune(
-                student,
-                splits,
-                teacher=base,
-                epochs=args.epochs,
-                lr=args.lr,
-                seed=args.seed + k,
-                progress=False,
-            )
-            final = train.evaluate(student, splits.test)
-            row.update({f"ft_acc_{k}": final["acc"], f"ft_loss_{k}": final["loss"]})
-        row["ft_acc"] = statistics.mean(row[f"ft_acc_{k}"] for k in range(args.ft_seeds))
-        row["ft_loss"] = statistics.mean(row[f"ft_loss_{k}"] for k in range(args.ft_seeds))
+        else:
+            for k in range(args.ft_seeds):
+                student = model if k == args.ft_seeds - 1 else copy.deepcopy(model)
+                train.finetune(
+                    student,
+                    splits,
+                    teacher=base,
+                    epochs=args.epochs,
+                    lr=args.lr,
+                    seed=args.seed + k,
+                    batch_size=FT_BATCH_SIZE,
+                    progress=False,
+                )
+                final = train.evaluate(student, splits.test)
+                row.update({f"ft_acc_{k}": final["acc"], f"ft_loss_{k}": final["loss"]})
+            row["ft_acc"] = statistics.mean(row[f"ft_acc_{k}"] for k in range(args.ft_seeds))
+            row["ft_loss"] = statistics.mean(row[f"ft_loss_{k}"] for k in range(args.ft_seeds))
         rows.append(row)
         print(f"[{len(rows)}/{args.n}] " + " ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
 

@@ -257,12 +257,15 @@ def prepare(
     if threads > 0:
         torch.set_num_threads(threads)
     splits = data_mod.load(dataset, root=data_root, seed=seed)
+    example = splits.train[0][0].unsqueeze(0)
     if weights:
         base = models.create(
             model, num_classes=splits.num_classes, in_channels=splits.in_channels, weights=weights
         )
         base_info: dict[str, Any] = {"weights": str(weights)}
     else:
+        untrained = models.create(model, num_classes=splits.num_classes, in_channels=splits.in_channels)
+        graph.require_modelled(untrained, example)
         base, base_info = train.base_model(
             model,
             dataset,
@@ -273,7 +276,6 @@ def prepare(
             progress=progress,
         )
     base.eval()
-    example = splits.train[0][0].unsqueeze(0)
     layers = tuple(graph.layers(base, example))
     bound = space.bind(layers, model=model)
     cost_model = cost_mod.CostModel(profile=profile)

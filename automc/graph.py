@@ -11,8 +11,12 @@ fall in one Torch-Pruning group share one ``group`` id (the execution index of t
 group's first layer).
 
 Caveats, stated plainly:
-    * Only ``nn.Conv2d`` and ``nn.Linear`` are layers; other modules (``Conv1d``,
-      ``ConvTranspose2d``, attention) are neither listed nor priced.
+    * Only ``nn.Conv2d`` and ``nn.Linear`` are layers. Multiply-accumulate work done
+      outside them (``Conv1d``, ``ConvTranspose2d``, ``MultiheadAttention``, an LSTM, an
+      attention ``matmul``, a custom layer calling ``F.conv2d``: any of
+      :data:`_COMPUTE_OPS`, seen through a ``TorchFunctionMode`` during the traced
+      forward) is recorded per innermost module in :attr:`GraphInfo.unmodelled`, and
+      :func:`layers` refuses such a model, so its cost is never under-counted silently.
     * The model is traced in eval mode; layers that do not run in eval mode (e.g.
       GoogLeNet's auxiliary classifiers) are not listed and are not kept consistent by
       pruning, so the compressed model only runs in eval mode's code path.
@@ -29,13 +33,14 @@ Caveats, stated plainly:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from automc.errors import UnsupportedLayerError
 from automc.plan import NOT_PRUNABLE, LayerSpec
@@ -73,6 +78,9 @@ class GraphInfo:
         groups: prunable group id -> :class:`GroupInfo`.
         unprunable: layer name -> why its output channels cannot be pruned.
         dependency_graph: the ``torch_pruning.DependencyGraph`` built on ``model``.
+        unmodelled: module name (``<model>`` for the root) -> the compute ops it called
+            outside conv/linear layers, which automc cannot price or compress (see the
+            module docstring).
     """
 
     model: nn.Module
@@ -80,6 +88,7 @@ class GraphInfo:
     groups: Mapping[int, GroupInfo]
     unprunable: Mapping[str, str]
     dependency_graph: Any
+    unmodelled: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def module(self, name: str) -> nn.Module:
         return self.model.get_submodule(name)
@@ -105,6 +114,34 @@ def layer_kind(module: nn.Module) -> str:
     raise UnsupportedLayerError(f"not a conv2d/linear layer: {type(module).__name__}")
 
 
+_COMPUTE_OPS = frozenset(
+    {
+        "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "baddbmm", "addmm", "addbmm",
+        "addmv", "mv", "einsum", "tensordot", "linear", "bilinear", "conv1d", "conv2d",
+        "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+        "scaled_dot_product_attention", "multi_head_attention_forward", "lstm", "gru",
+        "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
+    }
+)  # fmt: skip
+"""Names of the torch functions that multiply-accumulate (matrix products, convolutions,
+attention, recurrent cells). Called outside an ``nn.Conv2d``/``nn.Linear`` they are work
+the layer table does not hold."""
+
+
+class _ComputeOutsideLayers(TorchFunctionMode):
+    """Record, per innermost running module, the compute ops called outside conv/linear layers."""
+
+    def __init__(self, stack: list[str], inside: list[int], found: dict[str, set[str]]) -> None:
+        super().__init__()
+        self.stack, self.inside, self.found = stack, inside, found
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if not self.inside[0] and name in _COMPUTE_OPS:
+            self.found.setdefault(self.stack[-1] if self.stack else "", set()).add(name)
+        return func(*args, **(kwargs or {}))
+
+
 @dataclass
 class _Call:
     in_shape: tuple[int, ...]
@@ -112,8 +149,12 @@ class _Call:
     macs: int
 
 
-def _record_calls(model: nn.Module, example_input: torch.Tensor) -> dict[str, list[_Call]]:
+def _record_calls(
+    model: nn.Module, example_input: torch.Tensor
+) -> tuple[dict[str, list[_Call]], dict[str, str]]:
+    """Conv/linear calls of ``model(example_input)`` by module name, and the unmodelled modules that ran."""
     calls: dict[str, list[_Call]] = {}
+    unmodelled: dict[str, str] = {}
     hooks = []
 
     def make_hook(name: str):
@@ -132,16 +173,40 @@ def _record_calls(model: nn.Module, example_input: torch.Tensor) -> dict[str, li
 
         return hook
 
+    stack: list[str] = []
+    inside = [0]
+
+    def enter(name: str, layer: bool):
+        def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            stack.append(name)
+            inside[0] += layer
+
+        return hook
+
+    def leave(layer: bool):
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            stack.pop()
+            inside[0] -= layer
+
+        return hook
+
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
+        layer = isinstance(module, nn.Conv2d | nn.Linear)
+        if layer:
             hooks.append(module.register_forward_hook(make_hook(name)))
+        hooks.append(module.register_forward_pre_hook(enter(name, layer)))
+        hooks.append(module.register_forward_hook(leave(layer)))
+    found: dict[str, set[str]] = {}
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _ComputeOutsideLayers(stack, inside, found):
             model(example_input)
     finally:
         for h in hooks:
             h.remove()
-    return calls
+    for name, ops in found.items():
+        kind = type(model.get_submodule(name)).__name__
+        unmodelled[name or "<model>"] = f"{kind} calls {', '.join(sorted(ops))}"
+    return calls, unmodelled
 
 
 def _segment_of(idxs: list[int], root_idxs: list[int], channels: int) -> tuple[int, int, int, str]:
@@ -186,21 +251,25 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> GraphInfo:
     was_training = model.training
     model.eval()
     try:
-        calls = _record_calls(model, example_input)
+        calls, unmodelled = _record_calls(model, example_input)
         if not calls:
             raise UnsupportedLayerError(
                 "the model has no nn.Conv2d or nn.Linear layer that runs in forward()"
             )
         dg: Any = None
-        try:
-            with torch.enable_grad():
-                dg = tp.DependencyGraph().build_dependency(
-                    model, example_inputs=(example_input,), verbose=False
-                )
-        except Exception as e:  # noqa: BLE001 - Torch-Pruning fails on some graphs; pruning is then disabled
-            failure = f"Torch-Pruning could not build the dependency graph ({type(e).__name__}: {e})"
+        failure = ""
+        if unmodelled:
+            # Torch-Pruning's grouping can run away on attention reshapes (Swin: >20 GB);
+            # such a model is refused for search and pruning anyway.
+            failure = "the model computes outside conv/linear layers (GraphInfo.unmodelled)"
         else:
-            failure = ""
+            try:
+                with torch.enable_grad():
+                    dg = tp.DependencyGraph().build_dependency(
+                        model, example_inputs=(example_input,), verbose=False
+                    )
+            except Exception as e:  # noqa: BLE001 - Torch-Pruning fails on some graphs; pruning is then disabled
+                failure = f"Torch-Pruning could not build the dependency graph ({type(e).__name__}: {e})"
     finally:
         model.train(was_training)
 
@@ -325,6 +394,7 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> GraphInfo:
         groups=MappingProxyType(groups),
         unprunable=MappingProxyType(reasons),
         dependency_graph=dg,
+        unmodelled=MappingProxyType(unmodelled),
     )
 
 
@@ -346,9 +416,43 @@ def _in_segments(
     return tuple(out)
 
 
+def unmodelled_error(unmodelled: Mapping[str, str]) -> UnsupportedLayerError:
+    """The one-line refusal for a model with modules automc cannot price (``GraphInfo.unmodelled``)."""
+    shown = "; ".join(f"{n}: {w}" for n, w in list(unmodelled.items())[:3])
+    more = f" (+{len(unmodelled) - 3} more)" if len(unmodelled) > 3 else ""
+    return UnsupportedLayerError(
+        f"{len(unmodelled)} module(s) compute outside nn.Conv2d/nn.Linear, which automc "
+        f"cannot price or compress: {shown}{more}"
+    )
+
+
+def require_modelled(model: nn.Module, example_input: torch.Tensor) -> None:
+    """Refuse, with :func:`unmodelled_error`, a model that computes outside conv/linear layers.
+
+    One forward pass and no dependency graph: cheap enough to run before training a base model.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        _, unmodelled = _record_calls(model, example_input)
+    finally:
+        model.train(was_training)
+    if unmodelled:
+        raise unmodelled_error(unmodelled)
+
+
 def layers(model: nn.Module, example_input: torch.Tensor) -> list[LayerSpec]:
-    """Every conv/linear layer of ``model`` in execution order (see :func:`trace`)."""
-    return list(trace(model, example_input).layers)
+    """Every conv/linear layer of ``model`` in execution order (see :func:`trace`).
+
+    Raises:
+        UnsupportedLayerError: the model cannot be traced, or modules outside conv/linear
+            compute (:attr:`GraphInfo.unmodelled`): costs built on the table would leave
+            their work out.
+    """
+    info = trace(model, example_input)
+    if info.unmodelled:
+        raise unmodelled_error(info.unmodelled)
+    return list(info.layers)
 
 
 def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
@@ -356,7 +460,7 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
     was_training = model.training
     model.eval()
     try:
-        calls = _record_calls(model, example_input)
+        calls, _ = _record_calls(model, example_input)
     finally:
         model.train(was_training)
     return sum(c.macs for cs in calls.values() for c in cs)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from automc import models
 from automc.cli import main
 from automc.plan import CompressionPlan, LayerChoice
+from automc.testing.models import AttentionNet
 
 ROOT = Path(__file__).resolve().parent.parent
 ENERGY = ROOT / "hw_profiles" / "energy-45nm.yaml"
@@ -98,6 +100,22 @@ def test_unpriceable_layer_refused_unless_allowed(capsys, tmp_path):
     assert err.count("\n") == 1 and names[0] in err and "--allow-unsupported" in err
     code, out, err = run_cli(capsys, *argv, "--allow-unsupported")
     assert code == 0 and "unsupported (totals are lower bounds)" in out
+
+
+ATTN_MODEL = "cli_cost_attention"
+
+
+def test_attention_refused_unless_allowed_then_listed_as_unsupported(capsys, monkeypatch):
+    monkeypatch.setitem(models._registry._REGISTRY, ATTN_MODEL, AttentionNet)
+    argv = ["cost", "--model", ATTN_MODEL, "--input", "1x3x16x16", "--json"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "attn: not a conv2d/linear layer: MultiheadAttention" in err
+    code, out, err = run_cli(capsys, *argv, "--allow-unsupported")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert set(doc["unsupported"]) == {"attn"}
+    assert set(doc["per_layer"]) == {"stem.0", "fc"}
 
 
 def bad_profile(tmp_path: Path) -> str:

@@ -141,3 +141,24 @@ def test_winners_priced_off_the_profile_table_are_marked(home, tmp_path):
     assert any("roofline" in v for v in flags.values()) and "(network)" not in flags
     assert "* latency predicted partly off the profile's table" in summary_table(r)
     assert "(roofline for" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_search_refuses_a_model_computing_outside_conv_linear_before_training(
+    home, tmp_path, capsys, monkeypatch
+):
+    """Attention's MACs are not in the layer table, so budgets could not hold: the search
+    stops with one line before it spends time training the base model."""
+    from automc import models, train
+    from automc.testing.models import AttentionNet
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the base model was trained before the refusal")
+
+    monkeypatch.setitem(models._registry._REGISTRY, "engine_attention", AttentionNet)
+    monkeypatch.setattr(train, "base_model", no_training)
+    argv = ["search", "--model", "engine_attention", "--dataset", "synthetic", "--space", "prune"]
+    code = main([*argv, "--budget", "flops=0.8", "--trials", "2", "--out", str(tmp_path / "run")])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1 and "attn: MultiheadAttention calls multi_head_attention_forward" in err
+    assert not (tmp_path / "run").exists()

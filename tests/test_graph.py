@@ -9,8 +9,10 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from automc import models
-from automc.graph import count_macs, layers, trace
+from automc.errors import UnsupportedLayerError
+from automc.graph import count_macs, layers, require_modelled, trace
 from automc.plan import NOT_PRUNABLE, LayerSpec
+from automc.testing.models import AttentionNet
 
 torch.set_num_threads(2)
 
@@ -135,3 +137,53 @@ def test_trace_restores_training_mode():
     model = models.create("test_tiny").train()
     trace(model, torch.randn(2, 3, 16, 16))
     assert model.training
+
+
+class Mix(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 4, 3))
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv1d(seq, self.weight, padding=1)
+
+
+class HandRolled(nn.Module):
+    """A weight used through F.conv1d in a custom module, and a matmul in the root's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.mix = Mix()
+        self.head = nn.Parameter(torch.randn(4, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.conv(x).flatten(2)).mean(2) @ self.head
+
+
+def test_attention_is_recorded_as_unmodelled_and_refused():
+    model, x = AttentionNet(num_classes=10, in_channels=3).eval(), torch.randn(1, 3, 16, 16)
+    info = trace(model, x)
+    assert set(info.unmodelled) == {"attn"}
+    assert "MultiheadAttention" in info.unmodelled["attn"]
+    assert "multi_head_attention_forward" in info.unmodelled["attn"]
+    assert [s.name for s in info.layers] == ["stem.0", "fc"]
+    assert all(not s.prunable for s in info.layers)
+    for check in (layers, require_modelled):
+        with pytest.raises(
+            UnsupportedLayerError, match=r"1 module\(s\) compute outside.*attn: MultiheadAttention"
+        ):
+            check(model, x)
+
+
+def test_functional_compute_outside_layers_is_attributed_to_its_module():
+    model = HandRolled()
+    info = trace(model, torch.randn(1, 3, 8, 8))
+    assert dict(info.unmodelled) == {"<model>": "HandRolled calls matmul", "mix": "Mix calls conv1d"}
+    assert [s.name for s in info.layers] == ["conv"]
+
+
+def test_conv_and_linear_internals_are_not_unmodelled(resnet18):
+    model, x, _ = resnet18
+    assert trace(model, x).unmodelled == {}
+    require_modelled(model, x)

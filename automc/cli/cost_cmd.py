@@ -2,13 +2,16 @@
 
 Prints a per-layer table and totals: MACs, params, size, peak activation memory, energy
 (compute + memory, from the energy table) and, with a device profile, latency at the
-profile's batch size. A layer that cannot be priced makes the command fail (exit 2) unless
-``--allow-unsupported`` is given, in which case totals are lower bounds.
+profile's batch size. A layer that cannot be priced, or a module computing outside
+conv/linear layers (attention, ``Conv1d``, an LSTM: ``GraphInfo.unmodelled``), makes the
+command fail (exit 2) unless ``--allow-unsupported`` is given, in which case totals are
+lower bounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         args.model, num_classes=args.num_classes, in_channels=shape[1], weights=args.weights
     )
     model.eval()
-    layers = graph.layers(model, torch.zeros(shape))
+    info = graph.trace(model, torch.zeros(shape))
+    layers = list(info.layers)
     if plan is None:
         plan = CompressionPlan(model=args.model)
     else:
@@ -105,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
 
     cost_model = CostModel(profile=profile, energy_table=table)
     report = cost_model.estimate(layers, plan)
+    if info.unmodelled:
+        outside = {name: f"not a conv2d/linear layer: {what}" for name, what in info.unmodelled.items()}
+        report = dataclasses.replace(report, unsupported={**report.unsupported, **outside})
     if report.unsupported and not args.allow_unsupported:
         names = sorted(report.unsupported)
         shown = "; ".join(f"{n}: {report.unsupported[n]}" for n in names[:3])

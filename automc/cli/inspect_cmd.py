@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             "input": list(shape),
             "layers": [s.to_dict() for s in specs],
             "unprunable": dict(info.unprunable),
+            "unmodelled": dict(info.unmodelled),
             "totals": totals,
         }
         print(json.dumps(doc, indent=2))
@@ -92,4 +93,6 @@ def run(args: argparse.Namespace) -> int:
     for why, names in reasons.items():
         shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
         print(f"not prunable ({why}): {shown}")
+    for name, what in info.unmodelled.items():
+        print(f"not modelled (MACs left out of the totals, search refuses the model): {name}: {what}")
     return 0

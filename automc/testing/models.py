@@ -9,6 +9,9 @@ after its convolutions (the proxy evaluator recalibrates BN statistics):
   feed separate convs.
 * ``test_depthwise``: depthwise-separable convs (depthwise 3x3 + pointwise 1x1).
 * ``test_linear``: an MLP (adaptive pool to 4x4, flatten, three linears with BN1d).
+
+:class:`AttentionNet` (conv stem, self-attention, linear head) is not registered: the zoo
+holds only models automc can price, and tests register it to check the refusal.
 """
 
 from __future__ import annotations
@@ -114,6 +117,19 @@ class LinearNet(nn.Module):
         x = F.relu(self.bn1(self.fc1(x)))
         x = F.relu(self.bn2(self.fc2(x)))
         return self.fc3(x)
+
+
+class AttentionNet(nn.Module):
+    def __init__(self, *, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.stem = _cbr(in_channels, 8, stride=2)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)
+        mixed, _ = self.attn(tokens, tokens, tokens)
+        return self.fc(mixed.mean(1))
 
 
 @register("test_tiny")

@@ -50,6 +50,38 @@ def test_short_training_run_learns_synthetic_data(synthetic: data.Splits) -> Non
     assert not model.training
 
 
+def test_slow_batchnorm_statistics_are_reestimated_after_training(synthetic: data.Splits) -> None:
+    """With torchvision MobileNetV3's BN momentum (0.01) and 48 steps, the running statistics
+    still hold most of their initial (0, 1): they are re-estimated over the training set,
+    which restores eval-mode accuracy. PyTorch's default momentum (0.1) is left alone."""
+
+    def fit(momentum: float) -> tuple[nn.Module, train.TrainResult]:
+        torch.manual_seed(0)
+        model = models.create("test_tiny")
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = momentum
+        result = train.train(
+            model, synthetic, epochs=6, lr=0.1, batch_size=32, seed=0, weight_decay=5e-4, progress=False
+        )
+        return model, result
+
+    slow, result = fit(0.01)
+    assert result.bn_recalibrated == 2
+    bn = slow.get_submodule("bn1")
+    assert bn.momentum == 0.01
+    x, _ = synthetic.train.tensors
+    with torch.no_grad():
+        pre = slow.get_submodule("conv1")(x)
+    assert torch.allclose(bn.running_mean, pre.mean((0, 2, 3)), rtol=1e-3, atol=1e-4)
+    assert train.evaluate(slow, synthetic.test)["acc"] > 0.6
+
+    default, result = fit(0.1)
+    assert result.bn_recalibrated == 0
+    # 0.9 ** 48 = 0.6% of the start is left: within BN_STALE_LIMIT, so no re-estimate
+    assert 0.9**48 < train.BN_STALE_LIMIT
+
+
 def test_training_is_deterministic(synthetic: data.Splits) -> None:
     def run() -> dict[str, torch.Tensor]:
         torch.manual_seed(3)

@@ -9,44 +9,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from automc.errors import AutomcError
 from automc.proxy._base import CachedProxy, Metric, ProxyFailure
 from automc.proxy._data import ProxyData
-from automc.train import kd_loss
-
-
-def recalibrate_bn(model: nn.Module, batches: tuple[torch.Tensor, ...]) -> int:
-    """Re-estimate every BatchNorm's running statistics from ``batches`` (in place).
-
-    Running statistics are reset and accumulated as a cumulative average
-    (``momentum=None``) over forward passes in which *only* the BatchNorm layers are
-    in train mode: dropout stays off and fake-quant modules keep their calibrated ranges.
-    Momentum is restored afterwards and the model is left in eval mode. BatchNorms that
-    do not track running statistics are left alone.
-
-    Returns:
-        The number of BatchNorm layers recalibrated.
-    """
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    model.eval()
-    if not norms:
-        return 0
-    momenta = [bn.momentum for bn in norms]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None
-        bn.train()
-    try:
-        with torch.no_grad():
-            for x in batches:
-                model(x)
-    finally:
-        for bn, momentum in zip(norms, momenta):
-            bn.momentum = momentum
-        model.eval()
-    return len(norms)
+from automc.train import kd_loss, recalibrate_bn
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

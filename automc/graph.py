@@ -200,6 +200,12 @@ def _record_calls(
     try:
         with torch.no_grad(), _ComputeOutsideLayers(stack, inside, found):
             model(example_input)
+    except (RuntimeError, ValueError) as e:
+        shape = "x".join(str(d) for d in example_input.shape)
+        raise UnsupportedLayerError(
+            f"the model does not run on an input of shape {shape} ({type(e).__name__}: {e}); "
+            "a larger input (--input, or the dataset's image size) may fit it"
+        ) from e
     finally:
         for h in hooks:
             h.remove()

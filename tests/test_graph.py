@@ -187,3 +187,11 @@ def test_conv_and_linear_internals_are_not_unmodelled(resnet18):
     model, x, _ = resnet18
     assert trace(model, x).unmodelled == {}
     require_modelled(model, x)
+
+
+def test_a_model_too_deep_for_the_input_is_a_user_error():
+    model = nn.Sequential(nn.Conv2d(3, 4, 5), nn.Conv2d(4, 4, 5))
+    with pytest.raises(
+        UnsupportedLayerError, match=r"does not run on an input of shape 1x3x6x6 \(RuntimeError"
+    ):
+        trace(model, torch.randn(1, 3, 6, 6))

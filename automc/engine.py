@@ -579,6 +579,15 @@ def _latencies_ms(models: Sequence[Any], example_input: Any, cost_model: Any) ->
     return measure_as_profiled(profile, models, example_input)
 
 
+def _latency_flags(report: Any) -> dict[str, Any]:
+    """``{"latency_flags": {layer: note}}`` for the layers (and ``(network)``) a latency
+    prediction priced off the profile's table (roofline, unprofiled network): a rougher
+    prediction. Empty without a latency prediction."""
+    if "latency_ms" not in report.total:
+        return {}
+    return {"latency_flags": {k: v for k, v in report.flags.items() if v.startswith("latency")}}
+
+
 def _base_figures(
     base: Any,
     splits: Any,
@@ -593,8 +602,10 @@ def _base_figures(
 
     from automc import train
 
-    cost = cost_model.estimate(layers, identity).total
+    report = cost_model.estimate(layers, identity)
+    cost = report.total
     fig: dict[str, Any] = {k: float(v) for k, v in cost.items()}
+    fig.update(_latency_flags(report))
     fig["test_acc"] = float(train.evaluate(base, splits.test)["acc"])
     fig["proxy_acc"] = float(proxy.evaluate(copy.deepcopy(base), identity)["acc"])
     fig["macs_measured"] = measured_macs(base, example)
@@ -665,9 +676,7 @@ def _finish_winner(
         meets_budget_measured=all(v <= 1e-9 for v in measured_cons.values()),
         measured_constraints=measured_cons,
     )
-    if "latency_ms" in cost:
-        # layers priced off the profile's table (roofline, unprofiled network): a rougher prediction
-        figures["latency_flags"] = {k: v for k, v in report.flags.items() if v.startswith("latency")}
+    figures.update(_latency_flags(report))
     wdir = out_dir / "winners" / f"trial{number}"
     wdir.mkdir(parents=True, exist_ok=True)
     files = {"state_dict": str(wdir / "model.pt"), "plan": str(wdir / "plan.json")}
@@ -687,11 +696,14 @@ def _finish_winner(
 
 def summary_table(result: SearchResult) -> str:
     """Plain-text summary printed at the end of ``automc search``."""
+    from automc.cost.latency import NETWORK_FLAG_KEY
+
     lines = [f"{'model':<14}{'test acc':>10}{'MACs':>12}{'lat pred':>10}{'lat meas':>10}{'budget ok':>10}"]
     b = result.base
     lines.append(
         f"{'base':<14}{b.get('test_acc', math.nan):>10.4f}{b.get('macs', 0) / 1e6:>11.2f}M"
-        f"{b.get('latency_ms', math.nan):>10.3f}{b.get('latency_ms_measured', math.nan):>10.3f}{'':>10}"
+        f"{b.get('latency_ms', math.nan):>9.3f}{'*' if b.get('latency_flags') else ' '}"
+        f"{b.get('latency_ms_measured', math.nan):>10.3f}{'':>10}"
     )
     for w in result.winners:
         f = w.figures
@@ -701,7 +713,14 @@ def summary_table(result: SearchResult) -> str:
             f"{f.get('latency_ms', math.nan):>9.3f}{rough}{(f.get('latency_ms_measured') or math.nan):>10.3f}"
             f"{'yes' if f['meets_budget_measured'] else 'NO':>10}"
         )
-    if any(w.figures.get("latency_flags") for w in result.winners):
+    flagged = [b.get("latency_flags") or {}] + [w.figures.get("latency_flags") or {} for w in result.winners]
+    if any(NETWORK_FLAG_KEY in f for f in flagged):
+        model = (result.winners[0].plan.model if result.winners else "") or "MODEL"
+        lines.append(
+            "* latency predicted without a profile of this network (global overhead fit, roofline for "
+            f"unprofiled layer shapes): add it with automc profile --model {model} --out NEW.yaml"
+        )
+    elif any(flagged):
         lines.append(
             "* latency predicted partly off the profile's table (roofline estimate; see pareto.json "
             "latency_flags): re-profile with a finer --fractions grid"

@@ -141,6 +141,15 @@ def test_winners_priced_off_the_profile_table_are_marked(home, tmp_path):
     assert any("roofline" in v for v in flags.values()) and "(network)" not in flags
     assert "* latency predicted partly off the profile's table" in summary_table(r)
     assert "(roofline for" in (tmp_path / "run" / "summary.md").read_text()
+    assert not r.base["latency_flags"]  # the unpruned base is on the table
+
+    other = {**args, "model": "test_residual"}
+    r = automc.search(trials=4, out=tmp_path / "other", seed=0, proxy="adaptive_bn", **other)
+    assert "(network)" in r.base["latency_flags"] and "(network)" in r.winners[0].figures["latency_flags"]
+    summary = summary_table(r)
+    assert "without a profile of this network" in summary
+    assert "automc profile --model test_residual" in summary
+    assert "network not in the profile" in (tmp_path / "other" / "summary.md").read_text()
 
 
 def test_search_refuses_a_model_computing_outside_conv_linear_before_training(

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from automc.cost.latency import NETWORK_FLAG_KEY
 from automc.report.data import COST_LABELS, ReportData, TrialRow, kendall_tau, plan_summary
 
 FILES = ("index.html", "pareto.png", "trials.csv", "pareto.json", "summary.md")
@@ -237,10 +238,15 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
 
 
 def _latency_pred(entry: Mapping[str, Any]) -> str:
-    """Predicted latency, marked when some layers were priced off the profile's table."""
-    flags = entry.get("latency_flags") or {}
+    """Predicted latency, marked when the network or some layers were priced off the profile's table."""
+    flags = dict(entry.get("latency_flags") or {})
     text = _fmt(entry.get("latency_ms"))
-    return f"{text} (roofline for {len(flags)} layer{'s' if len(flags) != 1 else ''})" if flags else text
+    notes = []
+    if flags.pop(NETWORK_FLAG_KEY, None):
+        notes.append("network not in the profile")
+    if flags:
+        notes.append(f"roofline for {len(flags)} layer{'s' if len(flags) != 1 else ''}")
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 def _fig_json(fig: Any) -> str:

@@ -111,3 +111,32 @@ def test_weight_storage_matches_torch_quantizers(quantizer):
     choice = LayerChoice(w_bits=bits, quantizer=quantizer)
     expected = quantizers.get(quantizer).storage_bits(shape, bits)
     assert weight_storage_bits(32 * 16 * 9, 32, choice) == expected
+
+
+def _torchvision_classifiers() -> list[str]:
+    import torchvision
+
+    giants = {"regnet_y_128gf", "regnet_y_32gf", "regnet_y_16gf", "regnet_x_32gf", "vit_h_14"}
+    giants |= {"efficientnet_b6", "efficientnet_b7"}
+    return [n for n in torchvision.models.list_models(module=torchvision.models) if n not in giants]
+
+
+TRANSFORMERS = ("vit_", "swin_", "maxvit_")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _torchvision_classifiers())
+def test_every_torchvision_classifier_is_counted_exactly_or_refused(name):
+    """Every torchvision CNN traces and its MACs equal fvcore's; a transformer, whose
+    attention the layer table cannot hold, is refused with one line instead of under-counted."""
+    from automc.errors import UnsupportedLayerError
+
+    model = models.create(f"tv:{name}", num_classes=1000).eval()
+    size = 299 if name.startswith("inception") else 224
+    x = torch.zeros(1, 3, size, size)
+    if name.startswith(TRANSFORMERS):
+        with pytest.raises(UnsupportedLayerError, match="compute outside nn.Conv2d/nn.Linear"):
+            graph.layers(model, x)
+        return
+    layers = graph.layers(model, x)
+    assert estimate(layers, CompressionPlan()).total["macs"] == fvcore_macs(model, x)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     macs0, macs1 = count_macs(model, x), count_macs(compressed, x)
     params0 = sum(p.numel() for p in model.parameters())
     params1 = sum(p.numel() for p in compressed.parameters())
-    print(f"MACs:   {macs0:,} -> {macs1:,} ({macs1 / max(macs0, 1):.1%})")
-    print(f"params: {params0:,} -> {params1:,} ({params1 / max(params0, 1):.1%})")
+    print(f"conv/linear MACs: {macs0:,} -> {macs1:,} ({macs1 / max(macs0, 1):.1%})")
+    print(f"params:           {params0:,} -> {params1:,} ({params1 / max(params0, 1):.1%})")
     print(f"saved {out} (reload with automc.compress.load_compressed)")
     return 0

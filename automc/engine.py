@@ -220,6 +220,27 @@ def check_proxy(proxy: str, proxy_steps: int) -> None:
         raise AutomcError(f"--proxy-steps must be a positive integer, got {proxy_steps!r}")
 
 
+NEAR_CHANCE = 2.0
+"""A base model whose val accuracy is below this multiple of chance (1 / classes) is
+reported: a search on it ranks noise."""
+
+
+def warn_if_near_chance(base: Any, splits: Any, model: str) -> bool:
+    """Print one warning line on stderr when ``base`` is near chance on ``splits.val``."""
+    from automc import train
+
+    acc = train.evaluate(base, splits.val)["acc"]
+    chance = 1.0 / splits.num_classes
+    if acc >= NEAR_CHANCE * chance:
+        return False
+    sys.stderr.write(
+        f"automc: warning: base model {model} reaches {acc:.1%} val accuracy, near chance "
+        f"({chance:.1%}): the search would rank noise; train it longer (--base-epochs) or pass "
+        "trained --weights\n"
+    )
+    return True
+
+
 def prepare(
     *,
     model: str,
@@ -277,6 +298,7 @@ def prepare(
         )
     base.eval()
     layers = tuple(graph.layers(base, example))
+    warn_if_near_chance(base, splits, model)
     bound = space.bind(layers, model=model)
     cost_model = cost_mod.CostModel(profile=profile)
 

@@ -171,3 +171,26 @@ def test_search_refuses_a_model_computing_outside_conv_linear_before_training(
     assert code == 2
     assert err.count("\n") == 1 and "attn: MultiheadAttention calls multi_head_attention_forward" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_base_model_near_chance_is_reported(home, tmp_path, capsys):
+    """Untrained weights get one warning line before the search; the trained base gets none."""
+    import torch
+
+    from automc import data, models, train
+    from automc.engine import warn_if_near_chance
+
+    splits = data.load("synthetic")
+    torch.manual_seed(0)
+    untrained = models.create("test_tiny", num_classes=splits.num_classes).eval()
+    weights = tmp_path / "untrained.pt"
+    torch.save(untrained.state_dict(), weights)
+    argv = ["search", "--model", "test_tiny", "--weights", str(weights), "--dataset", "synthetic"]
+    argv += ["--space", "prune", "--budget", "flops=0.8", "--trials", "2", "--finetune-top", "0"]
+    assert main([*argv, "--profile", "none", "--no-onnx", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "automc: warning: base model test_tiny reaches" in err and "near chance" in err
+
+    trained, _ = train.base_model("test_tiny", "synthetic", splits=splits, progress=False)
+    assert not warn_if_near_chance(trained, splits, "test_tiny")
+    assert capsys.readouterr().err == ""

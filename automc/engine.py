@@ -235,8 +235,8 @@ def warn_if_near_chance(base: Any, splits: Any, model: str) -> bool:
         return False
     sys.stderr.write(
         f"automc: warning: base model {model} reaches {acc:.1%} val accuracy, near chance "
-        f"({chance:.1%}): the search would rank noise; train it longer (--base-epochs) or pass "
-        "trained --weights\n"
+        f"({chance:.1%}): the search would rank noise; train it longer (--base-epochs), at another "
+        "learning rate (--base-lr) or pass trained --weights\n"
     )
     return True
 
@@ -252,6 +252,7 @@ def prepare(
     weights: str | None = None,
     data_root: str | None = None,
     base_epochs: int | None = None,
+    base_lr: float | None = None,
     calib_batches: int = 4,
     calib_batch_size: int = 128,
     val_limit: int | None = None,
@@ -291,6 +292,7 @@ def prepare(
             model,
             dataset,
             epochs=base_epochs,
+            lr=base_lr,
             seed=seed,
             splits=splits,
             data_root=data_root,
@@ -363,6 +365,7 @@ def search(
     weights: str | None = None,
     data_root: str | None = None,
     base_epochs: int | None = None,
+    base_lr: float | None = None,
     finetune_top: int = 3,
     finetune_epochs: int = 3,
     kd_temperature: float = 4.0,
@@ -393,6 +396,8 @@ def search(
         raise AutomcError(f"--trials must be >= 1, got {trials}")
     if finetune_top < 0 or finetune_epochs < 0:
         raise AutomcError("--finetune-top and --finetune-epochs must be >= 0")
+    if base_lr is not None and not (math.isfinite(base_lr) and base_lr > 0):
+        raise AutomcError(f"--base-lr must be a positive number, got {base_lr}")
     if not (kd_temperature > 0 and 0.0 <= kd_alpha <= 1.0):
         raise AutomcError("--kd-temperature must be > 0 and --kd-alpha in [0, 1]")
     check_proxy(proxy, proxy_steps)
@@ -428,6 +433,7 @@ def search(
         weights=weights,
         data_root=data_root,
         base_epochs=base_epochs,
+        base_lr=base_lr,
         calib_batches=calib_batches,
         calib_batch_size=batch_size,
         kl_teacher="kl" in {o.name for o in objs},

@@ -23,7 +23,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -392,13 +392,14 @@ def finetune(
     )
 
 
-def recipe_for(dataset_name: str, *, epochs: int | None = None) -> Recipe:
-    """The default base-training recipe for a dataset, optionally with another epoch count."""
+def recipe_for(dataset_name: str, *, epochs: int | None = None, lr: float | None = None) -> Recipe:
+    """The default base-training recipe for a dataset, optionally with another epoch count
+    or learning rate."""
     recipe = DEFAULT_RECIPES.get(dataset_name, FALLBACK_RECIPE)
     if epochs is not None:
-        recipe = Recipe(
-            epochs=epochs, lr=recipe.lr, batch_size=recipe.batch_size, weight_decay=recipe.weight_decay
-        )
+        recipe = replace(recipe, epochs=epochs)
+    if lr is not None:
+        recipe = replace(recipe, lr=float(lr))
     return recipe
 
 
@@ -451,6 +452,7 @@ def base_model(
     dataset_name: str,
     *,
     epochs: int | None = None,
+    lr: float | None = None,
     seed: int = 0,
     data_root: str | Path | None = None,
     cache_dir: str | Path | None = None,
@@ -468,6 +470,8 @@ def base_model(
         model_name: zoo name (``automc list models``) or ``tv:<name>``.
         dataset_name: dataset name (``automc list datasets``).
         epochs: overrides the dataset's default recipe epochs.
+        lr: overrides the recipe's peak learning rate (e.g. 0.02 for ``tv:efficientnet_b0``
+            on digits, which does not learn at the default 0.1).
         seed: training seed (weights init, batch order, augmentation).
         data_root: folder of on-disk datasets (cifar10).
         cache_dir: cache root; default ``automc_home()``.
@@ -485,7 +489,7 @@ def base_model(
 
     if splits is None:
         splits = load(dataset_name, data_root, seed=seed)
-    recipe = recipe_for(dataset_name, epochs=epochs)
+    recipe = recipe_for(dataset_name, epochs=epochs, lr=lr)
     root = Path(cache_dir) if cache_dir is not None else automc_home()
     weights_path, info_path = cache_paths(model_name, dataset_name, seed=seed, recipe=recipe, cache_dir=root)
     torch.manual_seed(seed)

@@ -209,7 +209,10 @@ def test_base_model_cache_key_changes_with_the_recipe(tmp_path) -> None:
         recipe=train.recipe_for("digits", epochs=3),
         cache_dir=tmp_path,
     )
-    assert a != b
+    slower = train.recipe_for("digits", lr=0.02)
+    c = train.cache_paths("tv:resnet18", "imagefolder:/x/y", seed=0, recipe=slower, cache_dir=tmp_path)
+    assert len({a, b, c}) == 3
+    assert (slower.lr, slower.epochs) == (0.02, train.recipe_for("digits").epochs)
     assert a[0].name.startswith("tv_resnet18-imagefolder_x_y-s0-") and a[0].parent == tmp_path / "base_models"
 
 

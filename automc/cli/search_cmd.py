@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--base-epochs", type=int, help="epochs for training the base model (default: the recipe's)"
     )
+    p.add_argument(
+        "--base-lr", type=float, help="peak learning rate for training the base model (default: the recipe's)"
+    )
     p.add_argument("--finetune-top", type=int, default=3, help="fine-tune K winners spread along the front")
     p.add_argument("--finetune-epochs", type=int, default=3)
     p.add_argument("--kd-temperature", type=float, default=4.0)
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         data_root=args.data_root,
         base_epochs=args.base_epochs,
+        base_lr=args.base_lr,
         finetune_top=args.finetune_top,
         finetune_epochs=args.finetune_epochs,
         kd_temperature=args.kd_temperature,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", required=True, help="dataset name (automc list datasets) or imagefolder:PATH"
     )
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset's recipe)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (default: the dataset's recipe)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--data-root", default=None, help="folder holding on-disk datasets (cifar10)")
     parser.add_argument("--weights-out", default=None, help="also write the trained state_dict to this path")
@@ -30,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise AutomcError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise AutomcError(f"--lr must be a positive number, got {args.lr}")
     import torch
 
     from automc.train import base_model, set_threads
@@ -39,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         args.dataset,
         epochs=args.epochs,
+        lr=args.lr,
         seed=args.seed,
         data_root=args.data_root,
         progress=not args.no_progress and sys.stderr.isatty(),
@@ -53,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
     source = "loaded from cache" if info["cached"] else f"trained in {info['train_seconds']:.1f} s"
-    print(f"{args.model} on {args.dataset} (seed {args.seed}, {info['recipe']['epochs']} epochs): {source}")
+    print(
+        f"{args.model} on {args.dataset} (seed {args.seed}, {info['recipe']['epochs']} epochs, lr {info['recipe']['lr']:g}): {source}"
+    )
     print(f"test accuracy: {100 * info['test_acc']:.2f}%  (val {100 * info['val_acc']:.2f}%)")
     print(f"cached weights: {info['weights_path']}")
     if args.weights_out:

@@ -215,6 +215,18 @@ def _record_calls(
     return calls, unmodelled
 
 
+def _record_calls_in_eval(
+    model: nn.Module, example_input: torch.Tensor
+) -> tuple[dict[str, list[_Call]], dict[str, str]]:
+    """:func:`_record_calls` in eval mode, the model's mode restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _record_calls(model, example_input)
+    finally:
+        model.train(was_training)
+
+
 def _segment_of(idxs: list[int], root_idxs: list[int], channels: int) -> tuple[int, int, int, str]:
     """``(offset, n_channels, mult, problem)`` of a consumer's input indices fed by a group.
 
@@ -437,12 +449,7 @@ def require_modelled(model: nn.Module, example_input: torch.Tensor) -> None:
 
     One forward pass and no dependency graph: cheap enough to run before training a base model.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        _, unmodelled = _record_calls(model, example_input)
-    finally:
-        model.train(was_training)
+    _, unmodelled = _record_calls_in_eval(model, example_input)
     if unmodelled:
         raise unmodelled_error(unmodelled)
 
@@ -463,10 +470,5 @@ def layers(model: nn.Module, example_input: torch.Tensor) -> list[LayerSpec]:
 
 def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
     """Conv/linear MACs per sample of one forward pass (no dependency graph; mode restored)."""
-    was_training = model.training
-    model.eval()
-    try:
-        calls, _ = _record_calls(model, example_input)
-    finally:
-        model.train(was_training)
+    calls, _ = _record_calls_in_eval(model, example_input)
     return sum(c.macs for cs in calls.values() for c in cs)

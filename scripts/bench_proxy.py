@@ -6,7 +6,11 @@ dependency group, drawn in the ranges of a search space (``--space``, default th
 MACs are within ``--tolerance`` of the budget. Each plan is compressed (``--criterion``),
 scored by every proxy and fine-tuned with the same short KD recipe ``--ft-seeds`` times
 with different seeds. The ground truth is the mean over the seeds; the seeds' agreement
-with each other (``finetune_seed_agreement``) is a yardstick for the ground truth's own noise. Reported:
+with each other (``finetune_seed_agreement``) is a yardstick for the ground truth's own noise.
+The recipe is one epoch by default (``--epochs``): on digits, three epochs bring nearly every
+plan back to 96-99% test accuracy, so the fine-tuned accuracies tie within seed noise (two
+seeds agree only to Kendall 0.6) and no proxy can be measured against them; after one epoch
+they spread over 0.65-0.98 and two seeds agree to Kendall 0.78 / Spearman 0.92. Reported:
 Kendall tau / Spearman rho between each proxy and the fine-tuned *test* accuracy and
 loss. Sign convention: correlations are computed on "goodness" (acc, -loss, -kl, score),
 so positive = the proxy orders candidates as the fine-tuned metric does.
@@ -21,7 +25,7 @@ Also measures the adaptive-BN proxy's speed: seconds per candidate and
 ``overhead_vs_forward`` = proxy time / time of the bare forward passes over the same
 batches (train-mode-BN calibration passes + eval passes) on the same compressed model.
 
-Usage: .venv/bin/python scripts/bench_proxy.py [--n 30 --budget 0.15 --criterion lasso --epochs 3]
+Usage: .venv/bin/python scripts/bench_proxy.py [--n 30 --budget 0.15 --criterion lasso --epochs 1]
 Writes reports/bench/proxy.json (numbers measured in this run only).
 """
 
@@ -209,7 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="lasso",
         help="pruning criterion the plans use (default lasso: it keeps the pruned network working, see README)",
     )
-    ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per candidate")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="fine-tuning epochs per candidate (default 1: longer recipes saturate digits, see above)",
+    )
     ap.add_argument(
         "--ft-seeds",
         type=int,

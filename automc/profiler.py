@@ -614,6 +614,42 @@ def fit_network(rows: Sequence[tuple[float, float, float]]) -> tuple[float, floa
     return max(float(coef[0]), 1e-6), float(coef[1]), float(coef[2])
 
 
+def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profile: HwProfile) -> list[float]:
+    """Each variant's latency predicted by a network fit refitted on the *other* variants.
+
+    The table of ``profile`` is kept; its network-level terms (:func:`fit_network`: scale,
+    constant, per-factorised-layer cost) are refitted leave-one-out on ``variants``, all of
+    one model and timed in one run. Set against the profile's own predictions, this tells
+    the table's and the fit's form error (what is left here) from the drift of the machine
+    between the profiling run and this one (what the refit absorbs).
+
+    Returns:
+        One predicted latency (ms) per variant, in order (needs at least 3 variants).
+    """
+    if len(variants) < 3:
+        raise AutomcError("a leave-one-out refit needs at least 3 measured variants")
+    bare = replace(
+        profile,
+        latency=replace(
+            profile.latency,
+            networks=(),
+            network_overhead_ms=0.0,
+            layer_overhead_ms=0.0,
+            elementwise_ns_per_element=0.0,
+            table_scale=1.0,
+        ),
+    )
+    rows = []
+    for v in variants:
+        table_ms, _, _, factorised = _features(layers, v.plan, bare)
+        rows.append((table_ms, factorised, v.measured_ms))
+    out = []
+    for i, (table_ms, factorised, _) in enumerate(rows):
+        scale, overhead, stage = fit_network(rows[:i] + rows[i + 1 :])
+        out.append(overhead + scale * table_ms + stage * factorised)
+    return out
+
+
 def validation_info(
     profile: HwProfile, cases: Sequence[ProfileCase], variants: Sequence[Variant]
 ) -> ValidationInfo:

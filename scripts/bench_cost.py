@@ -27,6 +27,10 @@ with ``automc.cost.latency.predict_latency`` from the device profile:
         how fast this process runs against the profiling run),
     base_anchored_within_10pct / base_anchored_rmspe (the predictions scaled by
         base_measured / base_predicted: what is left once the process's speed is known)
+    refit_loo_within_10pct / refit_loo_rmspe / refit_loo_spearman (the profile's table
+        kept, its network terms refitted leave-one-out on this run's variants:
+        ``automc.profiler.refit_loo_ms``; the error of the predictor's form alone, without
+        the drift of the machine between the profiling process and this one)
 
 It also times one prediction (``predict_us``) and merges in the estimator-vs-fvcore
 speed figures of ``scripts/bench_cost_speed.py`` (``bench_speedup()``; with
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from automc import compress, graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
     from automc.plan import CompressionPlan
-    from automc.profiler import LEVEL_JITTER, ProfileCase, measure_variants, random_plan
+    from automc.profiler import LEVEL_JITTER, ProfileCase, measure_variants, random_plan, refit_loo_ms
     from automc.schema.hw_profile import resolve_profile
 
     profile = resolve_profile(args.profile)
@@ -175,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             anchored = fidelity([p * anchor for p in predicted], measured)
             figures["base_anchored_within_10pct"] = anchored["within_10pct"]
             figures["base_anchored_rmspe"] = anchored["rmspe"]
+            refit = fidelity(refit_loo_ms(case.layers, first, profile), measured)
+            figures["refit_loo_within_10pct"] = refit["within_10pct"]
+            figures["refit_loo_rmspe"] = refit["rmspe"]
+            figures["refit_loo_spearman"] = refit["spearman"]
             figures["measured_ms_min"] = min(measured)
             figures["measured_ms_max"] = max(measured)
             row = {k: round(float(v), 4) for k, v in figures.items()}

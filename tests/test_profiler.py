@@ -29,6 +29,7 @@ from automc.profiler import (
     plan_macs,
     random_plan,
     recheck,
+    refit_loo_ms,
     table_configs,
     time_callables,
 )
@@ -227,6 +228,41 @@ def test_network_fit_prices_each_factorised_layers_second_call() -> None:
     assert predict_latency(case.layers, unfactorised, with_stage).total_ms == pytest.approx(
         predict_latency(case.layers, unfactorised, prof).total_ms
     )
+
+
+def test_refit_loo_predicts_each_variant_from_the_others() -> None:
+    """Timings that follow the network model exactly are predicted exactly; an outlier is not fitted to itself."""
+    case = tiny_case()
+    prof = tiny_profile(case, validate=0)
+    bare = replace(
+        prof,
+        latency=replace(
+            prof.latency,
+            networks=(),
+            network_overhead_ms=0.0,
+            layer_overhead_ms=0.0,
+            elementwise_ns_per_element=0.0,
+            table_scale=1.0,
+        ),
+    )
+    rng = random.Random(3)
+    plans = [CompressionPlan()] + [
+        random_plan(case.layers, rng, rank_probability=rng.uniform(0, 1)) for _ in range(7)
+    ]
+    variants = []
+    for plan in plans:
+        table = predict_latency(case.layers, plan, bare).total_ms
+        factorised = sum(1 for c in plan.layers.values() if c.rank is not None)
+        measured = 1.7 * table + 0.4 + 0.03 * factorised
+        variants.append(
+            Variant(model=case.name, plan=plan, macs=plan_macs(case.layers, plan), measured_ms=measured)
+        )
+    assert refit_loo_ms(case.layers, variants, prof) == pytest.approx([v.measured_ms for v in variants])
+    outlier = replace(variants[3], measured_ms=variants[3].measured_ms * 2.0)
+    loo = refit_loo_ms(case.layers, variants[:3] + [outlier] + variants[4:], prof)
+    assert loo[3] == pytest.approx(variants[3].measured_ms)
+    with pytest.raises(AutomcError, match="at least 3"):
+        refit_loo_ms(case.layers, variants[:2], prof)
 
 
 def test_cli_profile_writes_a_valid_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

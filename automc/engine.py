@@ -241,6 +241,34 @@ def warn_if_near_chance(base: Any, splits: Any, model: str) -> bool:
     return True
 
 
+MIN_SCORED_FOR_WARNING = 5
+"""Candidates the proxy must have scored before :func:`warn_if_proxy_blind` judges it."""
+
+
+def warn_if_proxy_blind(trials: Sequence[Any], num_classes: int, proxy_label: str) -> bool:
+    """Print one warning line on stderr when most scored candidates' proxy accuracy is near chance.
+
+    ``trials`` are ``automc.report.data.TrialRow``; those the proxy scored carry ``proxy["acc"]``.
+    ``proxy_label`` is the proxy as the search records it (``adaptive_bn``, ``short_train (10 steps)``).
+    An accuracy proxy whose median score is below ``NEAR_CHANCE`` x chance cannot rank the
+    candidates (``scripts/bench_proxy.py``: adaptive-BN at median 17-19% on digits ranks
+    against the fine-tuned accuracy, or not at all, while short training still ranks them).
+    """
+    accs = [float(t.proxy["acc"]) for t in trials if "acc" in t.proxy]
+    chance = 1.0 / num_classes
+    if len(accs) < MIN_SCORED_FOR_WARNING:
+        return False
+    median = sorted(accs)[len(accs) // 2]
+    if median >= NEAR_CHANCE * chance:
+        return False
+    fix = "use --proxy short_train" if proxy_label == "adaptive_bn" else "raise --proxy-steps"
+    sys.stderr.write(
+        f"automc: warning: the {proxy_label} proxy scores a median {median:.1%} accuracy over {len(accs)} "
+        f"candidates, near chance ({chance:.1%}): its ranking is mostly noise; {fix} or loosen the budget\n"
+    )
+    return True
+
+
 def prepare(
     *,
     model: str,
@@ -503,6 +531,7 @@ def search(
     from automc.report import ReportData, render
 
     data = ReportData.from_storage(url, study_name)
+    warn_if_proxy_blind(data.trials, setup.splits.num_classes, proxy_label)
     front = data.pareto_numbers()
     rows = {t.number: t for t in data.trials}
     pts = [[rows[n].values[o.name] for o in objs] for n in front]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -186,11 +187,52 @@ def test_a_base_model_near_chance_is_reported(home, tmp_path, capsys):
     weights = tmp_path / "untrained.pt"
     torch.save(untrained.state_dict(), weights)
     argv = ["search", "--model", "test_tiny", "--weights", str(weights), "--dataset", "synthetic"]
-    argv += ["--space", "prune", "--budget", "flops=0.8", "--trials", "2", "--finetune-top", "0"]
+    argv += ["--space", "prune", "--budget", "flops=0.8", "--trials", "12", "--finetune-top", "0"]
+    argv += ["--proxy", "adaptive_bn"]
     assert main([*argv, "--profile", "none", "--no-onnx", "--quiet", "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
     assert "automc: warning: base model test_tiny reaches" in err and "near chance" in err
+    # its pruned candidates score near chance too: the proxy's ranking is flagged after the search
+    assert "automc: warning: the adaptive_bn proxy scores a median" in err and "--proxy short_train" in err
 
     trained, _ = train.base_model("test_tiny", "synthetic", splits=splits, progress=False)
     assert not warn_if_near_chance(trained, splits, "test_tiny")
+    assert capsys.readouterr().err == ""
+
+
+def _rows(accs):
+    from automc.report.data import TrialRow
+
+    return [
+        TrialRow(
+            number=i,
+            state="COMPLETE",
+            values={},
+            plan={},
+            cost={},
+            proxy={"acc": a},
+            constraints={},
+            feasible=True,
+        )
+        for i, a in enumerate(accs)
+    ]
+
+
+def test_a_proxy_scoring_near_chance_is_reported(capsys):
+    """A median proxy accuracy below twice chance gets one warning with the fix for that proxy."""
+    from automc.engine import warn_if_proxy_blind
+
+    blind = _rows([0.09, 0.12, 0.15, 0.18, 0.19, 0.45, 0.6])
+    assert warn_if_proxy_blind(blind, 10, "adaptive_bn")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "automc: warning: the adaptive_bn proxy scores a median 18.0%" in err
+    assert "use --proxy short_train" in err
+    assert warn_if_proxy_blind(blind, 10, "short_train (10 steps)")
+    assert "raise --proxy-steps" in capsys.readouterr().err
+    assert not warn_if_proxy_blind(_rows([0.15, 0.22, 0.3, 0.5, 0.76]), 10, "adaptive_bn")
+    assert not warn_if_proxy_blind(blind, 100, "adaptive_bn")  # 18% is far above chance among 100 classes
+    assert not warn_if_proxy_blind(_rows([0.1, 0.1, 0.1, 0.1]), 10, "adaptive_bn")  # too few scored
+    # over-budget candidates the proxy never scored do not count
+    skipped = [replace(r, proxy={}) for r in _rows([0.0] * 6)]
+    assert not warn_if_proxy_blind(skipped + _rows([0.5] * 5), 10, "adaptive_bn")
     assert capsys.readouterr().err == ""

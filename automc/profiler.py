@@ -614,6 +614,22 @@ def fit_network(rows: Sequence[tuple[float, float, float]]) -> tuple[float, floa
     return max(float(coef[0]), 1e-6), float(coef[1]), float(coef[2])
 
 
+def table_only(profile: HwProfile) -> HwProfile:
+    """``profile`` with every fitted network-level term removed (no per-network fits, no
+    overheads, table scale 1): its predictions are the plain sums of the table's layer prices."""
+    return replace(
+        profile,
+        latency=replace(
+            profile.latency,
+            networks=(),
+            network_overhead_ms=0.0,
+            layer_overhead_ms=0.0,
+            elementwise_ns_per_element=0.0,
+            table_scale=1.0,
+        ),
+    )
+
+
 def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profile: HwProfile) -> list[float]:
     """Each variant's latency predicted by a network fit refitted on the *other* variants.
 
@@ -628,17 +644,7 @@ def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profi
     """
     if len(variants) < 3:
         raise AutomcError("a leave-one-out refit needs at least 3 measured variants")
-    bare = replace(
-        profile,
-        latency=replace(
-            profile.latency,
-            networks=(),
-            network_overhead_ms=0.0,
-            layer_overhead_ms=0.0,
-            elementwise_ns_per_element=0.0,
-            table_scale=1.0,
-        ),
-    )
+    bare = table_only(profile)
     rows = []
     for v in variants:
         table_ms, _, _, factorised = _features(layers, v.plan, bare)

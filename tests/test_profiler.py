@@ -31,6 +31,7 @@ from automc.profiler import (
     recheck,
     refit_loo_ms,
     table_configs,
+    table_only,
     time_callables,
 )
 from automc.schema.hw_profile import HwProfile, dump_hw_profile, load_hw_profile
@@ -234,17 +235,7 @@ def test_refit_loo_predicts_each_variant_from_the_others() -> None:
     """Timings that follow the network model exactly are predicted exactly; an outlier is not fitted to itself."""
     case = tiny_case()
     prof = tiny_profile(case, validate=0)
-    bare = replace(
-        prof,
-        latency=replace(
-            prof.latency,
-            networks=(),
-            network_overhead_ms=0.0,
-            layer_overhead_ms=0.0,
-            elementwise_ns_per_element=0.0,
-            table_scale=1.0,
-        ),
-    )
+    bare = table_only(prof)
     rng = random.Random(3)
     plans = [CompressionPlan()] + [
         random_plan(case.layers, rng, rank_probability=rng.uniform(0, 1)) for _ in range(7)

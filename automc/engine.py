@@ -416,6 +416,7 @@ def search(
     """
     from automc import budget as budget_mod
     from automc import cost as cost_mod
+    from automc import train
     from automc.search import registry
     from automc.space import SearchSpace
 
@@ -424,8 +425,7 @@ def search(
         raise AutomcError(f"--trials must be >= 1, got {trials}")
     if finetune_top < 0 or finetune_epochs < 0:
         raise AutomcError("--finetune-top and --finetune-epochs must be >= 0")
-    if base_lr is not None and not (math.isfinite(base_lr) and base_lr > 0):
-        raise AutomcError(f"--base-lr must be a positive number, got {base_lr}")
+    train.check_lr(base_lr, "--base-lr")
     if not (kd_temperature > 0 and 0.0 <= kd_alpha <= 1.0):
         raise AutomcError("--kd-temperature must be > 0 and --kd-alpha in [0, 1]")
     check_proxy(proxy, proxy_steps)

@@ -392,6 +392,12 @@ def finetune(
     )
 
 
+def check_lr(lr: float | None, flag: str) -> None:
+    """Refuse a learning-rate override (``flag`` names it in the message) that is not a positive finite number."""
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise AutomcError(f"{flag} must be a positive number, got {lr}")
+
+
 def recipe_for(dataset_name: str, *, epochs: int | None = None, lr: float | None = None) -> Recipe:
     """The default base-training recipe for a dataset, optionally with another epoch count
     or learning rate."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -34,11 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise AutomcError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        raise AutomcError(f"--lr must be a positive number, got {args.lr}")
     import torch
 
-    from automc.train import base_model, set_threads
+    from automc.train import base_model, check_lr, set_threads
+
+    check_lr(args.lr, "--lr")
 
     set_threads()
     model, info = base_model(

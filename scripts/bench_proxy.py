@@ -200,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet20")
     ap.add_argument("--dataset", default="digits")
+    ap.add_argument(
+        "--data-root", help="folder of an on-disk dataset (cifar10: the folder holding cifar-10-batches-py)"
+    )
     ap.add_argument("--n", type=int, default=30, help="number of sampled plans")
     ap.add_argument("--budget", type=float, default=0.15, help="MACs budget as a fraction of the base model")
     ap.add_argument("--tolerance", type=float, default=0.01, help="relative MACs tolerance around the budget")
@@ -265,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(THREADS)
     t_start = time.perf_counter()
-    splits = data.load(args.dataset, seed=args.seed)
+    splits = data.load(args.dataset, args.data_root, seed=args.seed)
     base, base_info = train.base_model(
         args.model, args.dataset, seed=args.seed, splits=splits, progress=False
     )

@@ -277,3 +277,57 @@ def test_sensitivity_prior_raises_the_keep_floor_of_sensitive_groups(tmp_path: P
     missing = space(rules=[{"select": "*"}], prior={"sensitivity_csv": "nope.csv", "threshold": 0.02})
     with pytest.raises(ConfigError, match="prior.sensitivity_csv: file not found"):
         SearchSpace.load(write(tmp_path, missing, "m.yaml")).bind(toy_layers())
+
+
+# Recorded from the code before quantizer/sparsity/lowrank rule keys existed: a space
+# that does not use them must give these exact params, distributions, digest and plans.
+_JOINT_RESNET20_BLOCKS = {
+    "layer1.0.conv1": "kwar",
+    "layer1.0.conv2": "war",
+    "layer1.1.conv1": "kwar",
+    "layer1.1.conv2": "war",
+    "layer1.2.conv1": "kwar",
+    "layer1.2.conv2": "war",
+    "layer2.0.conv1": "kwar",
+    "layer2.0.conv2": "kwar",
+    "layer2.0.shortcut.0": "war",
+    "layer2.1.conv1": "kwar",
+    "layer2.1.conv2": "war",
+    "layer2.2.conv1": "kwar",
+    "layer2.2.conv2": "war",
+    "layer3.0.conv1": "kwar",
+    "layer3.0.conv2": "kwar",
+    "layer3.0.shortcut.0": "war",
+    "layer3.1.conv1": "kwar",
+    "layer3.1.conv2": "war",
+    "layer3.2.conv1": "kwar",
+    "layer3.2.conv2": "war",
+}
+_JOINT_RESNET20_DIGEST = "5daf3939c1f8"
+_JOINT_RESNET20_SAMPLE0_PLAN_DIGEST = "cafd2feef06e0863"
+
+
+def test_joint_space_on_resnet20_gives_the_recorded_distributions(resnet20_layers: list) -> None:
+    optuna = pytest.importorskip("optuna")
+    d = optuna.distributions
+    per_letter = {
+        "k": ("keep", d.FloatDistribution(0.2, 1.0, step=0.05)),
+        "w": ("w_bits", d.CategoricalDistribution((4, 6, 8))),
+        "a": ("a_bits", d.CategoricalDistribution((8, 32))),
+        "r": ("rank", d.CategoricalDistribution((0.5, 0.75, 1.0))),
+    }
+    expected = {
+        f"{per_letter[c][0]}/{layer}": per_letter[c][1]
+        for layer, letters in _JOINT_RESNET20_BLOCKS.items()
+        for c in letters
+    }
+    bound = SearchSpace.load(ROOT / "search_spaces" / "joint.yaml").bind(resnet20_layers, model="resnet20")
+    dists = bound.distributions()
+    assert list(dists) == list(expected)
+    assert dists == expected
+    assert bound.digest() == _JOINT_RESNET20_DIGEST
+    plan = bound.to_plan(bound.sample(random.Random(0)))
+    assert plan.digest() == _JOINT_RESNET20_SAMPLE0_PLAN_DIGEST
+    assert all(
+        c.quantizer == "uniform" and c.sparsity == 0.0 and c.lowrank == "svd" for c in plan.layers.values()
+    )

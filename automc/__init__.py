@@ -9,15 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from automc.config import SearchConfig
 from automc.errors import AutomcError
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, Measurement
 
-__all__ = ["AutomcError", "CompressionPlan", "LayerChoice", "LayerSpec", "Measurement", "search"]
+__all__ = [
+    "AutomcError",
+    "CompressionPlan",
+    "LayerChoice",
+    "LayerSpec",
+    "Measurement",
+    "SearchConfig",
+    "search",
+]
 __version__ = "0.1.0"
 
 
-def search(*args: Any, **kwargs: Any) -> Any:
-    """Run a compression search; see ``automc.engine.search``."""
-    from automc.engine import search as _search
+def search(config: Any = None, **overrides: Any) -> Any:
+    """Run a compression search of ``config`` (a ``SearchConfig``) with keyword overrides;
+    see :func:`automc.pipeline.search`."""
+    from automc.pipeline import search as _search
 
-    return _search(*args, **kwargs)
+    return _search(config, **overrides)

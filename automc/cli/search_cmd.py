@@ -1,116 +1,183 @@
-"""``automc search``: the main job — search, fine-tune the Pareto winners, report."""
+"""``automc search``: the main job — search, fine-tune the Pareto winners, report.
+
+The run is one :class:`automc.config.SearchConfig`: ``--config FILE`` loads it (default:
+the built-in defaults), then every flag the user gave overrides its field. Flags default
+to ``None`` so that an absent flag never overrides the file.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from automc.config import FLAT_NAMES, SearchConfig, default_of
+from automc.errors import AutomcError
 
 HELP = "search per-layer pruning/quantization/low-rank under budgets, fine-tune the Pareto winners, write a report"
 
 
+def _help(name: str, text: str = "") -> str:
+    """``text`` plus where the setting lives in a config file and its default."""
+    default = default_of(FLAT_NAMES[name])
+    if isinstance(default, tuple):
+        default = ",".join(default)
+    where = f"config: {FLAT_NAMES[name]}" + ("" if default is None else f", default {default}")
+    return f"{text} ({where})" if text else f"({where})"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", default="resnet20", help="zoo name or tv:<torchvision model> (default resnet20)"
+        "--config", metavar="FILE", help="SearchConfig YAML/JSON file; the flags below override it"
     )
+    p.add_argument(
+        "--dump-config",
+        metavar="PATH",
+        help="write the effective config (file + flags) to PATH (.yaml/.yml/.json) and exit without running",
+    )
+    p.add_argument("--model", help=_help("model", "zoo name or tv:<torchvision model>"))
     p.add_argument(
         "--weights",
-        help="state_dict of the base model (loaded with weights_only=True); default: train and cache one",
+        help=_help(
+            "weights",
+            "state_dict of the base model (loaded with weights_only=True); unset: train and cache one",
+        ),
     )
     p.add_argument(
-        "--dataset", default="digits", help="digits (embedded), cifar10, imagefolder:PATH, synthetic"
+        "--dataset", help=_help("dataset", "digits (embedded), cifar10, imagefolder:PATH, synthetic")
     )
-    p.add_argument("--data-root", help="folder of a local dataset (cifar10)")
+    p.add_argument("--data-root", help=_help("data_root", "folder of a local dataset (cifar10)"))
     p.add_argument(
         "--space",
-        default="joint",
-        help="search-space YAML path or shipped name (prune, quant, lowrank, joint)",
+        help=_help("space", "search-space YAML path or shipped name (prune, quant, lowrank, joint)"),
     )
     p.add_argument(
         "--budget",
+        dest="budgets",
         action="append",
-        default=None,
         metavar="METRIC=LIMIT",
-        help="hard budget, repeatable or comma-separated: flops=0.3 (fraction of base), flops=20M, "
-        "params=1M, size=1MB, latency=2ms, energy=0.5mJ (default flops=0.3)",
+        help=_help(
+            "budgets",
+            "hard budget, repeatable or comma-separated: flops=0.3 (fraction of base), flops=20M, "
+            "params=1M, size=1MB, latency=2ms, energy=0.5mJ",
+        ),
     )
     p.add_argument(
-        "--objectives", default="acc,macs", help="comma list: acc, kl, macs, params, size, latency, energy"
+        "--objectives", help=_help("objectives", "comma list: acc, kl, macs, params, size, latency, energy")
     )
     p.add_argument(
         "--controller",
-        default="optuna-tpe",
-        help="random, optuna-tpe, optuna-nsga2, ray, amc (see automc list controllers)",
+        help=_help("controller", "random, optuna-tpe, optuna-nsga2, ray, amc (see automc list controllers)"),
     )
     p.add_argument(
-        "--trials", type=int, default=50, help="total trials (a resumed search stops at this total)"
+        "--trials", type=int, help=_help("trials", "total trials (a resumed search stops at this total)")
+    )
+    p.add_argument("--profile", help=_help("profile", "device profile name or YAML path ('none' to skip)"))
+    p.add_argument(
+        "--storage", help=_help("storage", "Optuna storage URL or path; unset: sqlite:///<out>/study.db")
     )
     p.add_argument(
-        "--profile", default="cpu-x86-2core", help="device profile name or YAML path ('none' to skip)"
+        "--study", help=_help("study", "study name; unset: <model>-<dataset>-<controller>-s<seed>")
     )
-    p.add_argument("--storage", help="Optuna storage URL or path (default sqlite:///<out>/study.db)")
-    p.add_argument("--study", help="study name (default <model>-<dataset>-<controller>-s<seed>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="run/report folder (default reports/<study>)")
+    p.add_argument("--seed", type=int, help=_help("seed"))
+    p.add_argument("--out", help=_help("out", "run/report folder; unset: reports/<study>"))
     p.add_argument(
-        "--base-epochs", type=int, help="epochs for training the base model (default: the recipe's)"
+        "--base-epochs",
+        type=int,
+        help=_help("base_epochs", "epochs for training the base model; unset: the recipe's"),
     )
     p.add_argument(
-        "--base-lr", type=float, help="peak learning rate for training the base model (default: the recipe's)"
+        "--base-lr",
+        type=float,
+        help=_help("base_lr", "peak learning rate for training the base model; unset: the recipe's"),
     )
-    p.add_argument("--finetune-top", type=int, default=3, help="fine-tune K winners spread along the front")
-    p.add_argument("--finetune-epochs", type=int, default=3)
-    p.add_argument("--kd-temperature", type=float, default=4.0)
     p.add_argument(
-        "--kd-alpha", type=float, default=0.9, help="weight of the distillation loss (1-alpha: labels)"
+        "--finetune-top", type=int, help=_help("finetune_top", "fine-tune K winners spread along the front")
     )
-    p.add_argument("--calib-batches", type=int, default=4, help="batches for adaptive-BN recalibration")
+    p.add_argument("--finetune-epochs", type=int, help=_help("finetune_epochs"))
+    p.add_argument("--kd-temperature", type=float, help=_help("kd_temperature"))
+    p.add_argument(
+        "--kd-alpha", type=float, help=_help("kd_alpha", "weight of the distillation loss (1-alpha: labels)")
+    )
+    p.add_argument(
+        "--calib-batches", type=int, help=_help("calib_batches", "batches for adaptive-BN recalibration")
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help=_help("batch_size", "batch size of the recalibration and proxy batches"),
+    )
     p.add_argument(
         "--proxy",
-        default="short_train",
-        help="how candidates are scored: short_train (default: --proxy-steps SGD steps distilled from "
-        "the base model, then BatchNorm recalibration) or adaptive_bn (recalibration only: ~4x faster, "
-        "ranks worse, see README)",
+        help=_help(
+            "proxy",
+            "how candidates are scored: short_train (--proxy-steps SGD steps distilled from the base "
+            "model, then BatchNorm recalibration) or adaptive_bn (recalibration only: ~4x faster, "
+            "ranks worse, see README)",
+        ),
     )
-    p.add_argument("--proxy-steps", type=int, default=10, help="SGD steps of the short_train proxy")
-    p.add_argument("--ray-address", help="join this Ray cluster (also RAY_ADDRESS) with --controller ray")
-    p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial with --controller ray")
-    p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs per trial with --controller ray")
-    p.add_argument("--no-onnx", action="store_true", help="skip ONNX export of the winners")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--proxy-steps", type=int, help=_help("proxy_steps", "SGD steps of the short_train proxy"))
+    p.add_argument(
+        "--ray-address",
+        help=_help("ray_address", "join this Ray cluster (also RAY_ADDRESS) with --controller ray"),
+    )
+    p.add_argument(
+        "--cpus-per-trial", type=float, help=_help("cpus_per_trial", "CPUs per trial with --controller ray")
+    )
+    p.add_argument(
+        "--gpus-per-trial", type=float, help=_help("gpus_per_trial", "GPUs per trial with --controller ray")
+    )
+    p.add_argument(
+        "--no-onnx",
+        dest="export_onnx",
+        action="store_false",
+        default=None,
+        help=_help("export_onnx", "skip ONNX export of the winners"),
+    )
+    p.add_argument(
+        "--quiet",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help=_help("progress", "no progress bars"),
+    )
+
+
+def _comma_list(items: list[str]) -> list[str]:
+    return [t.strip() for item in items for t in item.split(",") if t.strip()]
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flat settings (``FLAT_NAMES`` keys) of the flags the user gave.
+
+    Raises:
+        AutomcError: ``--budget`` given with nothing but commas.
+    """
+    given = {name: getattr(args, name) for name in FLAT_NAMES if getattr(args, name, None) is not None}
+    if "budgets" in given:
+        given["budgets"] = _comma_list(given["budgets"])
+        if not given["budgets"]:
+            raise AutomcError("--budget: empty")
+    if "objectives" in given:
+        given["objectives"] = _comma_list([given["objectives"]])
+    if given.get("profile") in ("", "none"):
+        given["profile"] = None
+    return given
+
+
+def effective_config(args: argparse.Namespace) -> SearchConfig:
+    """``--config`` (or the defaults) with the given flags applied."""
+    config = SearchConfig.load(args.config) if args.config else SearchConfig()
+    return config.with_overrides(**overrides(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from automc.engine import search, summary_table
+    config = effective_config(args)
+    if args.dump_config:
+        config.dump(args.dump_config)
+        print(f"config written to {args.dump_config}")
+        return 0
+    from automc.pipeline import search, summary_table
 
-    budgets = [b for item in (args.budget or ["flops=0.3"]) for b in item.split(",") if b.strip()]
-    result = search(
-        model=args.model,
-        dataset=args.dataset,
-        space=args.space,
-        budgets=budgets,
-        objectives=[o for o in args.objectives.split(",") if o.strip()],
-        controller=args.controller,
-        trials=args.trials,
-        profile=None if args.profile in ("", "none") else args.profile,
-        storage=args.storage,
-        study=args.study,
-        seed=args.seed,
-        out=args.out,
-        weights=args.weights,
-        data_root=args.data_root,
-        base_epochs=args.base_epochs,
-        base_lr=args.base_lr,
-        finetune_top=args.finetune_top,
-        finetune_epochs=args.finetune_epochs,
-        kd_temperature=args.kd_temperature,
-        kd_alpha=args.kd_alpha,
-        calib_batches=args.calib_batches,
-        proxy=args.proxy,
-        proxy_steps=args.proxy_steps,
-        ray_address=args.ray_address,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        export_onnx=not args.no_onnx,
-        progress=not args.quiet,
-    )
+    result = search(config)
     print(summary_table(result))
     return 0

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
 
     from automc import compress, data, graph
-    from automc.compress.criteria_seeds import epruner_keep_ratio
+    from automc.compress.criteria.clustering import epruner_keep_ratio
     from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
     from automc.train import base_model, evaluate, finetune
 

@@ -6,8 +6,8 @@ Steps, in this order, on a deep copy of the model (the original is untouched):
    (:mod:`automc.compress.prune`, channels chosen by the plan's criterion, removed by
    Torch-Pruning); the real channel counts are then checked against the plan's
    prediction (:func:`automc.plan.kept_channels`);
-2. low-rank factorisation of layers with a ``rank`` (:mod:`automc.compress.lowrank`;
-   the rank is clipped to the pruned layer's ``min(m, n k k)``);
+2. low-rank factorisation of layers with a ``rank`` (:mod:`automc.compress.lowrank`:
+   ``svd`` or ``sparse_lowrank``; the rank is clipped to the pruned layer's ``min(m, n k k)``);
 3. fake quantization of layers with ``w_bits`` or ``a_bits`` below 32
    (:mod:`automc.compress.quant`; factor pairs are quantized factor by factor);
 4. unstructured magnitude sparsity (``choice.sparsity``, :mod:`automc.compress.sparsity`),
@@ -27,7 +27,6 @@ neither pruned nor factorised.
 from __future__ import annotations
 
 import copy
-import importlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -36,17 +35,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from automc.compress import lowrank
+from automc.compress import lowrank, quantizers
 from automc.compress.criteria import CriterionContext
+from automc.compress.lowrank.svd import max_rank
 from automc.compress.prune import InputCapture, expected_channels, prune_groups, verify_channels
 from automc.compress.quant import QuantConv2d, QuantLinear, calibrate, quantize_module
+from automc.compress.sparsity import apply_sparsity
 from automc.errors import AutomcError
 from automc.graph import trace
 from automc.plan import CompressionPlan, LayerSpec
 
 __all__ = ["QuantConv2d", "QuantLinear", "apply", "load_compressed", "save_compressed"]
-
-_SPARSITY_MODULE = "automc.compress.sparsity"
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -72,8 +71,6 @@ def _check_plan(plan: CompressionPlan, layers: Sequence[LayerSpec]) -> None:
         if choice.rank is not None:
             lowrank.get(choice.lowrank)
         if choice.w_bits < 16:
-            from automc.compress import quantizers
-
             quantizers.get(choice.quantizer)
 
 
@@ -129,7 +126,7 @@ def apply(
         if choice.rank is None:
             continue
         module = new.get_submodule(spec.name)
-        rank = min(choice.rank, lowrank.max_rank(module))
+        rank = min(choice.rank, max_rank(module))
         _set_submodule(new, spec.name, lowrank.get(choice.lowrank)(module, rank))
 
     quantized = False
@@ -146,17 +143,8 @@ def apply(
     sparse = [
         (spec.name, plan.choice(spec.name).sparsity) for spec in layers if plan.choice(spec.name).sparsity > 0
     ]
-    if sparse:
-        try:
-            sparsity = importlib.import_module(_SPARSITY_MODULE)
-        except ModuleNotFoundError as e:
-            if e.name != _SPARSITY_MODULE:
-                raise
-            raise AutomcError(
-                "the plan asks for sparsity but automc.compress.sparsity is not available"
-            ) from None
-        for name, fraction in sparse:
-            sparsity.apply_sparsity(new.get_submodule(name), fraction)
+    for name, fraction in sparse:
+        apply_sparsity(new.get_submodule(name), fraction)
 
     if quantized:
         calibrate(new, batches)

@@ -9,7 +9,7 @@ To load such a state dict into a fresh model, call :func:`apply_sparsity` on it 
 :func:`restore_masks`).
 
 Caveats: sparsity saves storage and memory traffic (see
-:func:`automc.cost.storage.sparse_storage_bits`), not dense compute; the forward pass is
+:func:`automc.cost.formats.sparse_storage_bits`), not dense compute; the forward pass is
 still a dense conv/linear. Gradients of masked weights are not zeroed: the optimiser
 may move them, and the next forward pass zeroes them again.
 """
@@ -22,7 +22,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from automc.cost.storage import sparse_entries, sparse_nnz, sparse_storage_bits
+from automc.cost.formats import sparse_entries, sparse_nnz, sparse_storage_bits
 from automc.errors import AutomcError
 
 MASK = "weight_mask"
@@ -140,7 +140,7 @@ def density(module: nn.Module) -> float:
 def sparse_storage_bytes(n_weights: int, density: float, w_bits: int, *, index_bits: int = 4) -> int:
     """Bytes of a sparse weight in Deep Compression's relative-index format.
 
-    ``ceil(sparse_storage_bits(...) / 8)``; see :mod:`automc.cost.storage` for the format
+    ``ceil(sparse_storage_bits(...) / 8)``; see :mod:`automc.cost.formats` for the format
     and the expected filler count.
     """
     return -(-sparse_storage_bits(n_weights, density, w_bits, index_bits=index_bits) // 8)
@@ -150,7 +150,7 @@ def exact_entries(weight: torch.Tensor, *, index_bits: int = 4) -> int:
     """Stored entries (non-zeros + fillers) of ``weight`` in the relative-index format, counted.
 
     A gap of ``g`` zeros before a non-zero needs ``g // 2**index_bits`` fillers; trailing
-    zeros need no entry. Compare with :func:`automc.cost.storage.sparse_entries`, the
+    zeros need no entry. Compare with :func:`automc.cost.formats.sparse_entries`, the
     expectation the cost model uses.
     """
     flat = weight.detach().flatten()
@@ -163,5 +163,5 @@ def exact_entries(weight: torch.Tensor, *, index_bits: int = 4) -> int:
 
 
 def expected_entries(weight: torch.Tensor, *, index_bits: int = 4) -> int:
-    """:func:`automc.cost.storage.sparse_entries` for ``weight``'s size and non-zero count."""
+    """:func:`automc.cost.formats.sparse_entries` for ``weight``'s size and non-zero count."""
     return sparse_entries(weight.numel(), int(torch.count_nonzero(weight.detach())), index_bits=index_bits)

@@ -35,7 +35,7 @@ from typing import Any
 from automc.cost.energy import PJ_PER_MJ, EnergyModel, dram_power_w
 from automc.cost.flops import LayerConst, compile_layer, geometry_for
 from automc.cost.report import CostReport
-from automc.cost.size import BIAS_BITS, CODEBOOK_QUANTIZERS, weight_storage_bits
+from automc.cost.formats import BIAS_BITS, CODEBOOK_QUANTIZERS, weight_storage_bits
 from automc.errors import AutomcError, UnsupportedLayerError
 from automc.plan import IDENTITY, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, kept_channels
 from automc.schema.energy import ENERGY_SCHEMA, EnergyTable, load_energy_table_file

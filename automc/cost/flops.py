@@ -8,7 +8,7 @@ Counting conventions (the same as fvcore's conv/linear handles):
     * BatchNorm is folded into the preceding conv at inference (as deployment does), so it
       costs no MACs and no parameters here.
     * Unstructured sparsity does *not* reduce MACs: dense kernels still multiply the zeros.
-      It only saves storage and memory traffic (see ``automc.cost.size``/``energy``).
+      It only saves storage and memory traffic (see ``automc.cost.formats``/``energy``).
 
 Pruning arithmetic (the rules ``compress.apply`` follows):
     * kept output channels = ``kept_channels(out_channels, keep[group])``;
@@ -19,10 +19,10 @@ Pruning arithmetic (the rules ``compress.apply`` follows):
 Low rank at rank ``r`` (clipped to the pruned layer's ``min(m, n * kh * kw)``): a conv
 becomes a ``kh x kw`` conv ``n -> r`` (same stride/padding) followed by a ``1 x 1`` conv
 ``r -> m`` carrying the bias; a linear becomes ``n -> r`` then ``r -> m``. Each factor is
-one :class:`Stage`. With ``lowrank: sparse_lowrank`` (ADMM sparse + low rank,
-``automc.compress.lowrank_admm``) a third stage is the sparse residual: a conv/linear of the
-pruned layer's full geometry whose weight keeps ``SPARSE_LOWRANK_DENSITY`` of its entries;
-it runs dense (full MACs) and is stored in the sparse format.
+one :class:`Stage`. With ``lowrank: sparse_lowrank`` (ADMM sparse + low rank) a third stage
+is the sparse residual: a conv/linear of the pruned layer's full geometry whose weight keeps
+``formats.SPARSE_LOWRANK_DENSITY`` of its entries; it runs dense (full MACs) and is stored in
+the sparse format. The factors come from :func:`automc.cost.formats.lowrank_factors`.
 """
 
 from __future__ import annotations
@@ -32,13 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from automc.cost.formats import lowrank_factors
 from automc.errors import UnsupportedLayerError
 from automc.plan import NOT_PRUNABLE, LayerChoice, LayerSpec, kept_channels
 
 SUPPORTED_KINDS = frozenset({"conv2d", "dwconv2d", "grouped", "linear"})
-LOWRANK_METHODS = frozenset({"svd", "sparse_lowrank"})
-#: density of the ``sparse_lowrank`` residual (``SparseLowRankMethod.density`` in compress).
-SPARSE_LOWRANK_DENSITY = 0.05
 
 
 class Stage(NamedTuple):
@@ -75,7 +73,7 @@ class LayerGeometry(NamedTuple):
         groups: convolution groups after pruning.
         rank: effective low-rank rank (clipped), or None when not factorised.
         biases: bias count (kept output channels when the layer has a bias).
-        stages: one stage, or two for a low-rank factorisation.
+        stages: one stage, or one per low-rank factor.
     """
 
     in_features: int
@@ -198,37 +196,22 @@ def geometry_for(const: LayerConst, choice: LayerChoice, n: int, m: int) -> Laye
         )
     if spec.kind in ("dwconv2d", "grouped"):
         raise UnsupportedLayerError(f"low-rank factorisation of a {spec.kind} layer is not modelled")
-    if choice.lowrank not in LOWRANK_METHODS:
-        raise UnsupportedLayerError(f"low-rank method {choice.lowrank!r} has no cost model")
-    rank = max(1, min(choice.rank, m, n * area))
-    first = Stage(
-        macs=calls * pos_out * rank * n * area,
-        weights=rank * n * area,
-        rows=rank,
-        fan_in=n * area,
-        in_elems=n * pos_in,
-        out_elems=rank * pos_out,
+    factors = lowrank_factors(
+        choice.lowrank, in_features=n, out_channels=m, kernel_area=area, rank=choice.rank
     )
-    second = Stage(
-        macs=calls * pos_out * m * rank,
-        weights=m * rank,
-        rows=m,
-        fan_in=rank,
-        in_elems=rank * pos_out,
-        out_elems=m * pos_out,
-    )
-    stages: tuple[Stage, ...] = (first, second)
-    if choice.lowrank == "sparse_lowrank":
-        residual = Stage(
-            macs=calls * pos_out * m * n * area,
-            weights=m * n * area,
-            rows=m,
-            fan_in=n * area,
-            in_elems=n * pos_in,
-            out_elems=m * pos_out,
-            density=SPARSE_LOWRANK_DENSITY,
+    stages = tuple(
+        Stage(
+            macs=calls * pos_out * f.weights,
+            weights=f.weights,
+            rows=f.out_features,
+            fan_in=f.in_features * f.kernel_area,
+            in_elems=f.in_features * (pos_in if f.reads_input else pos_out),
+            out_elems=f.out_features * pos_out,
+            density=f.density,
         )
-        stages = (first, second, residual)
+        for f in factors
+    )
+    rank = factors[0].out_features
     return LayerGeometry(in_features=n, out_channels=m, groups=1, rank=rank, biases=biases, stages=stages)
 
 

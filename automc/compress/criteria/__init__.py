@@ -1,23 +1,45 @@
 """Structured-pruning criteria: which channels of a dependency group to keep.
 
-A criterion is registered by name with :func:`register` and looked up with :func:`get`.
 ``compress.apply`` builds one :class:`ChannelGroup` per dependency group to prune and
-asks the plan's criterion for the indices to keep. Data-free criteria ignore
-``ctx.batches``; data-driven ones (taylor, thinet, lasso) use them and the hooks in
-``ctx``. A criterion may also rewrite the consumers' weights after pruning
+asks the plan's criterion (:func:`get`) for the indices to keep. Data-free criteria
+ignore ``ctx.batches``; data-driven ones (taylor, thinet, lasso) use them and the hooks
+in ``ctx``. A criterion may also rewrite the consumers' weights after pruning
 (``reconstruct``), as LASSO channel selection does with least squares.
+
+The built-in criteria, by what they measure:
+
+* :mod:`~automc.compress.criteria.magnitude`: ``l1``, ``l2`` filter norms and the
+  ``random`` baseline;
+* :mod:`~automc.compress.criteria.reconstruction`: ``thinet``, ``lasso``;
+* :mod:`~automc.compress.criteria.gradient`: ``taylor`` (Gate Decorator);
+* :mod:`~automc.compress.criteria.clustering`: ``epruner``, ``correlation``.
+
+:data:`REGISTRY` holds the criterion *classes* (a fresh instance per :func:`get`); the
+built-in ones are declared lazily, so listing them imports no implementation module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Protocol
 
 from automc.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "REGISTRY",
+    "ChannelGroup",
+    "Criterion",
+    "CriterionContext",
+    "describe",
+    "get",
+    "names",
+    "register",
+]
 
 
 @dataclass
@@ -65,6 +87,8 @@ class CriterionContext:
 
 
 class Criterion(Protocol):
+    """A channel-selection rule; ``needs_data`` when it reads ``ctx.batches``."""
+
     name: str
     needs_data: bool
 
@@ -77,15 +101,52 @@ class Criterion(Protocol):
         ...
 
 
-_REGISTRY: Registry[Callable[[], Criterion]] = Registry(
-    kind="pruning criterion",
-    plugins=("automc.compress.criteria_impl", "automc.compress.criteria_seeds"),
+REGISTRY: Registry[Callable[[], Criterion]] = Registry(kind="pruning criterion")
+REGISTRY.add(
+    "l1",
+    "automc.compress.criteria.magnitude:L1",
+    "L1 norm of each filter summed over the group's producers (Li et al. 2017)",
 )
-register = _REGISTRY.register
-names = _REGISTRY.names
-describe = _REGISTRY.describe
+REGISTRY.add("l2", "automc.compress.criteria.magnitude:L2", "L2 norm of the group's concatenated filters")
+REGISTRY.add(
+    "random",
+    "automc.compress.criteria.magnitude:RandomCriterion",
+    "uniformly random channels (seeded baseline)",
+)
+REGISTRY.add(
+    "thinet",
+    "automc.compress.criteria.reconstruction:ThiNet",
+    "ThiNet greedy channel selection minimising the next layer's output error (data)",
+)
+REGISTRY.add(
+    "lasso",
+    "automc.compress.criteria.reconstruction:LassoCriterion",
+    "LASSO channel selection + least-squares reconstruction of the next layer (He et al., data)",
+)
+REGISTRY.add(
+    "taylor",
+    "automc.compress.criteria.gradient:Taylor",
+    "Gate Decorator first-order Taylor importance |phi * dL/dphi| of a per-channel gate (data)",
+)
+REGISTRY.add(
+    "epruner",
+    "automc.compress.criteria.clustering:EPruner",
+    "EPruner: affinity-propagation exemplar filters (beta 0.75, damping 0.5, 200 iterations)",
+)
+REGISTRY.add(
+    "correlation",
+    "automc.compress.criteria.clustering:Correlation",
+    "drop one filter of the most correlated pair (weights, Pearson) until the budget",
+)
+register = REGISTRY.register
+names = REGISTRY.names
+describe = REGISTRY.describe
 
 
 def get(name: str) -> Criterion:
-    """A fresh instance of the criterion registered as ``name``."""
-    return _REGISTRY.get(name)()
+    """A fresh instance of the criterion registered as ``name``.
+
+    Raises:
+        AutomcError: unknown name (the message lists the known ones).
+    """
+    return REGISTRY.get(name)()

@@ -1,4 +1,4 @@
-"""Built-in data-free pruning criteria: ``l1``, ``l2`` and ``random``.
+"""Magnitude criteria ``l1``, ``l2`` (filter norms) and the ``random`` baseline (data-free).
 
 ``l1`` is Li et al. (ICLR 2017, "Pruning Filters for Efficient ConvNets"): a channel's
 importance is the sum of ``|w|`` over its filter, summed over all producers of the
@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import torch
 
-from automc.compress.criteria import ChannelGroup, CriterionContext, register
+from automc.compress.criteria import ChannelGroup, CriterionContext
 from automc.errors import AutomcError
 
 __all__ = ["L1", "L2", "RandomCriterion", "producer_rows", "top_k"]
 
 
-def producer_rows(group: ChannelGroup) -> torch.Tensor:
-    """``channels x features``: the producers' filters side by side."""
+def producer_rows(group: ChannelGroup, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``channels x features``: the producers' filters side by side, in ``dtype``."""
     if not group.producers:
         raise AutomcError(f"dependency group {group.group} has no producer layer")
     rows = []
     for _, module in group.producers:
         weight = module.weight
         assert isinstance(weight, torch.Tensor)
-        rows.append(weight.detach().reshape(group.channels, -1).float())
+        rows.append(weight.detach().reshape(group.channels, -1).to(dtype))
     return torch.cat(rows, dim=1)
 
 
@@ -68,8 +68,3 @@ class RandomCriterion:
 
     def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
         return None
-
-
-register("l1", "L1 norm of each filter summed over the group's producers (Li et al. 2017)")(L1)
-register("l2", "L2 norm of the group's concatenated filters")(L2)
-register("random", "uniformly random channels (seeded baseline)")(RandomCriterion)

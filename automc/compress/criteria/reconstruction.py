@@ -1,26 +1,13 @@
-"""Pruning criteria from the seed notes: Taylor (Gate Decorator), ThiNet, LASSO, EPruner, correlation.
+"""Reconstruction criteria: ThiNet and LASSO channel selection (+ least-squares refit).
 
-Each criterion answers "which channels of this dependency group to keep" (see
-:mod:`automc.compress.criteria` for the protocol). The data-driven ones work on the
-consumers of the group (the layers reading its channels) through
+Both work on the consumers of the group (the layers reading its channels) through
 ``ctx.capture_inputs``:
 
-* ``taylor`` (Gate Decorator, Dong et al. NeurIPS 2019): a gate ``phi = 1`` multiplies each
-  channel (on the output of the group's BatchNorms, else of its producers); the importance
-  is ``|sum over batches of phi * dL/dphi|`` with the cross-entropy loss, summed over the
-  gate sites of the group. Without targets the model's own arg-max predictions serve as
-  labels (a KL to its own output would have zero gradient at ``phi = 1``).
 * ``thinet`` (Luo et al. 2017): greedily removes the channel whose removal adds the least
   squared error to the consumers' outputs, on sampled output positions.
 * ``lasso`` (He et al. ICCV 2017): LASSO on per-channel coefficients, the L1 penalty raised
   until at most ``n_keep`` are non-zero; ``reconstruct`` then refits the consumers' weights
   on the kept channels by least squares.
-* ``epruner`` (Lin et al. TNNLS 2021): affinity propagation over the producers' filters;
-  the exemplars are kept.
-* ``correlation``: repeatedly drops one filter of the most correlated remaining pair
-  (Pearson correlation of the producers' flattened weights; data-free by choice, so it
-  is deterministic and needs no calibration set). Of the pair, the filter with the
-  smaller L1 norm goes.
 
 Consumer errors are measured on each consumer's pre-activation output, normalised by
 that output's energy so that a residual group's many consumers weigh alike. Outputs
@@ -37,8 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automc.compress.criteria import ChannelGroup, CriterionContext, register
+from automc.compress.criteria import ChannelGroup, CriterionContext
 from automc.errors import AutomcError
+
+__all__ = [
+    "FIT_POSITIONS",
+    "POSITIONS",
+    "LassoCriterion",
+    "ThiNet",
+    "contribution_gram",
+    "lasso_select",
+    "least_squares_refit",
+    "thinet_greedy",
+]
 
 POSITIONS = 1024
 """Output positions sampled per consumer for ThiNet/LASSO selection."""
@@ -54,23 +52,6 @@ def _weight(module: nn.Module) -> torch.Tensor:
     if not isinstance(weight, torch.Tensor):
         raise AutomcError(f"{type(module).__name__} has no weight tensor")
     return weight
-
-
-def _producer_rows(group: ChannelGroup) -> torch.Tensor:
-    """``channels x features``: the producers' filters side by side (float64)."""
-    rows = [_weight(m).detach().double().reshape(group.channels, -1) for _, m in group.producers]
-    if not rows:
-        raise AutomcError(f"dependency group {group.group} has no producer layer")
-    return torch.cat(rows, dim=1)
-
-
-def _l1(group: ChannelGroup) -> torch.Tensor:
-    return _producer_rows(group).abs().sum(dim=1)
-
-
-def _top(scores: torch.Tensor, n_keep: int) -> list[int]:
-    order = torch.argsort(scores, descending=True, stable=True)
-    return sorted(int(i) for i in order[:n_keep])
 
 
 def _need_data(name: str, ctx: CriterionContext) -> None:
@@ -158,7 +139,7 @@ def _sample(
     return None
 
 
-def _gram(group: ChannelGroup, ctx: CriterionContext) -> torch.Tensor:
+def contribution_gram(group: ChannelGroup, ctx: CriterionContext) -> torch.Tensor:
     """``C x C`` Gram matrix of the channels' normalised contributions to the consumers' outputs.
 
     Entry ``(c, d)`` is ``sum <Z_c, Z_d> / ||Y||^2`` over consumers, ``Z_c`` being channel
@@ -179,88 +160,6 @@ def _gram(group: ChannelGroup, ctx: CriterionContext) -> torch.Tensor:
             f"dependency group {group.group}: no conv/linear consumer to measure reconstruction error on"
         )
     return gram
-
-
-# --------------------------------------------------------------------------- taylor
-
-
-@register(
-    "taylor", "Gate Decorator first-order Taylor importance |phi * dL/dphi| of a per-channel gate (data)"
-)
-class Taylor:
-    """Gate Decorator importance. One backward pass per batch serves every group of a model:
-    the per-module gate gradients are computed for all BatchNorms (and all conv/linear
-    producers) at once on the first ``select`` and cached for that context."""
-
-    name = "taylor"
-    needs_data = True
-
-    def __init__(self) -> None:
-        self._cache_key: tuple[int, int] | None = None
-        self._cache: dict[int, torch.Tensor] = {}
-
-    def _module_scores(self, ctx: CriterionContext) -> dict[int, torch.Tensor]:
-        """``id(module) -> sum over batches of phi * dL/dphi`` (signed) for every gate site."""
-        key = (id(ctx), id(ctx.model))
-        if self._cache_key == key:
-            return self._cache
-        gated = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Conv2d, nn.Linear)
-        sites = [m for m in ctx.model.modules() if isinstance(m, gated)]
-        first = next(ctx.model.parameters())
-        gates: dict[int, torch.Tensor] = {}
-
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-            gate = gates.get(id(module))
-            if gate is None:
-                gate = torch.ones(
-                    output.shape[1], dtype=output.dtype, device=output.device, requires_grad=True
-                )
-                gates[id(module)] = gate
-            return output * gate.view(1, -1, *([1] * (output.dim() - 2)))
-
-        handles = [site.register_forward_hook(hook) for site in sites]
-        totals: dict[int, torch.Tensor] = {}
-        try:
-            with torch.enable_grad():
-                for i, batch in enumerate(ctx.batches):
-                    logits = ctx.model(batch.to(first.device))
-                    if i < len(ctx.targets):
-                        labels = ctx.targets[i].to(logits.device)
-                    else:
-                        labels = logits.detach().argmax(dim=1)
-                    loss = F.cross_entropy(logits, labels)
-                    ids = list(gates)
-                    grads = torch.autograd.grad(loss, [gates[k] for k in ids], allow_unused=True)
-                    for k, grad in zip(ids, grads):
-                        if grad is not None:
-                            totals[k] = totals.get(k, 0) + (gates[k].detach() * grad).double().cpu()
-        finally:
-            for h in handles:
-                h.remove()
-        self._cache_key, self._cache = key, totals
-        return totals
-
-    def scores(self, group: ChannelGroup, ctx: CriterionContext) -> torch.Tensor:
-        """Per-channel importance ``|sum_batches phi dL/dphi|`` summed over the group's gate sites
-        (its BatchNorms, or its producers when it has none)."""
-        if not ctx.batches:
-            raise AutomcError("pruning criterion 'taylor' needs calibration batches (data-driven criterion)")
-        sites = [m for _, m in group.norms] or [m for _, m in group.producers]
-        totals = self._module_scores(ctx)
-        out = torch.zeros(group.channels, dtype=torch.float64)
-        for site in sites:
-            if id(site) in totals:
-                out += totals[id(site)].abs()
-        return out
-
-    def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
-        return _top(self.scores(group, ctx), n_keep)
-
-    def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
-        return None
-
-
-# --------------------------------------------------------------------------- thinet
 
 
 def thinet_greedy(gram: torch.Tensor, n_keep: int) -> list[int]:
@@ -284,7 +183,6 @@ def thinet_greedy(gram: torch.Tensor, n_keep: int) -> list[int]:
     return sorted(int(i) for i in torch.nonzero(alive).flatten())
 
 
-@register("thinet", "ThiNet greedy channel selection minimising the next layer's output error (data)")
 class ThiNet:
     name = "thinet"
     needs_data = True
@@ -293,13 +191,10 @@ class ThiNet:
         _need_data(self.name, ctx)
         if n_keep >= group.channels:
             return list(range(group.channels))
-        return thinet_greedy(_gram(group, ctx), n_keep)
+        return thinet_greedy(contribution_gram(group, ctx), n_keep)
 
     def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
         return None
-
-
-# --------------------------------------------------------------------------- lasso
 
 
 def lasso_select(gram: torch.Tensor, n_keep: int, *, steps: int = 40) -> list[int]:
@@ -355,16 +250,13 @@ def least_squares_refit(x_kept: torch.Tensor, target: torch.Tensor, *, ridge: fl
     return torch.linalg.solve(gram + reg * torch.eye(p, dtype=gram.dtype), x_kept.T @ target).T
 
 
-@register(
-    "lasso", "LASSO channel selection + least-squares reconstruction of the next layer (He et al., data)"
-)
 class LassoCriterion:
     name = "lasso"
     needs_data = True
 
     def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
         _need_data(self.name, ctx)
-        return lasso_select(_gram(group, ctx), n_keep)
+        return lasso_select(contribution_gram(group, ctx), n_keep)
 
     def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
         """Refit each dense conv/linear consumer on the kept channels (grouped convs are left alone).
@@ -396,155 +288,3 @@ class LassoCriterion:
                 else:
                     span = slice(offset, offset + new.shape[1] * new.shape[2])
                     weight[:, span] = new.reshape(weight.shape[0], -1).to(weight)
-
-
-# --------------------------------------------------------------------------- epruner
-
-
-def similarity_matrix(weights: torch.Tensor, beta: float) -> np.ndarray:
-    """EPruner's similarities: ``-||w_i - w_j||^2``, preference ``beta * median`` (off-diagonal)."""
-    w = weights.detach().double().reshape(weights.shape[0], -1)
-    sim = -(torch.cdist(w, w) ** 2).numpy()
-    n = sim.shape[0]
-    off = sim[~np.eye(n, dtype=bool)]
-    np.fill_diagonal(sim, beta * float(np.median(off)) if off.size else 0.0)
-    return sim
-
-
-def affinity_propagation(
-    sim: np.ndarray, *, damping: float = 0.5, iterations: int = 200, convergence_iter: int = 15
-) -> tuple[np.ndarray, np.ndarray]:
-    """Affinity propagation (Frey & Dueck 2007), vectorised; the preference is ``diag(sim)``.
-
-    Follows scikit-learn's update order, stopping rule and exemplar refinement (without its
-    tie-breaking noise). Returns ``(exemplars, labels)``: sorted exemplar indices and, per
-    point, the index into ``exemplars`` of its cluster. If no exemplar emerges every point
-    is its own exemplar.
-    """
-    s = np.array(sim, dtype=np.float64)
-    n = s.shape[0]
-    if n == 1:
-        return np.array([0]), np.array([0])
-    r = np.zeros((n, n))
-    a = np.zeros((n, n))
-    ind = np.arange(n)
-    history = np.zeros((n, convergence_iter), dtype=bool)
-    exemplar = np.zeros(n, dtype=bool)
-    for it in range(iterations):
-        tmp = a + s
-        best = np.argmax(tmp, axis=1)
-        first = tmp[ind, best]
-        tmp[ind, best] = -np.inf
-        second = np.max(tmp, axis=1)
-        new_r = s - first[:, None]
-        new_r[ind, best] = s[ind, best] - second
-        r = damping * r + (1 - damping) * new_r
-        rp = np.maximum(r, 0)
-        rp[ind, ind] = r[ind, ind]
-        new_a = rp.sum(axis=0)[None, :] - rp
-        diag_a = np.diag(new_a).copy()
-        new_a = np.minimum(new_a, 0)
-        new_a[ind, ind] = diag_a
-        a = damping * a + (1 - damping) * new_a
-        exemplar = (np.diag(a) + np.diag(r)) > 0
-        history[:, it % convergence_iter] = exemplar
-        if it >= convergence_iter:
-            stable = history.sum(axis=1)
-            if np.all((stable == convergence_iter) | (stable == 0)) and exemplar.any():
-                break
-    chosen = np.flatnonzero(exemplar)
-    if chosen.size == 0:
-        return ind.copy(), ind.copy()
-    labels = np.argmax(s[:, chosen], axis=1)
-    labels[chosen] = np.arange(chosen.size)
-    for k in range(chosen.size):
-        members = np.flatnonzero(labels == k)
-        chosen[k] = members[np.argmax(s[np.ix_(members, members)].sum(axis=0))]
-    labels = np.argmax(s[:, chosen], axis=1)
-    labels[chosen] = np.arange(chosen.size)
-    centres = np.unique(chosen[labels])
-    return centres, np.searchsorted(centres, chosen[labels])
-
-
-def epruner_keep_ratio(weights: torch.Tensor, *, beta: float = 0.75) -> float:
-    """EPruner's adaptive keep ratio of one layer: exemplars / filters.
-
-    Args:
-        weights: the layer's filters, dim 0 = output channel.
-        beta: preference factor in (0, 1]; smaller means more exemplars (less pruning).
-    """
-    if not 0.0 < beta <= 1.0:
-        raise AutomcError(f"EPruner beta must be in (0, 1], got {beta!r}")
-    exemplars, _ = affinity_propagation(similarity_matrix(weights, beta))
-    return len(exemplars) / weights.shape[0]
-
-
-@dataclass
-class EPruner:
-    """Keeps the affinity-propagation exemplars of the producers' filters.
-
-    More exemplars than ``n_keep``: those with the largest clusters (ties: larger L1).
-    Fewer: the remaining places go to the largest-L1 other filters.
-    """
-
-    beta: float = 0.75
-    name: str = "epruner"
-    needs_data: bool = False
-
-    def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
-        rows = _producer_rows(group)
-        exemplars, labels = affinity_propagation(similarity_matrix(rows, self.beta))
-        l1 = rows.abs().sum(dim=1)
-        sizes = np.bincount(labels, minlength=len(exemplars))
-        big = float(l1.max()) + 1.0
-        score = l1.clone()
-        for k, e in enumerate(exemplars):
-            score[int(e)] = big * (1 + sizes[k]) + l1[int(e)]
-        return _top(score, n_keep)
-
-    def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
-        return None
-
-
-register(
-    "epruner", "EPruner: affinity-propagation exemplar filters (beta 0.75, damping 0.5, 200 iterations)"
-)(EPruner)
-
-
-# --------------------------------------------------------------------------- correlation
-
-
-def correlation_order(rows: torch.Tensor, n_keep: int) -> list[int]:
-    """Drop filters from the most correlated pair until ``n_keep`` remain; sorted kept indices.
-
-    Of a pair the one with the smaller L1 norm goes. Constant filters have correlation 0.
-    """
-    x = rows.double()
-    x = x - x.mean(dim=1, keepdim=True)
-    norm = x.norm(dim=1, keepdim=True)
-    corr = ((x / norm.clamp(min=1e-30)) @ (x / norm.clamp(min=1e-30)).T).abs()
-    corr.fill_diagonal_(-1.0)
-    l1 = rows.double().abs().sum(dim=1)
-    alive = torch.ones(rows.shape[0], dtype=torch.bool)
-    while int(alive.sum()) > n_keep:
-        flat = int(torch.argmax(corr))
-        i, j = divmod(flat, corr.shape[1])
-        drop = i if l1[i] < l1[j] or (l1[i] == l1[j] and i > j) else j
-        alive[drop] = False
-        corr[drop, :] = -1.0
-        corr[:, drop] = -1.0
-    return sorted(int(i) for i in torch.nonzero(alive).flatten())
-
-
-@register("correlation", "drop one filter of the most correlated pair (weights, Pearson) until the budget")
-class Correlation:
-    name = "correlation"
-    needs_data = False
-
-    def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
-        if n_keep >= group.channels:
-            return list(range(group.channels))
-        return correlation_order(_producer_rows(group), n_keep)
-
-    def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
-        return None

@@ -1,11 +1,6 @@
-"""Low-rank factorisation of conv/linear layers, with a method registry.
+"""Low-rank method ``svd``: truncated SVD, ``W = U S V^T`` with ``sqrt(S)`` given to both factors.
 
-A method is a callable ``method(module, rank) -> nn.Module`` returning the replacement
-of a (possibly pruned) ``nn.Conv2d`` / ``nn.Linear``; the replacement must map the same
-input to the same output shape. ``svd`` is built in; ``sparse_lowrank`` is registered by
-``automc.compress.lowrank_admm`` when that module exists (imported on first need).
-
-``svd`` (truncated SVD, ``W = U S V^T`` with ``sqrt(S)`` given to both factors):
+The factor shapes (also :func:`automc.cost.formats.lowrank_factors`):
 
 * Linear ``m x n`` -> ``Linear(n -> r, no bias)`` then ``Linear(r -> m, bias)``:
   ``r (m + n)`` weights;
@@ -19,33 +14,24 @@ The result is an ``nn.Sequential`` of the two, so the factors are named ``<name>
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from automc.cost import formats
 from automc.errors import AutomcError
-from automc.registry import Registry
 
-__all__ = ["LowRankMethod", "describe", "get", "max_rank", "names", "register", "svd_factorize"]
-
-LowRankMethod = Callable[[nn.Module, int], nn.Module]
-
-_ADMM_MODULE = "automc.compress.lowrank_admm"
-_REGISTRY: Registry[LowRankMethod] = Registry(kind="low-rank method", plugins=(_ADMM_MODULE,))
-register = _REGISTRY.register
-names = _REGISTRY.names
-describe = _REGISTRY.describe
-get = _REGISTRY.get
+__all__ = ["SVD", "max_rank", "svd_factorize"]
 
 
 def max_rank(module: nn.Module) -> int:
-    """``min(m, n k k)`` of a conv / ``min(m, n)`` of a linear."""
+    """:func:`automc.cost.formats.max_rank` of a conv (``min(m, n k k)``) or a linear (``min(m, n)``)."""
     if isinstance(module, nn.Linear):
-        return min(module.out_features, module.in_features)
+        return formats.max_rank(module.out_features, module.in_features, 1)
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
-        return min(module.out_channels, (module.in_channels // module.groups) * kh * kw)
+        return formats.max_rank(module.out_channels, module.in_channels // module.groups, kh * kw)
     raise AutomcError(f"cannot factorise a {type(module).__name__}; expected nn.Conv2d or nn.Linear")
 
 
@@ -100,7 +86,6 @@ def _svd_conv(module: nn.Conv2d, rank: int) -> nn.Sequential:
     return nn.Sequential(first, second)
 
 
-@register("svd", "truncated SVD into two thin layers (k x k to r channels, then 1 x 1 to m)")
 def svd_factorize(module: nn.Module, rank: int) -> nn.Module:
     """Replace ``module`` by the ``nn.Sequential`` of its two rank-``rank`` SVD factors.
 
@@ -115,3 +100,11 @@ def svd_factorize(module: nn.Module, rank: int) -> nn.Module:
         return _svd_linear(module, rank)
     assert isinstance(module, nn.Conv2d)
     return _svd_conv(module, rank)
+
+
+@dataclass(frozen=True)
+class SVD:
+    """Low-rank method ``svd``: ``method(module, rank)`` is :func:`svd_factorize`."""
+
+    def __call__(self, module: nn.Module, rank: int) -> nn.Module:
+        return svd_factorize(module, rank)

@@ -1,5 +1,5 @@
-"""Sparse + low-rank decomposition by ADMM (seed 003; Ma et al. 2018, "A unified approximation
-framework for non-linear deep neural networks"), registered as low-rank method ``sparse_lowrank``.
+"""Low-rank method ``sparse_lowrank``: sparse + low-rank decomposition by ADMM (Ma et al. 2018,
+"A unified approximation framework for non-linear deep neural networks").
 
 A layer's weight, as an ``m x n`` matrix ``W`` (``n = in * kh * kw`` for a conv), is split
 into ``W ~ L + S`` with ``rank(L) <= r`` and ``||S||_0 <= s``. The replacement module computes
@@ -11,12 +11,12 @@ sparsity mask (``automc.compress.sparsity``; the mask keeps it sparse while fine
 Caveats, stated plainly:
     * This is the *weight-space* variant with hard constraints: it minimises
       ``||W - L - S||_F`` (nonconvex ADMM with projections onto the rank-``r`` and
-      ``s``-sparse sets), not the seed's data-driven objective through the ReLU with the
+      ``s``-sparse sets), not the paper's data-driven objective through the ReLU with the
       ``l2,1`` / nuclear-norm relaxation. The best iterate is returned; since the first
       iterate is the truncated SVD plus the largest residual entries, the error is never
       above plain SVD's at the same rank.
     * The sparse residual runs as a dense conv/linear: it saves storage with a sparse
-      format (``automc.cost.storage.sparse_storage_bits``), not compute, unless the
+      format (``automc.cost.formats.sparse_storage_bits``), not compute, unless the
       target has sparse kernels.
 """
 
@@ -29,8 +29,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from automc.compress.lowrank import max_rank, register, svd_factorize
+from automc.compress.lowrank.svd import max_rank, svd_factorize
 from automc.compress.sparsity import set_mask
+from automc.cost import formats
 from automc.errors import AutomcError
 
 
@@ -125,7 +126,7 @@ class SparseLowRankMethod:
         iterations: ADMM iterations.
     """
 
-    density: float = 0.05
+    density: float = formats.SPARSE_LOWRANK_DENSITY
     iterations: int = 60
 
     def nnz(self, n_weights: int) -> int:
@@ -152,9 +153,3 @@ class SparseLowRankMethod:
             cast(torch.Tensor, residual.weight).copy_(sparse.reshape(weight.shape))
         set_mask(residual, (sparse != 0).reshape(weight.shape))
         return SparseLowRank(lowrank=lowrank, sparse=residual)
-
-
-register(
-    "sparse_lowrank",
-    "ADMM sparse + low-rank: rank-r factor pair plus a 5%-dense masked residual (Ma et al. 2018)",
-)(SparseLowRankMethod())

@@ -22,7 +22,7 @@ from automc.errors import AutomcError, ConfigError
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec
 from automc.schema.energy import load_energy_table_file, parse_energy_table
 
-TABLE_PATH = Path(__file__).resolve().parent.parent / "hw_profiles" / "energy-45nm.yaml"
+TABLE_PATH = Path(__file__).resolve().parents[2] / "hw_profiles" / "energy-45nm.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Seed pruning criteria: taylor, thinet, lasso, epruner, correlation (tiny models, real code paths)."""
+"""Pruning criteria taylor, thinet, lasso, epruner, correlation (tiny models, real code paths)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ from torch import nn
 
 from automc.compress import criteria
 from automc.compress.criteria import ChannelGroup, CriterionContext
-from automc.compress.criteria_seeds import (
+from automc.compress.criteria.clustering import (
     EPruner,
-    Taylor,
-    _gram,
     affinity_propagation,
     correlation_order,
     epruner_keep_ratio,
-    lasso_select,
     similarity_matrix,
-    thinet_greedy,
 )
+from automc.compress.criteria.gradient import Taylor
+from automc.compress.criteria.reconstruction import contribution_gram, lasso_select, thinet_greedy
 from automc.errors import AutomcError
 
 torch.set_num_threads(1)
@@ -123,12 +121,12 @@ def test_registry_lists_seed_criteria():
 
 def test_gram_matches_real_removal_error(setup):
     model, ctx, g1, g2 = setup
-    gram = _gram(g1, ctx)
+    gram = contribution_gram(g1, ctx)
     for removed in ([0], [2, 5], [1, 3, 6, 7]):
         idx = torch.tensor(removed)
         predicted = float(gram[idx][:, idx].sum())
         assert predicted == pytest.approx(removal_error(ctx, model.conv2, removed), rel=1e-6)
-    gram2 = _gram(g2, ctx)
+    gram2 = contribution_gram(g2, ctx)
     idx = torch.tensor([1, 4])
     assert float(gram2[idx][:, idx].sum()) == pytest.approx(
         removal_error(ctx, model.fc, [1, 4], mult=16), rel=1e-6

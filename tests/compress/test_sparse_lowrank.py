@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from automc.compress import lowrank
-from automc.compress.lowrank_admm import SparseLowRank, SparseLowRankMethod, sparse_lowrank_decompose
+from automc.compress.lowrank.sparse_lowrank import (
+    SparseLowRank,
+    SparseLowRankMethod,
+    sparse_lowrank_decompose,
+)
+from automc.cost import formats
 from automc.errors import AutomcError
 
 torch.set_num_threads(1)
@@ -56,24 +61,53 @@ def test_bad_arguments():
         SparseLowRankMethod()(nn.Conv2d(4, 4, 3, groups=4), 1)
 
 
-@pytest.mark.parametrize("layer", [nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.Linear(20, 12)])
-def test_module_equals_low_rank_plus_sparse_weight(layer):
+def _layer(kind: str) -> nn.Module:
+    return nn.Conv2d(6, 8, 3, stride=2, padding=1) if kind == "conv" else nn.Linear(20, 12)
+
+
+def _effective_weight(module: SparseLowRank) -> torch.Tensor:
+    """``second @ first + residual`` as an ``m x (n kh kw)`` matrix: the weight ``module`` applies."""
+    first, second = module.lowrank[0].weight.detach(), module.lowrank[1].weight.detach()
+    low = second.reshape(second.shape[0], -1).double() @ first.reshape(first.shape[0], -1).double()
+    return low + module.sparse.weight.detach().reshape(low.shape).double()
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_module_equals_low_rank_plus_sparse_weight(kind):
     torch.manual_seed(2)
+    layer = _layer(kind)
     method = lowrank.get("sparse_lowrank")
     assert "sparse_lowrank" in lowrank.names()
     module = method(layer, 3)
     assert isinstance(module, SparseLowRank)
-    x = torch.randn(2, 6, 9, 9) if isinstance(layer, nn.Conv2d) else torch.randn(5, 20)
+    x = torch.randn(2, 6, 9, 9) if kind == "conv" else torch.randn(5, 20)
     w = layer.weight.detach()
     low, sparse = sparse_lowrank_decompose(w.reshape(w.shape[0], -1), 3, method.nnz(w.numel()))
     merged = copy.deepcopy(layer)
     with torch.no_grad():
         merged.weight.copy_((low + sparse).reshape(w.shape))
     assert torch.allclose(module(x), merged(x), atol=1e-4)
-    svd_out = lowrank.get("svd")(layer, 3)(x)
-    ref = layer(x)
-    assert float((module(x) - ref).norm().detach()) < float((svd_out - ref).norm().detach())
+    matrix = w.reshape(w.shape[0], -1)
+    assert float(torch.linalg.norm(matrix.double() - _effective_weight(module))) < svd_error(matrix, 3)
     assert int(torch.count_nonzero(module.sparse.weight)) <= method.nnz(w.numel())
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_factor_shapes_are_the_cost_models(kind):
+    layer = _layer(kind)
+    module = lowrank.get("sparse_lowrank")(layer, 3)
+    w = layer.weight
+    factors = formats.lowrank_factors(
+        "sparse_lowrank",
+        in_features=int(w.shape[1]),
+        out_channels=int(w.shape[0]),
+        kernel_area=int(w[0, 0].numel()),
+        rank=3,
+    )
+    built = [module.lowrank[0].weight, module.lowrank[1].weight, module.sparse.weight]
+    assert [f.weights for f in factors] == [t.numel() for t in built]
+    assert [f.out_features for f in factors] == [t.shape[0] for t in built]
+    assert factors[2].density == SparseLowRankMethod().density
 
 
 def test_residual_stays_sparse_while_training():

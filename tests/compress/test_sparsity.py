@@ -18,7 +18,7 @@ from automc.compress.sparsity import (
     restore_masks,
     sparse_storage_bytes,
 )
-from automc.cost.storage import sparse_entries, sparse_nnz, sparse_storage_bits
+from automc.cost.formats import sparse_entries, sparse_nnz, sparse_storage_bits
 from automc.errors import AutomcError
 
 torch.set_num_threads(1)

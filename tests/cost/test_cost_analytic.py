@@ -9,9 +9,8 @@ import sys
 import pytest
 
 from automc.cost import CostModel, estimate
-from automc.cost.flops import SPARSE_LOWRANK_DENSITY, layer_geometry
-from automc.cost.size import weight_storage_bits
-from automc.cost.storage import sparse_storage_bits
+from automc.cost.flops import layer_geometry
+from automc.cost.formats import SPARSE_LOWRANK_DENSITY, sparse_storage_bits, weight_storage_bits
 from automc.errors import UnsupportedLayerError
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, kept_channels
 
@@ -275,7 +274,7 @@ def test_report_rows_are_copies_and_memo_is_consistent():
 
 def test_cost_package_does_not_import_torch():
     code = (
-        "import sys, automc.cost, automc.cost.energy, automc.cost.flops, automc.cost.size, automc.schema.energy\n"
+        "import sys, automc.cost, automc.cost.energy, automc.cost.flops, automc.cost.formats, automc.schema.energy\n"
         "from automc.plan import CompressionPlan\n"
         "automc.cost.estimate([], CompressionPlan())\n"
         "print('torch' in sys.modules)"

@@ -14,7 +14,7 @@ fvcore_nn = pytest.importorskip("fvcore.nn")
 from automc import compress, graph, models  # noqa: E402
 from automc.compress import quantizers  # noqa: E402
 from automc.cost import estimate  # noqa: E402
-from automc.cost.size import weight_storage_bits  # noqa: E402
+from automc.cost.formats import weight_storage_bits  # noqa: E402
 from automc.plan import CompressionPlan, LayerChoice  # noqa: E402
 
 torch.set_num_threads(2)

@@ -1,4 +1,4 @@
-"""Seed quantizers: asymmetric, per-tensor, k-means sharing, PQ, RQ; storage against the seed formulas."""
+"""Quantizers asymmetric, per-tensor, k-means sharing, PQ, RQ; storage against the formulas of cost.formats."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from automc.compress import quantizers
-from automc.cost import storage
+from automc.cost import formats
 from automc.errors import AutomcError
 
 torch.set_num_threads(1)
-SEEDS = ("asymmetric", "uniform_per_tensor", "kmeans", "pq", "rq")
+QUANTIZERS = ("asymmetric", "uniform_per_tensor", "kmeans", "pq", "rq")
 
 
 @pytest.fixture()
@@ -26,14 +26,14 @@ def rel_error(w: torch.Tensor, q: torch.Tensor) -> float:
 
 
 def test_registered_and_described():
-    for name in SEEDS:
+    for name in QUANTIZERS:
         assert name in quantizers.names()
         assert quantizers.describe()[name]
     with pytest.raises(AutomcError, match="unknown weight quantizer"):
         quantizers.get("kmeanz")
 
 
-@pytest.mark.parametrize("name", SEEDS)
+@pytest.mark.parametrize("name", QUANTIZERS)
 def test_more_bits_lower_error(name, weight):
     q = quantizers.get(name)
     errors = [rel_error(weight, q(weight, bits)) for bits in (2, 3, 4)]
@@ -42,14 +42,14 @@ def test_more_bits_lower_error(name, weight):
     assert out.shape == weight.shape and out.dtype == weight.dtype
 
 
-@pytest.mark.parametrize("name", SEEDS)
+@pytest.mark.parametrize("name", QUANTIZERS)
 def test_gradient_passes_straight_through(name, weight):
     w = weight.clone().requires_grad_(True)
     quantizers.get(name)(w, 3).sum().backward()
     assert torch.equal(w.grad, torch.ones_like(w))
 
 
-def test_kmeans_uses_k_shared_values_and_seed_storage(weight):
+def test_kmeans_uses_k_shared_values_and_deep_compression_storage(weight):
     q = quantizers.get("kmeans")
     for bits in (1, 2, 4):
         out = q(weight, bits)
@@ -62,7 +62,7 @@ def test_kmeans_uses_k_shared_values_and_seed_storage(weight):
         rate = n * 32 / bits_stored
         assert rate == pytest.approx(
             n * 32 / (n * math.log2(k) + k * 32)
-        )  # seed 001's r = nb / (n log2 k + kb)
+        )  # Deep Compression's r = nb / (n log2 k + kb)
 
 
 def test_kmeans_beats_uniform_at_same_bits(weight):
@@ -103,7 +103,7 @@ def test_rq_stages_and_storage(weight):
     assert q.storage_bits(weight.shape, 3) == 2 * (v * 3 + 8 * 4 * 32)
 
 
-@pytest.mark.parametrize("name", SEEDS)
+@pytest.mark.parametrize("name", QUANTIZERS)
 def test_bad_bits(name, weight):
     q = quantizers.get(name)
     for bits in (0, 9, 2.5, True):
@@ -120,9 +120,9 @@ def test_too_many_codewords():
 
 def test_storage_formulas():
     assert (
-        storage.index_bits_for(1) == 0 and storage.index_bits_for(5) == 3 and storage.index_bits_for(256) == 8
+        formats.index_bits_for(1) == 0 and formats.index_bits_for(5) == 3 and formats.index_bits_for(256) == 8
     )
-    assert storage.uniform_storage_bits(100, 32) == 3200
-    assert storage.binary_storage_bits(100, n_groups=4) == 100 + 128
-    assert storage.pq_storage_bits(10, 12, 3, 16) == 10 * 3 * 4 + 16 * 12 * 32
-    assert storage.rq_storage_bits(50, 4, 8, 2) == 2 * (50 * 3 + 8 * 4 * 32)
+    assert formats.uniform_storage_bits(100, 32) == 3200
+    assert formats.binary_storage_bits(100, n_groups=4) == 100 + 128
+    assert formats.pq_storage_bits(10, 12, 3, 16) == 10 * 3 * 4 + 16 * 12 * 32
+    assert formats.rq_storage_bits(50, 4, 8, 2) == 2 * (50 * 3 + 8 * 4 * 32)

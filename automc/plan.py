@@ -126,6 +126,11 @@ class LayerSpec:
         return cls(**kw)
 
 
+def _is_number(value: Any) -> bool:
+    """A real int or float: ``True`` is not the number 1 here."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class LayerChoice:
     """What to do to one layer.
@@ -150,7 +155,7 @@ class LayerChoice:
     lowrank: str = "svd"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.keep_ratio, int | float) and 0.0 < float(self.keep_ratio) <= 1.0):
+        if not (_is_number(self.keep_ratio) and 0.0 < float(self.keep_ratio) <= 1.0):
             raise AutomcError(f"keep_ratio must be in (0, 1], got {self.keep_ratio!r}")
         for key in ("w_bits", "a_bits"):
             v = getattr(self, key)
@@ -160,8 +165,12 @@ class LayerChoice:
             isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1
         ):
             raise AutomcError(f"rank must be a positive integer or null, got {self.rank!r}")
-        if not (isinstance(self.sparsity, int | float) and 0.0 <= float(self.sparsity) < 1.0):
+        if not (_is_number(self.sparsity) and 0.0 <= float(self.sparsity) < 1.0):
             raise AutomcError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        for key in ("quantizer", "lowrank"):
+            v = getattr(self, key)
+            if not isinstance(v, str) or not v:
+                raise AutomcError(f"{key} must be a name (a non-empty string), got {v!r}")
 
     @property
     def is_identity(self) -> bool:
@@ -235,32 +244,36 @@ class CompressionPlan:
             raise AutomcError(f"{where}: unknown key(s) {', '.join(unknown)}")
         if d.get("schema", PLAN_SCHEMA) != PLAN_SCHEMA:
             raise AutomcError(f"{where}: schema must be {PLAN_SCHEMA!r}, got {d.get('schema')!r}")
-        if d.get("version", PLAN_VERSION) != PLAN_VERSION:
-            raise AutomcError(
-                f"{where}: unsupported version {d.get('version')!r} (supported: {PLAN_VERSION})"
-            )
+        version = d.get("version", PLAN_VERSION)
+        if type(version) is not int or version != PLAN_VERSION:
+            raise AutomcError(f"{where}: unsupported version {version!r} (supported: {PLAN_VERSION})")
         layers = d.get("layers", {})
         if not isinstance(layers, Mapping):
             raise AutomcError(f"{where}: 'layers' must be a mapping of layer name to choices")
-        criterion = d.get("criterion", "l1")
-        if not isinstance(criterion, str):
-            raise AutomcError(f"{where}: 'criterion' must be a string")
+        for key in ("criterion", "model", "fingerprint"):
+            if key in d and not isinstance(d[key], str):
+                raise AutomcError(f"{where}: {key!r} must be a string, got {d[key]!r}")
+        for k in layers:
+            if not isinstance(k, str) or not k:
+                raise AutomcError(f"{where}: layer names must be non-empty strings, got {k!r}")
         return cls(
-            layers={
-                str(k): LayerChoice.from_dict(v, where=f"{where}: layer {k!r}") for k, v in layers.items()
-            },
-            criterion=criterion,
-            model=str(d.get("model", "")),
-            fingerprint=str(d.get("fingerprint", "")),
+            layers={k: LayerChoice.from_dict(v, where=f"{where}: layer {k!r}") for k, v in layers.items()},
+            criterion=d.get("criterion", "l1"),
+            model=d.get("model", ""),
+            fingerprint=d.get("fingerprint", ""),
         )
 
     @classmethod
     def from_json(cls, text: str, *, where: str = "plan") -> CompressionPlan:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise AutomcError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        return cls.from_dict(data, where=where)
+        """Parse a plan's JSON with the data-file limits of :func:`automc.schema.common.parse_json`.
+
+        Raises:
+            AutomcError: not valid or hostile JSON (too large, too deep, duplicate keys,
+                overlong numbers), or not a valid plan; the message starts with ``where``.
+        """
+        from automc.schema.common import parse_json  # schema imports plan, so not at module level
+
+        return cls.from_dict(parse_json(text, where), where=where)
 
     def digest(self) -> str:
         """Stable short hash of the plan's content (cache key)."""

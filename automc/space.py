@@ -7,10 +7,16 @@ Binding turns per-layer rules into a flat list of searchable dimensions (:class:
 * ``w_bits/<layer>``, ``a_bits/<layer>``: bit-width choices of one layer.
 * ``rank/<layer>``: rank fraction of one layer (1.0 = no factorisation); converted to an
   integer rank with ``LayerSpec.max_rank`` by :meth:`BoundSpace.to_plan`.
+* ``quantizer/<layer>``: weight-quantizer name of one layer; a param only where the
+  layer's ``w_bits`` can be below 16 (wider weights are plain floats, whatever the name).
+* ``sparsity/<layer>``: unstructured magnitude-sparsity fraction of one layer.
+* ``lowrank/<layer>``: low-rank method of one layer; a param only where the layer has a
+  rank fraction below 1.0 to choose (no factorisation, no method).
 * ``criterion``: the pruning criterion, when the file lists more than one.
 
 A dimension with a single choice is not a param: its value is applied by ``to_plan``
-directly. Frozen layers (default: the first and the last layer in execution order, i.e.
+directly. ``to_plan`` writes a quantizer name only into layers quantized below 16 bits and
+a low-rank method only into factorised layers, so equivalent points give one plan. Frozen layers (default: the first and the last layer in execution order, i.e.
 the stem conv and the classifier) get no choice at all, and a dependency group with a
 frozen member keeps all its channels. A group's keep ratio is searchable only when every
 member has a ``keep`` rule; the range is the intersection of the members' ranges.
@@ -48,12 +54,14 @@ class Param:
     """One searchable dimension.
 
     Attributes:
-        name: ``keep/<layer>``, ``w_bits/<layer>``, ``a_bits/<layer>``, ``rank/<layer>`` or ``criterion``.
+        name: ``<field>/<layer>`` (``keep``, ``w_bits``, ``a_bits``, ``rank``, ``quantizer``,
+            ``sparsity``, ``lowrank``) or ``criterion``.
         kind: ``float`` (a ``low..high`` grid with ``step``) or ``categorical`` (``choices``).
         low: smallest value of a float param.
         high: largest value of a float param.
         step: grid step of a float param.
-        choices: values of a categorical param, sorted ascending (names for ``criterion``).
+        choices: values of a categorical param, sorted ascending; names (``criterion``,
+            ``quantizer``, ``lowrank``) in file order, the first being the default.
         layers: names of the layers this param sets (all members of a group for ``keep``).
     """
 
@@ -67,7 +75,7 @@ class Param:
 
     @property
     def field(self) -> str:
-        """``keep``, ``w_bits``, ``a_bits``, ``rank`` or ``criterion``."""
+        """The part of :attr:`name` before ``/``: ``keep``, ``w_bits``, ..., or ``criterion``."""
         return self.name.split("/", 1)[0]
 
     def grid(self) -> tuple:
@@ -116,6 +124,40 @@ class LayerStep:
     keep_param: str | None
     w_bits_param: str | None
     a_bits_param: str | None
+
+
+_RULE_FIELDS = ("keep", "w_bits", "a_bits", "rank", "quantizer", "sparsity", "lowrank")
+_LAYER_FIELDS = ("w_bits", "a_bits", "rank", "quantizer", "sparsity", "lowrank")
+_NAME_FIELDS = ("criterion", "quantizer", "lowrank")
+
+
+def _factorisable(spec: LayerSpec) -> bool:
+    return spec.kind != "dwconv2d" and spec.max_rank > 1
+
+
+def _applies(key: str, spec: LayerSpec, settings: Mapping[str, Any]) -> bool:
+    """Whether a per-layer ``key`` choice can change anything on ``spec`` given its other settings."""
+    if key == "rank":
+        return _factorisable(spec)
+    if key == "quantizer":
+        return any(b < 16 for b in settings.get("w_bits", ()))
+    if key == "lowrank":
+        return _factorisable(spec) and any(r < 1.0 - _EPS for r in settings.get("rank", ()))
+    return True
+
+
+def _least(p: Param) -> Any:
+    """The least compressing value of ``p``: the first name, no sparsity, else the largest value."""
+    if p.field in _NAME_FIELDS:
+        return p.choices[0]
+    return p.grid()[0] if p.field == "sparsity" else p.grid()[-1]
+
+
+def _most(p: Param) -> Any:
+    """The most compressing value of ``p``: the first name, the most sparsity, else the smallest value."""
+    if p.field in _NAME_FIELDS:
+        return p.choices[0]
+    return p.grid()[-1] if p.field == "sparsity" else p.grid()[0]
 
 
 def _matches(selector: str, spec: LayerSpec, first: str, last: str) -> bool:
@@ -186,7 +228,7 @@ class SearchSpace:
             for name in select(rule.select, f"rules[{rule.index}].select"):
                 if name in frozen:
                     continue
-                for key in ("keep", "w_bits", "a_bits", "rank"):
+                for key in _RULE_FIELDS:
                     value = getattr(rule, key)
                     if value is not None:
                         settings[name][key] = value
@@ -224,11 +266,9 @@ class SearchSpace:
         for spec in ordered:
             if spec.name in keep_owner:
                 params.append(keep_owner[spec.name])
-            for key in ("w_bits", "a_bits", "rank"):
+            for key in _LAYER_FIELDS:
                 choices = settings[spec.name].get(key)
-                if choices is None:
-                    continue
-                if key == "rank" and (spec.kind == "dwconv2d" or spec.max_rank <= 1):
+                if choices is None or not _applies(key, spec, settings[spec.name]):
                     continue
                 if len(choices) == 1:
                     fixed[spec.name][key] = choices[0]
@@ -393,6 +433,12 @@ class BoundSpace:
                 kw["a_bits"] = int(f["a_bits"])
             if "rank" in f:
                 kw["rank"] = self._rank(spec, float(f["rank"]))
+            if "sparsity" in f:
+                kw["sparsity"] = float(f["sparsity"])
+            if "quantizer" in f and kw.get("w_bits", 32) < 16:
+                kw["quantizer"] = str(f["quantizer"])
+            if "lowrank" in f and kw.get("rank") is not None:
+                kw["lowrank"] = str(f["lowrank"])
             choice = LayerChoice(**kw)
             if not choice.is_identity:
                 choices[name] = choice
@@ -405,12 +451,14 @@ class BoundSpace:
         return {p.name: rng.choice(p.grid()) for p in self.params}
 
     def identity_values(self) -> dict[str, Any]:
-        """The least compressed point: largest keep, most bits, largest rank fraction, first criterion."""
-        return {p.name: p.choices[0] if p.field == "criterion" else p.grid()[-1] for p in self.params}
+        """The least compressed point: largest keep, most bits, largest rank fraction, least
+        sparsity, first criterion/quantizer/low-rank method."""
+        return {p.name: _least(p) for p in self.params}
 
     def extreme_values(self) -> dict[str, Any]:
-        """The cheapest point: smallest keep, fewest bits, smallest rank fraction."""
-        return {p.name: p.choices[0] if p.field == "criterion" else p.grid()[0] for p in self.params}
+        """The cheapest point: smallest keep, fewest bits, smallest rank fraction, most
+        sparsity, first criterion/quantizer/low-rank method."""
+        return {p.name: _most(p) for p in self.params}
 
     def uniform_values(self, keep: float) -> dict[str, Any]:
         """Uniform-pruning baseline: every keep param at the grid value nearest ``keep``, the rest at identity."""

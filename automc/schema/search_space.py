@@ -13,11 +13,20 @@ A search-space file says, per layer, which compression choices the controller ma
         w_bits: [4, 6, 8]
         a_bits: [8, 32]
         rank: [0.25, 0.5, 1.0]           # fractions of the layer's max rank; 1.0 = no factorisation
+        quantizer: [uniform, kmeans]     # optional: weight quantizer(s) (automc list quantizers)
+        sparsity: [0.0, 0.5, 0.75]       # optional: magnitude sparsity, fractions in [0, 1) or a grid
+        lowrank: [svd, sparse_lowrank]   # optional: low-rank method(s) (automc list lowrank)
     prior:                               # optional: narrow keep ranges of sensitive layers
       sensitivity_csv: reports/sens.csv
       threshold: 0.02
 
-This module only checks the file's own structure (types, ranges, unknown keys) and
+``keep`` and ``sparsity`` take one value, a list (``sparsity`` only) or a
+``{low, high, step}`` grid; ``w_bits``, ``a_bits``, ``rank``, ``quantizer`` and ``lowrank``
+take one value or a list. A list or grid has at most :data:`MAX_CHOICES` values (counted
+before any grid is built). ``quantizer`` and ``lowrank`` list names in the order the
+controller's "least compressed" point prefers them: the first is its default.
+
+This module only checks the file's own structure (types, ranges, names, unknown keys) and
 reports every problem at once. Whether selectors match layers is checked when the space
 is bound to a model (:meth:`automc.space.SearchSpace.bind`), because that needs the
 model's layers.
@@ -26,6 +35,7 @@ model's layers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +45,8 @@ from automc.schema.common import Problems, check_header, read_yaml
 
 SCHEMA = "automc/search-space"
 VERSIONS = {1}
-RULE_KEYS = {"select", "keep", "w_bits", "a_bits", "rank"}
+RULE_KEYS = {"select", "keep", "w_bits", "a_bits", "rank", "quantizer", "sparsity", "lowrank"}
+MAX_CHOICES = 10_000
 TOP_KEYS = {"schema", "version", "description", "frozen", "criterion", "rules", "prior"}
 PRIOR_KEYS = {"sensitivity_csv", "threshold"}
 SPECIAL_SELECTORS = ("@first", "@last")
@@ -61,6 +72,9 @@ class Rule:
         w_bits: weight bit-width choices.
         a_bits: activation bit-width choices.
         rank: rank fractions in (0, 1]; 1.0 = no factorisation.
+        quantizer: weight-quantizer names, in file order.
+        sparsity: magnitude-sparsity fractions in [0, 1), ascending.
+        lowrank: low-rank method names, in file order.
     """
 
     index: int
@@ -69,6 +83,9 @@ class Rule:
     w_bits: tuple[int, ...] | None = None
     a_bits: tuple[int, ...] | None = None
     rank: tuple[float, ...] | None = None
+    quantizer: tuple[str, ...] | None = None
+    sparsity: tuple[float, ...] | None = None
+    lowrank: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,39 +153,65 @@ def selector_problem(selector: str) -> str:
     return ""
 
 
+def _grid(
+    d: Mapping[str, Any], field: str, probs: Problems, *, default_step: float, domain: str
+) -> tuple[float, float, float] | None:
+    """``(low, high, step)`` of a ``{low, high, step}`` grid inside ``domain`` (``(0, 1]`` or ``[0, 1)``).
+
+    The number of values is counted before anything is built: a grid of more than
+    :data:`MAX_CHOICES` values is refused at ``<field>.step``.
+    """
+    probs.keys(d, field, required={"low", "high"}, optional={"step"})
+    low = probs.number(d, "low", field, minimum=None)
+    high = probs.number(d, "high", field, minimum=None)
+    step = probs.number(d, "step", field, positive=True, required=False)
+    if low is None or high is None or ("step" in d and step is None):
+        return None
+    ok = True
+    for key, v in (("low", low), ("high", high)):
+        if not _in_domain(v, domain):
+            probs.add(f"{field}.{key}", f"must be in {domain}, got {v!r}")
+            ok = False
+    if low > high:
+        probs.add(field, f"low ({low}) must be <= high ({high})")
+        ok = False
+    if not ok:
+        return None
+    step = float(step if step is not None else default_step)
+    n = (high - low) / step
+    if n + 1 > MAX_CHOICES:
+        probs.add(f"{field}.step", f"step {step:g} makes {n + 1:.3g} values (at most {MAX_CHOICES})")
+        return None
+    if low < high and abs(n - round(n)) > 1e-6:
+        probs.add(f"{field}.step", f"(high - low) = {high - low:g} is not a multiple of step {step:g}")
+        return None
+    return float(low), float(high), step
+
+
+def _in_domain(v: float, domain: str) -> bool:
+    return 0.0 < v <= 1.0 if domain == "(0, 1]" else 0.0 <= v < 1.0
+
+
 def _keep(value: Any, field: str, probs: Problems) -> KeepRange | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not (0.0 < float(value) <= 1.0):
+        if not _in_domain(float(value), "(0, 1]"):
             probs.add(field, f"must be in (0, 1], got {value!r}")
             return None
         return KeepRange(low=float(value), high=float(value), step=1.0)
     d = probs.mapping(value, field)
     if d is None:
         return None
-    probs.keys(d, field, required={"low", "high"}, optional={"step"})
-    low = probs.number(d, "low", field, positive=True)
-    high = probs.number(d, "high", field, positive=True)
-    step = probs.number(d, "step", field, positive=True, required=False)
-    if low is None or high is None:
+    grid = _grid(d, field, probs, default_step=0.05, domain="(0, 1]")
+    if grid is None:
         return None
-    ok = True
-    for key, v in (("low", low), ("high", high)):
-        if v > 1.0:
-            probs.add(f"{field}.{key}", f"must be <= 1.0, got {v!r}")
-            ok = False
-    if low > high:
-        probs.add(field, f"low ({low}) must be <= high ({high})")
-        ok = False
-    if "step" in d and step is None:
-        ok = False
-    if ok and step is not None and low < high:
-        n = (high - low) / step
-        if abs(n - round(n)) > 1e-6:
-            probs.add(f"{field}.step", f"(high - low) = {high - low:g} is not a multiple of step {step:g}")
-            ok = False
-    if not ok:
+    return KeepRange(low=grid[0], high=grid[1], step=grid[2])
+
+
+def _capped(values: tuple[Any, ...], field: str, probs: Problems) -> tuple[Any, ...] | None:
+    if len(values) > MAX_CHOICES:
+        probs.add(field, f"{len(values)} choices (at most {MAX_CHOICES})")
         return None
-    return KeepRange(low=float(low), high=float(high), step=float(step if step is not None else 0.05))
+    return values
 
 
 def _bits(value: Any, field: str, probs: Problems) -> tuple[int, ...] | None:
@@ -186,21 +229,63 @@ def _bits(value: Any, field: str, probs: Problems) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-def _rank(value: Any, field: str, probs: Problems) -> tuple[float, ...] | None:
+def _fractions(
+    value: Any, field: str, probs: Problems, *, domain: str, what: str, note: str = ""
+) -> tuple[float, ...] | None:
     items = [value] if not isinstance(value, list) else value
     if not items:
         probs.add(field, "must not be empty")
         return None
     out: list[float] = []
     for v in items:
-        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or not (0.0 < v <= 1.0):
-            probs.add(field, f"rank fraction {v!r} must be a number in (0, 1] (1.0 = no factorisation)")
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or math.isnan(v)
+            or not _in_domain(v, domain)
+        ):
+            probs.add(field, f"{what} {v!r} must be a number in {domain}{note}")
             return None
         out.append(float(v))
-    return tuple(sorted(set(out)))
+    return _capped(tuple(sorted(set(out))), field, probs)
+
+
+def _rank(value: Any, field: str, probs: Problems) -> tuple[float, ...] | None:
+    return _fractions(
+        value, field, probs, domain="(0, 1]", what="rank fraction", note=" (1.0 = no factorisation)"
+    )
+
+
+def _sparsity(value: Any, field: str, probs: Problems) -> tuple[float, ...] | None:
+    if not isinstance(value, Mapping):
+        return _fractions(value, field, probs, domain="[0, 1)", what="sparsity")
+    grid = _grid(value, field, probs, default_step=0.05, domain="[0, 1)")
+    if grid is None:
+        return None
+    low, high, step = grid
+    n = int(round((high - low) / step))
+    return tuple(sorted({round(low + i * step, 10) for i in range(n + 1)}))
+
+
+def _names(value: Any, field: str, probs: Problems, *, known: list[str], what: str) -> tuple[str, ...] | None:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        probs.add(field, f"must be a {what} name or a non-empty list of names, got {value!r}")
+        return None
+    for v in items:
+        if not isinstance(v, str) or not v:
+            probs.add(field, f"must be a {what} name or a non-empty list of names, got {v!r}")
+            return None
+        if v not in known:
+            probs.add(field, f"unknown {what} {v!r} (known: {', '.join(known)})")
+            return None
+    return tuple(dict.fromkeys(items))
 
 
 def _rule(index: int, raw: Any, probs: Problems) -> Rule | None:
+    # cost imports schema, so the torch-free name lists are imported when first needed
+    from automc.cost.formats import lowrank_method_names, quantizer_names
+
     field = f"rules[{index}]"
     d = probs.mapping(raw, field)
     if d is None:
@@ -211,16 +296,37 @@ def _rule(index: int, raw: Any, probs: Problems) -> Rule | None:
     w_bits = _bits(d["w_bits"], f"{field}.w_bits", probs) if "w_bits" in d else None
     a_bits = _bits(d["a_bits"], f"{field}.a_bits", probs) if "a_bits" in d else None
     rank = _rank(d["rank"], f"{field}.rank", probs) if "rank" in d else None
+    quantizer = (
+        _names(d["quantizer"], f"{field}.quantizer", probs, known=quantizer_names(), what="quantizer")
+        if "quantizer" in d
+        else None
+    )
+    sparsity = _sparsity(d["sparsity"], f"{field}.sparsity", probs) if "sparsity" in d else None
+    lowrank = (
+        _names(d["lowrank"], f"{field}.lowrank", probs, known=lowrank_method_names(), what="low-rank method")
+        if "lowrank" in d
+        else None
+    )
     if not select:
         return None
-    return Rule(index=index, select=select, keep=keep, w_bits=w_bits, a_bits=a_bits, rank=rank)
+    return Rule(
+        index=index,
+        select=select,
+        keep=keep,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        rank=rank,
+        quantizer=quantizer,
+        sparsity=sparsity,
+        lowrank=lowrank,
+    )
 
 
 def parse_search_space(data: Any, source: str) -> SpaceSpec:
     """Validate parsed YAML ``data``; raise one ``ConfigError`` listing every problem.
 
     Args:
-        data: the result of ``yaml.safe_load`` on the file.
+        data: the parsed file (:func:`automc.schema.common.parse_yaml`).
         source: file name used as the message prefix.
 
     Returns:
@@ -275,5 +381,5 @@ def parse_search_space(data: Any, source: str) -> SpaceSpec:
 
 
 def load_search_space(path: str | Path) -> SpaceSpec:
-    """Read and validate a search-space file (``yaml.safe_load`` only)."""
+    """Read and validate a search-space file (size, depth and alias limits of :func:`read_yaml`)."""
     return parse_search_space(read_yaml(path), str(path))

@@ -7,7 +7,7 @@ once and each worker's torch uses one thread (the controller sets it to
 ``cpus_per_trial``). Throughput is ``trials / search seconds``, where search seconds is
 the engine's own timing of the controller's drive loop (Ray Tune start-up included, Ray
 start-up and base-model training excluded); ``wall_seconds_search_call`` is the whole
-``engine.search`` call (cached base model loaded, base figures, report; no fine-tuning).
+``automc.pipeline.search`` call (cached base model loaded, base figures, report; no fine-tuning).
 
 Caveats: the base model is trained for only ``--base-epochs`` (throughput does not
 depend on its accuracy); the machine may be shared with other jobs, so the load average
@@ -40,7 +40,7 @@ def one_run(args: argparse.Namespace, workers: int, root: Path) -> dict[str, Any
     import optuna
     import ray
 
-    from automc.engine import search
+    from automc.pipeline import search
 
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--proxy",
         default="adaptive_bn",
-        help="search proxy (engine.SEARCH_PROXIES; default adaptive_bn, what search.json was measured with)",
+        help="search proxy (adaptive_bn or short_train; default adaptive_bn, what search.json was measured with)",
     )
     p.add_argument("--val-limit", type=int, default=None, help="held-out samples used by the proxy")
     p.add_argument("--threads", type=int, default=2)
@@ -97,33 +97,38 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from automc import budget as budget_mod
     from automc import cost as cost_mod
-    from automc.engine import prepare, resolve_space
+    from automc.config import SearchConfig
+    from automc.pipeline import prepare
     from automc.plan import CompressionPlan
+    from automc.resources import find_space
     from automc.search import Candidate, Recorder, registry
     from automc.space import SearchSpace
 
     evals = sorted({int(x) for x in args.evals.split(",")})
     controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
     t_start = time.perf_counter()
-    space_path = resolve_space(args.space)
+    space_path = find_space(args.space)
     profile = None
     if args.profile:
         try:
             profile = cost_mod.load_profile(args.profile)
         except Exception as e:  # noqa: BLE001 - the bench still measures the MACs front without latency
             print(f"bench_search: no latency front ({e})", file=sys.stderr)
-    setup = prepare(
+    config = SearchConfig().with_overrides(
         model=args.model,
         dataset=args.dataset,
+        base_epochs=args.base_epochs,
+        calib_batches=args.calib_batches,
+        batch_size=64,
+        proxy=args.proxy,
+        progress=False,
+    )
+    setup = prepare(
+        config,
         space=SearchSpace.load(space_path),
         budgets=budget_mod.parse_budgets(args.budget),
         profile=profile,
-        base_epochs=args.base_epochs,
-        calib_batches=args.calib_batches,
-        calib_batch_size=64,
         val_limit=args.val_limit,
-        proxy=args.proxy,
-        progress=False,
     )
     base, base_info, bound, limits, proxy = (
         setup.base,

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from automc.cli import main
-from automc.engine import search
+from automc.pipeline import search
 
 BAD = Path(__file__).parent / "data" / "bad"
 MANIFEST = yaml.safe_load((BAD / "cases.yaml").read_text(encoding="utf-8"))

@@ -1,7 +1,8 @@
 """``ReportData``: everything a report shows, read back from an Optuna storage.
 
-The engine writes, per trial, the user attributes ``plan``, ``cost``, ``proxy``,
-``constraints``, ``feasible`` and ``failure``; per study, ``automc`` (run metadata),
+The search records each trial through :class:`automc.search.storage.Recorder` and the
+report reads it back with the same decoder (:func:`automc.search.storage.decode_trial`);
+per study the search also stores ``automc`` (run metadata),
 ``base`` (base-model figures) and ``winners`` (fine-tuned winners with measured
 figures). A report is a pure function of these, so ``automc report`` can re-render it
 without running anything.
@@ -17,6 +18,7 @@ from typing import Any
 
 from automc.errors import AutomcError
 from automc.pareto import non_dominated
+from automc.search.storage import TrialRecord, decode_trial
 
 COST_LABELS = {
     "macs": "MACs",
@@ -29,32 +31,13 @@ COST_LABELS = {
 
 
 @dataclass(frozen=True)
-class TrialRow:
-    """One trial as the report sees it."""
-
-    number: int
-    state: str
-    values: Mapping[str, float]
-    plan: Mapping[str, Any]
-    cost: Mapping[str, float]
-    proxy: Mapping[str, float]
-    constraints: Mapping[str, float]
-    feasible: bool
-    failure: str = ""
-
-    @property
-    def complete(self) -> bool:
-        return self.state == "COMPLETE"
-
-
-@dataclass(frozen=True)
 class ReportData:
     """Run metadata, trials, the Pareto front and the fine-tuned winners."""
 
     study_name: str
     meta: Mapping[str, Any]
     objectives: tuple[tuple[str, str], ...]
-    trials: tuple[TrialRow, ...]
+    trials: tuple[TrialRecord, ...]
     base: Mapping[str, Any] = field(default_factory=dict)
     winners: tuple[Mapping[str, Any], ...] = ()
 
@@ -91,25 +74,7 @@ class ReportData:
         if not meta:
             raise AutomcError(f"study {study.study_name!r} was not written by automc (no 'automc' metadata)")
         objectives = _objectives(meta, study)
-        rows = []
-        for t in study.get_trials(deepcopy=False):
-            ua = t.user_attrs
-            values = {}
-            if t.values is not None:
-                values = {name: float(v) for (name, _), v in zip(objectives, t.values)}
-            rows.append(
-                TrialRow(
-                    number=t.number,
-                    state=t.state.name,
-                    values=values,
-                    plan=ua.get("plan") or {},
-                    cost=ua.get("cost") or {},
-                    proxy=ua.get("proxy") or {},
-                    constraints=ua.get("constraints") or {},
-                    feasible=bool(ua.get("feasible", t.state.name == "COMPLETE")),
-                    failure=str(ua.get("failure") or ""),
-                )
-            )
+        rows = [decode_trial(t, objectives) for t in study.get_trials(deepcopy=False)]
         return cls(
             study_name=study.study_name,
             meta=meta,

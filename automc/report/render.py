@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from automc.cost.latency import NETWORK_FLAG_KEY
-from automc.report.data import COST_LABELS, ReportData, TrialRow, kendall_tau, plan_summary
+from automc.report.data import COST_LABELS, ReportData, kendall_tau, plan_summary
+from automc.search.storage import TrialRecord
 
 FILES = ("index.html", "pareto.png", "trials.csv", "pareto.json", "summary.md")
 
@@ -47,16 +48,6 @@ def _cost_axes(data: ReportData) -> list[str]:
 
 def _primary(data: ReportData) -> str:
     return next((n for n, d in data.objectives if d == "maximize"), data.objectives[0][0])
-
-
-def _metric(t: TrialRow, name: str) -> float:
-    if name in t.values:
-        return t.values[name]
-    if name in t.cost:
-        return float(t.cost[name])
-    if name in t.proxy:
-        return float(t.proxy[name])
-    return math.nan
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -133,10 +124,10 @@ def _write_png(data: ReportData, front: set[int], path: Path) -> None:
     winners = {int(w.get("trial", -1)) for w in data.winners}
     for ax, cost in zip(axes[0], axes_names):
         groups = {
-            "infeasible": [t for t in data.trials if t.complete and not t.feasible],
+            "infeasible": [t for t in data.trials if t.priced and not t.feasible],
             "feasible": [t for t in data.trials if t.complete and t.feasible and t.number not in front],
             "Pareto front": sorted(
-                (t for t in data.trials if t.number in front), key=lambda t: _metric(t, cost)
+                (t for t in data.trials if t.number in front), key=lambda t: t.metric(cost)
             ),
         }
         style = {
@@ -148,8 +139,8 @@ def _write_png(data: ReportData, front: set[int], path: Path) -> None:
             if rows:
                 marker, color = style[label]
                 ax.scatter(
-                    [_metric(t, cost) for t in rows],
-                    [_metric(t, acc) for t in rows],
+                    [t.metric(cost) for t in rows],
+                    [t.metric(acc) for t in rows],
                     s=18,
                     marker=marker,
                     color=color,
@@ -158,12 +149,12 @@ def _write_png(data: ReportData, front: set[int], path: Path) -> None:
                 )
         pf = groups["Pareto front"]
         if pf:
-            ax.plot([_metric(t, cost) for t in pf], [_metric(t, acc) for t in pf], color="#d62728", lw=1)
+            ax.plot([t.metric(cost) for t in pf], [t.metric(acc) for t in pf], color="#d62728", lw=1)
         win_rows = [t for t in data.trials if t.number in winners]
         if win_rows:
             ax.scatter(
-                [_metric(t, cost) for t in win_rows],
-                [_metric(t, acc) for t in win_rows],
+                [t.metric(cost) for t in win_rows],
+                [t.metric(acc) for t in win_rows],
                 s=120,
                 marker="*",
                 color="#ff9f1c",
@@ -191,7 +182,8 @@ def _write_summary(data: ReportData, front: set[int], path: Path) -> None:
         f"- model: {data.meta.get('model', '')}, dataset: {data.meta.get('dataset', '')}",
         f"- controller: {data.meta.get('controller', '')}, seed: {data.meta.get('seed', '')}",
         f"- budgets: {json.dumps(data.meta.get('limits', {}), sort_keys=True)}",
-        f"- trials: {len(data.trials)} ({len(done)} complete, {sum(t.feasible for t in done)} feasible, "
+        f"- trials: {len(data.trials)} ({sum(t.feasible for t in done)} feasible and scored, "
+        f"{sum(t.priced and not t.feasible for t in data.trials)} over budget (priced only), "
         f"{sum(t.state == 'FAIL' for t in data.trials)} failed); Pareto front: {len(front)} points",
         "",
     ]
@@ -263,7 +255,7 @@ def _pareto_figures(data: ReportData, front: set[int]) -> list[Any]:
     for cost in _cost_axes(data):
         fig = go.Figure()
         groups = [
-            ("infeasible", [t for t in data.trials if t.complete and not t.feasible], "x", "#e0a0a0"),
+            ("infeasible", [t for t in data.trials if t.priced and not t.feasible], "x", "#e0a0a0"),
             (
                 "feasible",
                 [t for t in data.trials if t.complete and t.feasible and t.number not in front],
@@ -272,7 +264,7 @@ def _pareto_figures(data: ReportData, front: set[int]) -> list[Any]:
             ),
             (
                 "Pareto front",
-                sorted((t for t in data.trials if t.number in front), key=lambda t: _metric(t, cost)),
+                sorted((t for t in data.trials if t.number in front), key=lambda t: t.metric(cost)),
                 "circle",
                 "#d62728",
             ),
@@ -284,8 +276,8 @@ def _pareto_figures(data: ReportData, front: set[int]) -> list[Any]:
             hover = [_hover(t) for t in rows]
             fig.add_trace(
                 go.Scatter(
-                    x=[_metric(t, cost) for t in rows],
-                    y=[_metric(t, acc) for t in rows],
+                    x=[t.metric(cost) for t in rows],
+                    y=[t.metric(acc) for t in rows],
                     mode="lines+markers" if label == "Pareto front" else "markers",
                     name=label,
                     marker={"symbol": symbol, "color": color, "size": 14 if label.startswith("fine") else 8},
@@ -308,7 +300,7 @@ def _pareto_figures(data: ReportData, front: set[int]) -> list[Any]:
     return figs
 
 
-def _hover(t: TrialRow) -> str:
+def _hover(t: TrialRecord) -> str:
     s = plan_summary(t.plan)
     vals = ", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in t.values.items())
     return (
@@ -483,7 +475,8 @@ def _html(data: ReportData, front: set[int]) -> str:
         f"space {e(str(meta.get('space', '')))}; "
         f"profile {e(str(meta.get('profile', '')))}; budgets {e(json.dumps(meta.get('limits', {}), sort_keys=True))}; "
         f"objectives {e(', '.join(f'{n} ({d})' for n, d in data.objectives))}.<br>"
-        f"{len(data.trials)} trials: {len(done)} complete, {sum(t.feasible for t in done)} feasible, "
+        f"{len(data.trials)} trials: {sum(t.feasible for t in done)} feasible and scored, "
+        f"{sum(t.priced and not t.feasible for t in data.trials)} over budget (priced only), "
         f"{sum(t.state == 'FAIL' for t in data.trials)} failed; {len(front)} on the Pareto front.</p>",
         "<h2>Pareto fronts</h2><p class='note'>Proxy accuracy of every evaluated candidate against each cost; "
         "hover a point for its plan. Infeasible candidates were priced by the cost model only.</p>",

@@ -39,11 +39,11 @@ class _CallableModule(types.ModuleType):
     """Keeps ``automc.search(...)`` working once this subpackage is imported.
 
     Importing ``automc.search.*`` rebinds the attribute ``automc.search`` from the pipeline
-    function to this package; calling the package runs ``automc.engine.search``.
+    function to this package; calling the package runs ``automc.pipeline.search``.
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from automc.engine import search
+        from automc.pipeline import search
 
         return search(*args, **kwargs)
 

@@ -84,21 +84,39 @@ OnResult = Callable[[Candidate, Measurement | None, str], None]
 def failure_reason(result: Measurement | None, objectives: Sequence[Objective]) -> str:
     """Why ``result`` must be recorded as a failed trial, or ``""`` if it is usable.
 
-    A result is unusable when it is ``None``, misses an objective, or has a NaN/±inf
-    objective or a NaN constraint; such candidates never win.
+    A result is unusable when it is ``None``, has a NaN constraint, misses an objective
+    although it is within budget, or has a NaN/±inf objective; such candidates never win.
+    An over-budget result may miss objectives: it was priced by the cost model and not
+    scored (see :func:`is_unscored`).
     """
     if result is None:
         return "failed"
+    for key, v in result.constraints.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(float(v)):
+            return f"constraint {key!r} is not a number ({v!r})"
     for obj in objectives:
         if obj.name not in result.objectives:
+            if not result.feasible:
+                continue
             return f"objective {obj.name!r} missing from the result"
         v = result.objectives[obj.name]
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
             return f"objective {obj.name!r} is not a finite number ({v!r})"
-    for key, v in result.constraints.items():
-        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(float(v)):
-            return f"constraint {key!r} is not a number ({v!r})"
     return ""
+
+
+def is_unscored(result: Measurement | None, objectives: Sequence[Objective]) -> bool:
+    """Whether ``result`` is an over-budget candidate that was priced but not scored.
+
+    Such a candidate has no value for some objective (the proxy never ran on it), so it is
+    recorded as an Optuna ``PRUNED`` trial carrying its constraint values, never with
+    made-up objective values.
+    """
+    return (
+        result is not None
+        and not result.feasible
+        and any(o.name not in result.objectives for o in objectives)
+    )
 
 
 class Controller(ABC):

@@ -45,7 +45,15 @@ from typing import Any, ClassVar
 
 from automc.errors import AutomcError
 from automc.plan import CompressionPlan, Measurement
-from automc.search.base import Candidate, Controller, Evaluate, Objective, OnResult, failure_reason
+from automc.search.base import (
+    Candidate,
+    Controller,
+    Evaluate,
+    Objective,
+    OnResult,
+    failure_reason,
+    is_unscored,
+)
 
 STATE_FORMAT = "automc-ray/1"
 MEASUREMENT_KEY = "automc_measurement"
@@ -80,11 +88,16 @@ def _searcher_class() -> type:
                 and not row.get(FAILURE_KEY)
                 and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
             )
-            if usable:
-                measurement = json.loads(row.get(MEASUREMENT_KEY, "{}"))
-                for key, value in measurement.get("constraints", {}).items():
+            measurement = json.loads(row.get(MEASUREMENT_KEY, "{}"))
+            constraints = measurement.get("constraints", {})
+            unscored = not error and not row.get(FAILURE_KEY) and any(v > 0 for v in constraints.values())
+            if usable or unscored:
+                for key, value in constraints.items():
                     ot_trial.set_constraint(str(key), float(value))
+            if usable:
                 study.tell(ot_trial, values if isinstance(self.metric, list) else values[0])
+            elif unscored:
+                study.tell(ot_trial, state=TrialState.PRUNED)
             else:
                 study.tell(ot_trial, state=TrialState.FAIL)
             self._completed_trials.add(trial_id)
@@ -131,7 +144,9 @@ def run_trial(
         result, reason = None, f"{e.__class__.__name__}: {' '.join(str(e).split())[:300]}"
     row[FAILURE_KEY] = reason
     for o in objectives:
-        row[metric_name(o)] = math.nan if reason or result is None else float(result.objectives[o.name])
+        row[metric_name(o)] = (
+            math.nan if reason or result is None else float(result.objectives.get(o.name, math.nan))
+        )
     if result is not None:
         row[MEASUREMENT_KEY] = json.dumps(result.to_dict())
     return row
@@ -212,7 +227,8 @@ class RayController(Controller):
 
     # --- the searcher ---------------------------------------------------------------------
     def _make_searcher(self, *, history: Sequence[Mapping[str, Any]]) -> Any:
-        """A fresh searcher seeded with ``history`` ({params, values, constraints} of complete trials)."""
+        """A fresh searcher seeded with ``history``: {params, values, constraints} of the complete
+        trials and of the over-budget ones that were not scored (``values`` None)."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -228,9 +244,11 @@ class RayController(Controller):
             sampler=sampler,
         )
         for h in history:
+            scored = h["values"] is not None
             searcher._ot_study.add_trial(
                 optuna.trial.create_trial(
-                    values=list(h["values"]),
+                    state=optuna.trial.TrialState.COMPLETE if scored else optuna.trial.TrialState.PRUNED,
+                    values=list(h["values"]) if scored else None,
                     params=dict(h["params"]),
                     distributions=dict(self._dists),
                     constraints=dict(h["constraints"]) or None,
@@ -242,12 +260,12 @@ class RayController(Controller):
         out = []
         index = {name: f"p{i}" for i, name in enumerate(self._names)}
         for r in self.recorder.trials():
-            if r.state != "COMPLETE" or set(r.params) != set(index):
+            if not r.priced or set(r.params) != set(index):
                 continue
             out.append(
                 {
                     "params": {index[k]: v for k, v in r.params.items()},
-                    "values": [r.values[o.name] for o in self.objectives],
+                    "values": [r.values[o.name] for o in self.objectives] if r.complete else None,
                     "constraints": {k: float(v) for k, v in r.constraints.items() if v is not None},
                 }
             )
@@ -272,12 +290,17 @@ class RayController(Controller):
         row: dict[str, Any] = {FAILURE_KEY: problem}
         if result is not None and not problem:
             row[MEASUREMENT_KEY] = json.dumps(result.to_dict())
-            row.update({metric_name(o): float(result.objectives[o.name]) for o in self.objectives})
+            unscored = is_unscored(result, self.objectives)
+            row.update(
+                {metric_name(o): float(result.objectives.get(o.name, math.nan)) for o in self.objectives}
+            )
             params = {f"p{i}": candidate.values[n] for i, n in enumerate(self._names)}
             self._history.append(
                 {
                     "params": params,
-                    "values": [float(result.objectives[o.name]) for o in self.objectives],
+                    "values": None
+                    if unscored
+                    else [float(result.objectives[o.name]) for o in self.objectives],
                     "constraints": {k: float(v) for k, v in result.constraints.items()},
                 }
             )

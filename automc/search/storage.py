@@ -7,10 +7,12 @@ resume with a different model/space/objectives/controller/proxy/profile is refus
 anything is written.
 
 Each finished candidate is one Optuna trial: ``params`` with the space's distributions,
-``values`` in objective order (failed -> state FAIL), Optuna's constraint system attrs
-(so constrained samplers and the dashboard see feasibility) and user attrs ``plan``,
-``cost``, ``proxy``, ``info``, ``constraints``, ``feasible``, ``failure``,
-``candidate_id``. All stored values are plain JSON (non-finite floats become ``null``).
+``values`` in objective order (failed -> state FAIL; over budget and never scored ->
+state PRUNED without values), Optuna's constraint system attrs (so constrained samplers
+and the dashboard see feasibility) and user attrs ``plan``, ``cost``, ``proxy``, ``info``,
+``constraints``, ``feasible``, ``failure``, ``candidate_id``. All stored values are plain
+JSON (non-finite floats become ``null``). :func:`decode_trial` is the one reader of a
+stored trial, used by the search and by the report.
 
 Caveat: one process drives a study at a time. Trials left RUNNING when a study is loaded
 are assumed to belong to a killed process and are marked FAIL (``interrupted``).
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from automc.errors import AutomcError
 from automc.plan import Measurement
-from automc.search.base import Candidate, Objective, failure_reason
+from automc.search.base import Candidate, Objective, failure_reason, is_unscored
 from automc.space import BoundSpace
 
 if TYPE_CHECKING:
@@ -65,8 +67,9 @@ class TrialRecord:
 
     Attributes:
         number: Optuna trial number.
-        state: ``COMPLETE``, ``FAIL``, ``PRUNED``, ``RUNNING`` or ``WAITING``.
-        values: objective name -> value (empty when failed).
+        state: ``COMPLETE``, ``FAIL``, ``PRUNED`` (over budget, priced but not scored),
+            ``RUNNING`` or ``WAITING``.
+        values: objective name -> value (empty when failed or not scored).
         params: param name -> value.
         plan: the plan as a dict (``CompressionPlan.to_dict``).
         cost: cost totals.
@@ -88,6 +91,46 @@ class TrialRecord:
     feasible: bool = True
     failure: str = ""
     candidate_id: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Scored: every objective has a value."""
+        return self.state == "COMPLETE"
+
+    @property
+    def priced(self) -> bool:
+        """Finished with a cost (complete, or over budget and not scored)."""
+        return self.state in ("COMPLETE", "PRUNED") and not self.failure
+
+    def metric(self, name: str) -> float:
+        """Objective or cost figure ``name`` (NaN when the trial has none: e.g. the
+        accuracy of a candidate that was never scored)."""
+        for source in (self.values, self.cost, self.proxy):
+            if name in source and source[name] is not None:
+                return float(source[name])
+        return math.nan
+
+
+def decode_trial(trial: Any, objectives: Sequence[tuple[str, str]] | Sequence[Objective]) -> TrialRecord:
+    """The :class:`TrialRecord` of a stored Optuna ``FrozenTrial`` (objectives in study order)."""
+    names = [o.name if isinstance(o, Objective) else str(o[0]) for o in objectives]
+    ua = trial.user_attrs
+    values = {}
+    if trial.values is not None:
+        values = {name: float(v) for name, v in zip(names, trial.values)}
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        values=values,
+        params=dict(trial.params),
+        plan=ua.get("plan") or {},
+        cost=ua.get("cost") or {},
+        proxy=ua.get("proxy") or {},
+        constraints=ua.get("constraints") or dict(getattr(trial, "constraints", None) or {}),
+        feasible=bool(ua.get("feasible", trial.state.name == "COMPLETE")),
+        failure=str(ua.get("failure") or ""),
+        candidate_id=str(ua.get("candidate_id") or ""),
+    )
 
 
 def make_storage(storage: str | None) -> Any:
@@ -236,7 +279,8 @@ class Recorder:
     def add(self, candidate: Candidate, result: Measurement | None, reason: str = "") -> int:
         """Record a finished candidate as a new trial (random/AMC/Ray controllers); returns its number.
 
-        ``result`` ``None`` or with a missing/non-finite objective is recorded as FAIL.
+        ``result`` ``None`` or with a missing/non-finite objective is recorded as FAIL; an
+        over-budget result that was not scored as PRUNED with its constraints.
         """
         import optuna
         from optuna.trial import TrialState
@@ -247,9 +291,11 @@ class Recorder:
         constraints = None
         if result is not None and not failure and result.constraints:
             constraints = {k: float(v) for k, v in result.constraints.items()}
+        unscored = not failure and is_unscored(result, self.objectives)
+        state = TrialState.FAIL if failure else TrialState.PRUNED if unscored else TrialState.COMPLETE
         trial = optuna.trial.create_trial(
-            state=TrialState.FAIL if failure else TrialState.COMPLETE,
-            values=None if failure or result is None else self._values(result),
+            state=state,
+            values=None if failure or unscored or result is None else self._values(result),
             params=params,
             distributions=dists,
             user_attrs=attrs,
@@ -272,6 +318,9 @@ class Recorder:
             return
         for key, value in result.constraints.items():
             trial.set_constraint(key, float(value))
+        if is_unscored(result, self.objectives):
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return
         self.study.tell(trial, self._values(result))
 
     # --- reading -----------------------------------------------------------------------
@@ -286,28 +335,7 @@ class Recorder:
 
     def trials(self) -> list[TrialRecord]:
         """Every trial of the study, in number order."""
-        out = []
-        for t in self.study.get_trials(deepcopy=False):
-            ua = t.user_attrs
-            values = {}
-            if t.values is not None:
-                values = {o.name: float(v) for o, v in zip(self.objectives, t.values)}
-            out.append(
-                TrialRecord(
-                    number=t.number,
-                    state=t.state.name,
-                    values=values,
-                    params=dict(t.params),
-                    plan=ua.get("plan", {}),
-                    cost=ua.get("cost", {}),
-                    proxy=ua.get("proxy", {}),
-                    constraints=ua.get("constraints", dict(t.constraints)),
-                    feasible=bool(ua.get("feasible", t.state.name == "COMPLETE")),
-                    failure=str(ua.get("failure", "")),
-                    candidate_id=str(ua.get("candidate_id", "")),
-                )
-            )
-        return out
+        return [decode_trial(t, self.objectives) for t in self.study.get_trials(deepcopy=False)]
 
     # --- controller state -------------------------------------------------------------
     def _blob_file(self, key: str) -> Path | None:

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import pytest
 
-from automc.engine import search
+from automc.pipeline import search
 from automc.proxy import ShortTrainProxy
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")

@@ -39,17 +39,19 @@ def test_report_files_agree_with_storage(run):
         assert (out / name).is_file(), name
     study = optuna.load_study(study_name=result.study, storage=result.storage)
     trials = study.get_trials()
-    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 8
+    assert len([t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]) == 8
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == [t.number for t in trials]
     feas = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs["feasible"]]
     front = sorted(feas[i].number for i in non_dominated([t.values for t in feas], ["maximize", "minimize"]))
     body = json.loads((out / "pareto.json").read_text())
     assert sorted(p["number"] for p in body["pareto"]) == front == sorted(result.pareto)
-    for t in trials:  # infeasible candidates never paid for a proxy evaluation
-        if t.state.name == "COMPLETE" and not t.user_attrs["feasible"]:
+    for t in trials:  # infeasible candidates never paid for a proxy evaluation and carry no made-up values
+        if not t.user_attrs["feasible"]:
+            assert t.state.name == "PRUNED" and t.values is None
             assert not t.user_attrs.get("proxy")
             assert any(v > 0 for v in t.user_attrs["constraints"].values())
+            assert t.system_attrs["constraints"] == list(t.user_attrs["constraints"].values())
 
 
 def test_winners_are_feasible_front_points_with_files(run):
@@ -82,7 +84,7 @@ def test_resume_continues_to_the_total_and_keeps_trials(run, tmp_path):
     }
     again = automc.search(trials=10, out=out, seed=0, **{**ARGS, "finetune_top": 0})
     study = optuna.load_study(study_name=again.study, storage=again.storage)
-    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 10
+    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 10
     assert {n: t.params for n, t in ((t.number, t) for t in study.trials) if n in before} == before
 
 
@@ -114,8 +116,8 @@ def test_winners_priced_off_the_profile_table_are_marked(home, tmp_path):
     import torch
 
     from automc import compress, data, graph, models
-    from automc.engine import summary_table
-    from automc.profiler import ProfileCase, build_profile
+    from automc.hardware import ProfileCase, build_profile
+    from automc.pipeline import summary_table
     from automc.schema.hw_profile import dump_hw_profile
 
     torch.manual_seed(0)
@@ -179,7 +181,7 @@ def test_a_base_model_near_chance_is_reported(home, tmp_path, capsys):
     import torch
 
     from automc import data, models, train
-    from automc.engine import warn_if_near_chance
+    from automc.pipeline import warn_if_near_chance
 
     splits = data.load("synthetic")
     torch.manual_seed(0)
@@ -201,10 +203,10 @@ def test_a_base_model_near_chance_is_reported(home, tmp_path, capsys):
 
 
 def _rows(accs):
-    from automc.report.data import TrialRow
+    from automc.search.storage import TrialRecord
 
     return [
-        TrialRow(
+        TrialRecord(
             number=i,
             state="COMPLETE",
             values={},
@@ -220,7 +222,7 @@ def _rows(accs):
 
 def test_a_proxy_scoring_near_chance_is_reported(capsys):
     """A median proxy accuracy below twice chance gets one warning with the fix for that proxy."""
-    from automc.engine import warn_if_proxy_blind
+    from automc.pipeline import warn_if_proxy_blind
 
     blind = _rows([0.09, 0.12, 0.15, 0.18, 0.19, 0.45, 0.6])
     assert warn_if_proxy_blind(blind, 10, "adaptive_bn")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from automc import models
-from automc.engine import search
+from automc.pipeline import search
 
 pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore::FutureWarning")]
 

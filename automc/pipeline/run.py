@@ -1,0 +1,272 @@
+"""One search run: validate, set up, drive the controller into the storage, finish the winners, report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automc.errors import AutomcError
+
+if TYPE_CHECKING:
+    from automc.config import SearchConfig
+    from automc.pipeline.winners import Winner
+
+CONFIG_FILE = "config.yaml"
+"""The effective configuration, written into the run folder (``automc search --config`` re-runs it)."""
+
+MIN_SCORED_FOR_WARNING = 5
+"""Candidates the proxy must have scored before :func:`warn_if_proxy_blind` judges it."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What :func:`search` returns.
+
+    Attributes:
+        storage: Optuna storage URL holding every trial.
+        study: study name.
+        trials: the trials as ``automc.search.storage.TrialRecord`` records.
+        pareto: trial numbers on the feasible Pareto front.
+        winners: fine-tuned winners (empty with ``finetune.top = 0``).
+        base: figures of the base model.
+        report_dir: folder of the rendered report.
+        config: the effective configuration of the run.
+    """
+
+    storage: str
+    study: str
+    trials: tuple[Any, ...]
+    pareto: tuple[int, ...]
+    winners: tuple[Winner, ...] = ()
+    base: Mapping[str, Any] = field(default_factory=dict)
+    report_dir: Path | None = None
+    config: Any = None
+
+
+def profile_digest(profile: Any) -> str:
+    """Short hash of a device profile's content ('' without one): a re-measured profile at the
+    same path prices candidates differently, so a study must not resume across it."""
+    if profile is None:
+        return ""
+    body = json.dumps(profile.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def storage_url(storage: str | None, out: Path) -> str:
+    """Default storage: SQLite in the run folder; a bare path becomes a SQLite URL (``.log`` = journal file)."""
+    if not storage:
+        return f"sqlite:///{out / 'study.db'}"
+    if "://" in storage or storage.endswith(".log"):
+        return storage
+    return f"sqlite:///{storage}"
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def default_study(model: str, dataset: str, controller: str, seed: int) -> str:
+    """The study name of a run that names none: ``<model>-<dataset>-<controller>-s<seed>``."""
+    return _SAFE.sub("_", f"{model}-{dataset}-{controller}-s{seed}")
+
+
+def proxy_label(config: SearchConfig) -> str:
+    """The proxy as the study records it (part of the resume key): ``adaptive_bn``, ``short_train (10 steps)``."""
+    name = config.proxy.name
+    return name if name == "adaptive_bn" else f"{name} ({config.proxy.steps} steps)"
+
+
+def warn_if_proxy_blind(trials: Sequence[Any], num_classes: int, label: str) -> bool:
+    """Print one warning line on stderr when most scored candidates' proxy accuracy is near chance.
+
+    ``trials`` are ``automc.search.storage.TrialRecord``; those the proxy scored carry
+    ``proxy["acc"]``. ``label`` is the proxy as the search records it (:func:`proxy_label`).
+    An accuracy proxy whose median score is below ``NEAR_CHANCE`` x chance cannot rank the
+    candidates (``scripts/bench_proxy.py``: adaptive-BN at median 17-19% on digits ranks
+    against the fine-tuned accuracy, or not at all, while short training still ranks them).
+    """
+    from automc.pipeline.setup import NEAR_CHANCE
+
+    accs = [float(t.proxy["acc"]) for t in trials if "acc" in t.proxy]
+    chance = 1.0 / num_classes
+    if len(accs) < MIN_SCORED_FOR_WARNING:
+        return False
+    median = sorted(accs)[len(accs) // 2]
+    if median >= NEAR_CHANCE * chance:
+        return False
+    fix = "use --proxy short_train" if label == "adaptive_bn" else "raise --proxy-steps"
+    sys.stderr.write(
+        f"automc: warning: the {label} proxy scores a median {median:.1%} accuracy over {len(accs)} "
+        f"candidates, near chance ({chance:.1%}): its ranking is mostly noise; {fix} or loosen the budget\n"
+    )
+    return True
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=initial, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True
+    )
+
+
+def _controller_options(config: SearchConfig, out_dir: Path) -> dict[str, Any]:
+    if config.controller.name != "ray":
+        return {}
+    dist = config.distributed
+    return {
+        "address": dist.ray_address or os.environ.get("RAY_ADDRESS"),
+        "storage_path": str((out_dir / "ray").resolve()),
+        "cpus_per_trial": dist.cpus_per_trial,
+        "gpus_per_trial": dist.gpus_per_trial,
+    }
+
+
+def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult:
+    """Run the whole pipeline of ``config`` and return a :class:`SearchResult`.
+
+    Base model (trained and cached unless ``base.weights``) → layer graph → bound search
+    space → budgets checked against the cheapest plan → the controller asks plans →
+    over-budget ones priced by the cost model alone → the rest compressed and scored by the
+    proxy → everything recorded in one Optuna storage (resumable) → Pareto front → winners
+    spread along it → fine-tuned with knowledge distillation → real MACs/latency measured →
+    exported (state_dict, plan JSON, ONNX) → report.
+
+    Args:
+        config: the run (default: ``SearchConfig()``).
+        **overrides: fields to change, by their flat names (``trials=60``, ``model="resnet20"``;
+            see ``automc.config.FLAT_NAMES``).
+
+    Rerunning with the same storage and study continues the search: completed trials are
+    kept and the run stops when ``controller.trials`` trials are finished in total. Bad
+    input is rejected with an ``AutomcError`` before anything is written.
+    """
+    from automc import budget as budget_mod
+    from automc import cost as cost_mod
+    from automc import resources
+    from automc.config import SearchConfig
+    from automc.pipeline import winners as winners_mod
+    from automc.pipeline.setup import prepare
+    from automc.plan import CompressionPlan
+    from automc.report import ReportData, render
+    from automc.search import registry
+    from automc.search.storage import Recorder
+    from automc.space import SearchSpace
+
+    config = (
+        (config or SearchConfig()).with_overrides(**overrides) if overrides else (config or SearchConfig())
+    )
+    progress = config.output.progress
+    # ---- validate everything cheap before any heavy work or any write ----
+    space_path = resources.find_space(config.space)
+    space_def = SearchSpace.load(space_path)
+    from automc.compress import criteria as criteria_mod
+
+    for criterion in space_def.spec.criteria:
+        criteria_mod.REGISTRY.check(criterion, where=f"{space_path}: criterion")
+    budget_specs = budget_mod.parse_budgets(list(config.budgets))
+    objs = budget_mod.parse_objectives(list(config.objectives))
+    registry.get_factory(config.controller.name)
+    prof = cost_mod.load_profile(config.hardware.profile) if config.hardware.profile else None
+    needs_profile = {"latency_ms", "energy_mj"} & ({o.name for o in objs} | {b.metric for b in budget_specs})
+    if "latency_ms" in needs_profile and (prof is None or not getattr(prof, "has_latency", True)):
+        raise AutomcError("a latency budget or objective needs --profile with a measured latency table")
+    model, dataset = config.base.model, config.data.dataset
+    name = default_study(model, dataset, config.controller.name, config.seed)
+    out_dir = Path(config.output.out) if config.output.out else Path("reports") / name
+    study_name = config.output.study or name
+    url = storage_url(config.output.storage, out_dir)
+
+    setup = prepare(
+        config, space=space_def, budgets=budget_specs, profile=prof, kl_teacher="kl" in {o.name for o in objs}
+    )
+    label = proxy_label(config)
+    meta = {
+        "model": model,
+        "dataset": dataset,
+        "space": str(space_path),
+        "objectives": [{"name": o.name, "direction": o.direction} for o in objs],
+        "budgets": list(config.budgets),
+        "limits": setup.limits,
+        "controller": config.controller.name,
+        "proxy": label,
+        "profile": str(config.hardware.profile or ""),
+        "profile_digest": profile_digest(prof),
+        "seed": config.seed,
+        "layer_order": [s.name for s in setup.layers],
+        "config": config.to_dict(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(url, study_name, objs, meta)
+    config.dump(out_dir / CONFIG_FILE)
+    ctrl = registry.create(
+        config.controller.name,
+        space=setup.bound,
+        objectives=objs,
+        recorder=recorder,
+        seed=config.seed,
+        budgets=setup.limits,
+        cost_fn=setup.cost_fn,
+        **_controller_options(config, out_dir),
+    )
+    trials = config.controller.trials
+    primary = next((o.name for o in objs if o.direction == "maximize"), objs[0].name)
+    bar = _progress(trials, "search", progress, initial=min(recorder.completed(), trials))
+    best = {"value": -math.inf}
+
+    def on_result(candidate: Any, result: Any, reason: str) -> None:
+        if result is not None and result.feasible and primary in result.objectives:
+            best["value"] = max(best["value"], float(result.objectives[primary]))
+        bar.update(1)
+        if math.isfinite(best["value"]):
+            bar.set_postfix_str(f"best feasible {primary}={best['value']:.4f}")
+
+    t0 = time.perf_counter()
+    ctrl.drive(setup.evaluator(objs, seed=config.seed), trials, on_result=on_result)
+    bar.close()
+    search_s = time.perf_counter() - t0
+
+    # ---- base figures, winners, report ----
+    data = ReportData.from_storage(url, study_name)
+    warn_if_proxy_blind(data.trials, setup.splits.num_classes, label)
+    front = data.pareto_numbers()
+    rows = {t.number: t for t in data.trials}
+    chosen = winners_mod.choose(rows, front, objs, config.finetune.top)
+    plans = {n: CompressionPlan.from_dict(rows[n].plan) for n in chosen}
+    timed = [setup.base] + [
+        winners_mod.float_architecture(setup.base, plans[n], setup.example, config.seed) for n in chosen
+    ]
+    base_ms, *winner_ms = winners_mod.latencies_ms(timed, setup.example, setup.cost_model)
+    base_fig = winners_mod.base_figures(setup, model, base_ms)
+    base_fig["search_seconds"] = search_s
+    recorder.set_study_attr("base", base_fig)
+    winners = []
+    wbar = _progress(len(chosen), "fine-tune", progress)
+    for number, latency_ms in zip(chosen, winner_ms):
+        winners.append(winners_mod.finish(rows[number], plans[number], setup, config, out_dir, latency_ms))
+        wbar.update(1)
+    wbar.close()
+    recorder.set_study_attr(
+        "winners",
+        [dict(w.figures, trial=w.trial, plan=w.plan.to_dict(), files=dict(w.files)) for w in winners],
+    )
+    data = ReportData.from_storage(url, study_name)
+    render(data, out_dir)
+    return SearchResult(
+        storage=url,
+        study=study_name,
+        trials=data.trials,
+        pareto=tuple(front),
+        winners=tuple(winners),
+        base=base_fig,
+        report_dir=out_dir,
+        config=config,
+    )

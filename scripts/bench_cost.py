@@ -2,7 +2,7 @@
 
 For each model (default resnet20 and mobilenetv2, CIFAR input 1x3x32x32), two populations
 of ``--n`` random fp32 compressed variants each (each plan factorises a share of its
-conv/linear layers drawn from ``automc.profiler.RANK_SHARE``, 0-80%, at random ranks;
+conv/linear layers drawn from ``automc.hardware.RANK_SHARE``, 0-80%, at random ranks;
 seeds disjoint from those the profile was fitted/validated on) are built with
 ``automc.compress.apply``, BatchNorm-folded and timed end to end:
 
@@ -15,7 +15,7 @@ seeds disjoint from those the profile was fitted/validated on) are built with
   latency span: there, run-to-run noise caps any rank correlation).
 
 Each population of one model, with a second copy of each network, is timed in one
-interleaved run (threads pinned, warm-up, shuffled repeats: ``automc.profiler.
+interleaved run (threads pinned, warm-up, shuffled repeats: ``automc.hardware.
 measure_variants``), taking the statistic the profile was measured with
 (``measurement.statistic``: min or median of the samples). The first copy is compared
 with ``automc.cost.latency.predict_latency`` from the device profile:
@@ -29,7 +29,7 @@ with ``automc.cost.latency.predict_latency`` from the device profile:
         base_measured / base_predicted: what is left once the process's speed is known)
     refit_loo_within_10pct / refit_loo_rmspe / refit_loo_spearman (the profile's table
         kept, its network terms refitted leave-one-out on this run's variants:
-        ``automc.profiler.refit_loo_ms``; the error of the predictor's form alone, without
+        ``automc.hardware.refit_loo_ms``; the error of the predictor's form alone, without
         the drift of the machine between the profiling process and this one)
 
 It also times one prediction (``predict_us``) and merges in the estimator-vs-fvcore
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "--level-jitter",
         type=float,
         help="relative spread of group keep ratios around the network's level (population levels; "
-        "default automc.profiler.LEVEL_JITTER, as the profile's own variants)",
+        "default automc.hardware.LEVEL_JITTER, as the profile's own variants)",
     )
     ap.add_argument(
         "--repeats",
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
+    from automc.hardware import LEVEL_JITTER, ProfileCase, measure_variants, random_plan, refit_loo_ms
     from automc.plan import CompressionPlan
-    from automc.profiler import LEVEL_JITTER, ProfileCase, measure_variants, random_plan, refit_loo_ms
     from automc.schema.hw_profile import resolve_profile
 
     profile = resolve_profile(args.profile)

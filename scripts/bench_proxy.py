@@ -49,9 +49,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from automc import compress, data, graph, train
 from automc.cost.flops import layer_geometry
-from automc.engine import resolve_space
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.proxy import AdaptiveBNProxy, ProxyData, ShortTrainProxy, SynFlowProxy, VanillaProxy
+from automc.resources import find_space
 from automc.space import BoundSpace, SearchSpace
 
 THREADS = 2
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     layers = graph.layers(base, example)
     base_macs = plan_macs(layers, {-1: 1.0})
     target = args.budget * base_macs
-    space_path = resolve_space(args.space)
+    space_path = find_space(args.space)
     ranges = keep_ranges(SearchSpace.load(space_path).bind(layers, model=args.model))
 
     pdata = ProxyData.from_splits(

@@ -94,11 +94,10 @@ def run(args: argparse.Namespace) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS
+    from automc.hardware import ProfileCase, build_profile, recheck
     from automc.plan import CompressionPlan
-    from automc.profiler import ProfileCase, build_profile, recheck
     from automc.schema.hw_profile import dump_hw_profile, load_hw_profile
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cases = []
     for name in dict.fromkeys(args.model):

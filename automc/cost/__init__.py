@@ -36,7 +36,7 @@ from automc.cost.energy import PJ_PER_MJ, EnergyModel, dram_power_w
 from automc.cost.flops import LayerConst, compile_layer, geometry_for
 from automc.cost.report import CostReport
 from automc.cost.formats import BIAS_BITS, CODEBOOK_QUANTIZERS, weight_storage_bits
-from automc.errors import AutomcError, UnsupportedLayerError
+from automc.errors import UnsupportedLayerError
 from automc.plan import IDENTITY, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, kept_channels
 from automc.schema.energy import ENERGY_SCHEMA, EnergyTable, load_energy_table_file
 
@@ -54,46 +54,20 @@ DEFAULT_ENERGY_TABLE = "energy-45nm"
 _COMPILED_CACHE_SIZE = 8
 
 
-def _table_dirs() -> list[Path]:
-    import automc
-
-    dirs = [Path.cwd() / "hw_profiles", Path(automc.__file__).resolve().parent.parent / "hw_profiles"]
-    return list(dict.fromkeys(d.resolve() for d in dirs))
-
-
-def _available_tables() -> list[str]:
-    names: set[str] = set()
-    for d in _table_dirs():
-        for f in d.glob("*.yaml") if d.is_dir() else ():
-            try:
-                head = f.read_text(encoding="utf-8")[:600]
-            except OSError:
-                continue
-            if ENERGY_SCHEMA in head:
-                names.add(f.stem)
-    return sorted(names)
-
-
 def load_energy_table(name_or_path: str | Path) -> EnergyTable:
     """Load an energy table by path, or by name (``energy-45nm`` -> ``hw_profiles/energy-45nm.yaml``).
 
-    A name is looked up in ``./hw_profiles`` first, then next to the package. Loaded files
-    are cached by path and modification time.
+    A name is looked up in ``./hw_profiles`` first, then among the files shipped with
+    automc (``automc.resources.find_profile``). Loaded files are cached by path and
+    modification time.
 
     Raises:
         AutomcError: unknown name (the message lists the available tables).
         ConfigError: a malformed table (all problems, naming file and field).
     """
-    text = str(name_or_path)
-    p = Path(text)
-    if not (p.is_file() or p.suffix in (".yaml", ".yml") or "/" in text or "\\" in text):
-        found = [d / f"{text}.yaml" for d in _table_dirs() if (d / f"{text}.yaml").is_file()]
-        if not found:
-            avail = ", ".join(_available_tables()) or "none found"
-            raise AutomcError(
-                f"unknown energy table {text!r} (available: {avail}; or pass a path to a YAML file)"
-            )
-        p = found[0]
+    from automc.resources import find_profile
+
+    p = find_profile(name_or_path, schema=ENERGY_SCHEMA, what="energy table")
     mtime = p.stat().st_mtime_ns if p.is_file() else 0
     return _load_table_cached(str(p), mtime)
 

@@ -4,7 +4,7 @@ A device profile says how fast one machine runs conv/linear layers: a lookup tab
 measured layer latencies (``latency.table``), a roofline for configurations outside the
 table, the fitted per-network overhead terms, the energy table to use, and how well the
 profile predicted real compressed networks it was not built from (``validation``).
-Profiles are written by ``automc profile`` (``automc.profiler``) and read by
+Profiles are written by ``automc profile`` (``automc.hardware``) and read by
 ``automc.cost.latency``. Example: ``hw_profiles/cpu-x86-2core.yaml``.
 
 Every problem of a file is collected and raised as one ``ConfigError`` line naming the
@@ -32,7 +32,7 @@ HW_PROFILE_SCHEMA = "automc/hw-profile"
 HW_PROFILE_VERSIONS = frozenset({1})
 DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu", "npu", "other")
 #: ``median``: the typical call; ``min``: the best of the repeats, which stays reproducible on a
-#: shared machine whose neighbours slow some periods down (see ``automc.profiler``).
+#: shared machine whose neighbours slow some periods down (see ``automc.hardware.timing``).
 STATISTICS = ("median", "min")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4", "binary")
 
@@ -769,50 +769,13 @@ def dump_hw_profile(profile: HwProfile, path: str | Path) -> Path:
     return out
 
 
-def profile_dirs() -> list[Path]:
-    """Folders searched for profile names: ``./hw_profiles`` then the one next to the package."""
-    import automc
-
-    dirs = [Path.cwd() / "hw_profiles", Path(automc.__file__).resolve().parent.parent / "hw_profiles"]
-    unique: list[Path] = []
-    for d in dirs:
-        if d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
-
-
-def available_profiles() -> list[str]:
-    """Names of the device profiles found in :func:`profile_dirs`."""
-    names: set[str] = set()
-    for d in profile_dirs():
-        if d.is_dir():
-            for f in d.glob("*.yaml"):
-                try:
-                    head = f.read_text(encoding="utf-8")
-                except OSError:
-                    continue
-                if HW_PROFILE_SCHEMA in head:
-                    names.add(f.stem)
-    return sorted(names)
-
-
 def resolve_profile(name_or_path: str | Path) -> HwProfile:
     """Load a profile given a path or a name (``cpu-x86-2core`` -> ``hw_profiles/cpu-x86-2core.yaml``).
 
-    A name is looked up in ``./hw_profiles`` first, then in the ``hw_profiles`` folder
-    next to the installed package. An unknown name raises ``AutomcError`` listing the
-    available profiles.
+    A name is looked up in ``./hw_profiles`` first, then among the profiles shipped with
+    automc (``automc.resources.find_profile``). An unknown name raises ``AutomcError``
+    listing the available profiles.
     """
-    text = str(name_or_path)
-    p = Path(text)
-    if p.is_file() or p.suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
-        return load_hw_profile(p)
-    for d in profile_dirs():
-        cand = d / f"{text}.yaml"
-        if cand.is_file():
-            return load_hw_profile(cand)
-    avail = available_profiles()
-    raise AutomcError(
-        f"unknown device profile {text!r} (available: {', '.join(avail) if avail else 'none found'}; "
-        "or pass a path to a profile YAML)"
-    )
+    from automc.resources import find_profile
+
+    return load_hw_profile(find_profile(name_or_path, schema=HW_PROFILE_SCHEMA, what="device profile"))

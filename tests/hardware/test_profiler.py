@@ -1,4 +1,4 @@
-"""The profiler on tiny models: BN folding, timing, table configs, overhead fit, a whole profile, the CLI."""
+"""Building a device profile on tiny models: table configs, variants, overhead fit, a whole profile, the CLI."""
 
 from __future__ import annotations
 
@@ -9,31 +9,28 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
-from automc import compress, graph, models, profiler
+from automc import compress, graph, models
 from automc.cli import main
 from automc.cost.latency import layer_stages, predict_latency
 from automc.errors import AutomcError
-from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
-from automc.profiler import (
+from automc.hardware import (
     ProfileCase,
     Variant,
-    _to_fastest_phase,
     build_profile,
     fit_network,
     fit_overhead,
-    fold_bn,
     measure_model_ms,
-    measure_models_ms,
     plan_macs,
     random_plan,
     recheck,
     refit_loo_ms,
     table_configs,
     table_only,
-    time_callables,
 )
+from automc.hardware import build as hw_build
+from automc.hardware.build import _to_fastest_phase
+from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, dump_hw_profile, load_hw_profile
 
 torch.set_num_threads(1)
@@ -44,45 +41,6 @@ def tiny_case(name: str = "test_tiny", hw: int = 8) -> ProfileCase:
     model = models.create(name).eval()
     x = torch.randn(1, 3, hw, hw)
     return ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
-
-
-def test_fold_bn_keeps_outputs_and_removes_batchnorm() -> None:
-    torch.manual_seed(0)
-    model = models.create("test_residual").eval()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics so that folding matters
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-    x = torch.randn(2, 3, 16, 16)
-    folded = fold_bn(model)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
-    with torch.no_grad():
-        assert torch.allclose(folded(x), model(x), atol=1e-4)
-
-
-def test_time_callables_orders_cheap_and_expensive_work() -> None:
-    a = torch.randn(192, 192)
-    cheap, costly = time_callables(
-        [lambda: a.add(1.0), lambda: a @ a @ a], warmup=2, repeats=7, sample_ms=0.2
-    )
-    assert cheap.count == 7 and costly.count == 7
-    assert 0 < cheap.median_ms < costly.median_ms
-    assert cheap.spread_ms >= 0
-
-
-def test_measure_model_ms_is_positive() -> None:
-    case = tiny_case()
-    assert measure_model_ms(case.model, case.example_input, warmup=1, repeats=3) > 0
-
-
-def test_measure_models_ms_times_each_model_in_one_run() -> None:
-    x = torch.randn(1, 8, 16, 16)
-    small = nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)).eval()
-    large = nn.Sequential(*[nn.Conv2d(8, 8, 3, padding=1) for _ in range(40)]).eval()
-    fast, slow = measure_models_ms([small, large], x, threads=1, warmup=1, repeats=5, statistic="min")
-    assert 0 < fast < slow
 
 
 def test_table_configs_cover_grid_and_low_rank_factors() -> None:
@@ -382,7 +340,7 @@ def test_profile_whose_network_phase_ran_slow_predicts_the_base_at_its_fastest(
     network phase: the fit is scaled to that, so the base is predicted at the fast timing."""
     case = tiny_case()
     alone = measure_model_ms(case.model, case.example_input, warmup=1, repeats=3, statistic="min") / 4
-    monkeypatch.setattr(profiler, "measure_model_ms", lambda *a, **k: alone)
+    monkeypatch.setattr(hw_build, "measure_model_ms", lambda *a, **k: alone)
     prof = tiny_profile(case, validate=0)
     assert "test_tiny networks timed" in prof.device.description
     predicted = predict_latency(case.layers, CompressionPlan(), prof).total_ms

@@ -1,0 +1,2 @@
+"""Device profiles and energy tables shipped with automc (data files, found by
+``automc.resources.find_profile``)."""

@@ -1,0 +1,1 @@
+"""Search spaces shipped with automc (data files, found by ``automc.resources.find_space``)."""

@@ -1,55 +1,13 @@
-"""``automc list`` and ``automc train`` through the real CLI entry point."""
+"""``automc train`` through the real CLI entry point."""
 
 from __future__ import annotations
 
-import importlib.util
-
-import pytest
 import torch
 
 from automc import models
 from automc.cli import main
 
 torch.set_num_threads(2)
-
-
-def test_list_models(capsys) -> None:
-    assert main(["list", "models"]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert any(line.startswith("resnet20 ") and "He et al." in line for line in lines)
-    assert any(line.startswith("test_tiny ") for line in lines)
-    assert any(line.startswith("tv:<name> ") and "torchvision" in line for line in lines)
-    assert len(lines) == len(models.names()) + 1
-
-
-def test_list_datasets(capsys) -> None:
-    assert main(["list", "datasets"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["cifar10", "digits", "synthetic", "imagefolder:PATH"]
-
-
-@pytest.mark.parametrize(
-    ("kind", "module"),
-    [
-        ("criteria", "automc.compress.criteria_impl"),
-        ("controllers", "automc.search.registry"),
-        ("quantizers", "automc.compress.quantizers"),
-    ],
-)
-def test_list_registries_of_other_parts(kind: str, module: str, capsys) -> None:
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not in the tree yet")
-    assert main(["list", kind]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines and all(len(line.split(None, 1)) == 2 for line in lines)
-
-
-def test_list_unknown_kind_is_exit_2(capsys) -> None:
-    with pytest.raises(SystemExit) as err:
-        main(["list", "widgets"])
-    assert err.value.code == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_train_then_cache_hit_and_weights_out(tmp_path, monkeypatch, capsys) -> None:

@@ -1,64 +1,40 @@
-"""``automc list models|datasets|criteria|controllers|quantizers``: what can be named where."""
+"""``automc list KIND``: the names a registry knows (models, datasets, criteria, ...), one per line."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-HELP = "list the models, datasets, pruning criteria, search controllers or quantizers automc knows"
+from automc.registry import KINDS, lookup
 
-KINDS = ("models", "datasets", "criteria", "controllers", "quantizers")
+HELP = f"list the names automc knows of one kind ({', '.join(KINDS)})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=KINDS, help="what to list")
+    parser.add_argument("kind", choices=tuple(KINDS), help="what to list")
 
 
-def _models() -> Mapping[str, str]:
-    from automc.models import TV_PREFIX, describe
+def _prefix_forms(kind: str) -> Mapping[str, str]:
+    """Names accepted beyond the registry of ``kind`` (``tv:<name>``, ``imagefolder:PATH``)."""
+    if kind == "models":
+        from automc import models
 
-    return {
-        **describe(),
-        f"{TV_PREFIX}<name>": "any torchvision classification model (random init, 3 channels)",
-    }
+        return models.PREFIX_FORMS
+    if kind == "datasets":
+        from automc import data
 
-
-def _datasets() -> Mapping[str, str]:
-    from automc.data import describe
-
-    return describe()
+        return data.PREFIX_FORMS
+    return {}
 
 
-def _criteria() -> Mapping[str, str]:
-    from automc.compress.criteria import describe
-
-    return describe()
-
-
-def _controllers() -> Mapping[str, str]:
-    from automc.search.registry import describe
-
-    return describe()
-
-
-def _quantizers() -> Mapping[str, str]:
-    from automc.compress.quantizers import describe
-
-    return describe()
-
-
-SOURCES: dict[str, Callable[[], Mapping[str, str]]] = {
-    "models": _models,
-    "datasets": _datasets,
-    "criteria": _criteria,
-    "controllers": _controllers,
-    "quantizers": _quantizers,
-}
+def entries(kind: str) -> dict[str, str]:
+    """Name -> one-line description of everything ``automc list kind`` prints, in its order."""
+    return {**lookup(kind).describe(), **_prefix_forms(kind)}
 
 
 def run(args: argparse.Namespace) -> int:
-    entries = SOURCES[args.kind]()
-    width = max((len(name) for name in entries), default=0)
-    for name, description in entries.items():
+    listed = entries(args.kind)
+    width = max((len(name) for name in listed), default=0)
+    for name, description in listed.items():
         print(f"{name:<{width}}  {description}".rstrip())
     return 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from automc.data._datasets import (
     IMAGEFOLDER_PREFIX,
+    PREFIX_FORMS,
+    REGISTRY,
     SPLIT_SEED,
     Splits,
     describe,
@@ -22,6 +24,8 @@ from automc.data._datasets import (
 
 __all__ = [
     "IMAGEFOLDER_PREFIX",
+    "PREFIX_FORMS",
+    "REGISTRY",
     "SPLIT_SEED",
     "Splits",
     "describe",

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from automc.errors import AutomcError
+from automc.registry import Registry
 
 SPLIT_SEED = 0
 IMAGEFOLDER_PREFIX = "imagefolder:"
@@ -67,31 +68,26 @@ class Splits:
         return torch.zeros(batch_size, self.in_channels, *self.input_size)
 
 
-_LOADERS: dict[str, Callable[..., Splits]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
+Loader = Callable[..., Splits]
+"""``loader(name=, root=, seed=) -> Splits`` of one built-in dataset."""
 
+REGISTRY: Registry[Loader] = Registry(kind="dataset")
+"""Built-in dataset name -> its loader; add one with ``@REGISTRY.register(name, description)``."""
 
-def _register(name: str, description: str) -> Callable[[Callable[..., Splits]], Callable[..., Splits]]:
-    def deco(fn: Callable[..., Splits]) -> Callable[..., Splits]:
-        _LOADERS[name] = fn
-        _DESCRIPTIONS[name] = description
-        return fn
-
-    return deco
+PREFIX_FORMS: dict[str, str] = {
+    f"{IMAGEFOLDER_PREFIX}PATH": "torchvision ImageFolder with train/ and val/ (or test/) subfolders, resized to 32x32"
+}
+"""Dataset names :func:`load` accepts beyond :data:`REGISTRY` -> one-line description."""
 
 
 def names() -> list[str]:
     """Built-in dataset names (``imagefolder:PATH`` is not listed)."""
-    return sorted(_LOADERS)
+    return REGISTRY.names()
 
 
 def describe() -> dict[str, str]:
     """Dataset name -> one-line description, including the ``imagefolder:PATH`` form."""
-    out = dict(sorted(_DESCRIPTIONS.items()))
-    out[f"{IMAGEFOLDER_PREFIX}PATH"] = (
-        "torchvision ImageFolder with train/ and val/ (or test/) subfolders, resized to 32x32"
-    )
-    return out
+    return {**REGISTRY.describe(), **PREFIX_FORMS}
 
 
 def load(name: str, root: str | Path | None = None, *, seed: int = 0, input_size: int = 32) -> Splits:
@@ -111,12 +107,11 @@ def load(name: str, root: str | Path | None = None, *, seed: int = 0, input_size
     """
     if name.startswith(IMAGEFOLDER_PREFIX):
         return _imagefolder(name, Path(name[len(IMAGEFOLDER_PREFIX) :]), input_size=input_size)
-    fn = _LOADERS.get(name)
-    if fn is None:
+    if name not in REGISTRY:
         raise AutomcError(
             f"unknown dataset {name!r} (known: {', '.join(names())}; or {IMAGEFOLDER_PREFIX}PATH)"
         )
-    return fn(name=name, root=root, seed=seed)
+    return REGISTRY.get(name)(name=name, root=root, seed=seed)
 
 
 def loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
@@ -138,7 +133,9 @@ def stratified_split(labels: np.ndarray, fraction: float, *, seed: int) -> tuple
     return np.sort(rest), np.sort(held)
 
 
-@_register("digits", "scikit-learn handwritten digits (1,797 8x8 images, embedded), upsampled to 3x32x32")
+@REGISTRY.register(
+    "digits", "scikit-learn handwritten digits (1,797 8x8 images, embedded), upsampled to 3x32x32"
+)
 def _digits(*, name: str, root: str | Path | None, seed: int) -> Splits:
     """Test 20%, val 15% of all (from train), train the remaining 65%; stratified."""
     import torch.nn.functional as F
@@ -171,7 +168,7 @@ def _digits(*, name: str, root: str | Path | None, seed: int) -> Splits:
     )
 
 
-@_register(
+@REGISTRY.register(
     "synthetic",
     "generated 3x32x32 class colours/patterns + noise (256/64/64 samples, 10 classes); tests only",
 )
@@ -209,7 +206,7 @@ def _synthetic(*, name: str, root: str | Path | None, seed: int) -> Splits:
     )
 
 
-@_register(
+@REGISTRY.register(
     "cifar10", "CIFAR-10 from a local folder (--data-root; never downloaded); val = 5,000 train images"
 )
 def _cifar10(*, name: str, root: str | Path | None, seed: int) -> Splits:

@@ -1,5 +1,8 @@
 """Model zoo: ``create(name)`` for CIFAR-style models, tiny ``test_*`` models and ``tv:<name>``.
 
+Importing this package registers the built-in models (:mod:`automc.models.cifar`) and the
+tiny test models (:mod:`automc.testing.models`) in :data:`REGISTRY`.
+
 Example::
 
     from automc import models
@@ -9,7 +12,11 @@ Example::
 
 from __future__ import annotations
 
+import automc.models.cifar  # noqa: F401  (registers resnet20, resnet56, vgg16, mobilenetv2, digits_cnn)
+import automc.testing.models  # noqa: F401  (registers the test_* models)
 from automc.models._registry import (
+    PREFIX_FORMS,
+    REGISTRY,
     TV_PREFIX,
     create,
     describe,
@@ -21,6 +28,8 @@ from automc.models._registry import (
 )
 
 __all__ = [
+    "PREFIX_FORMS",
+    "REGISTRY",
     "TV_PREFIX",
     "create",
     "describe",

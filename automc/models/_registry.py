@@ -1,9 +1,11 @@
-"""Model registry: ``@register(name)`` factories, ``create(name)``, ``tv:`` torchvision models.
+"""Model registry: :data:`REGISTRY` of factories, ``create(name)``, ``tv:`` torchvision models.
 
 A factory is called as ``factory(num_classes=..., in_channels=...)`` and returns a
-randomly initialised ``nn.Module``. The first line of its docstring is the description
-shown by ``automc list models``. Tiny ``test_*`` models (``automc.testing.models``) are
-registered exactly like the real ones so that tests can parametrize over ``names()``.
+randomly initialised ``nn.Module``. :func:`register` takes the description shown by
+``automc list models`` from the first line of the factory's docstring unless one is
+given. Tiny ``test_*`` models (``automc.testing.models``) are registered exactly like
+the real ones so that tests can parametrize over ``names()``. ``tv:<name>`` is a prefix
+handled by :func:`create`, not a registered entry.
 """
 
 from __future__ import annotations
@@ -15,42 +17,48 @@ import torch
 from torch import nn
 
 from automc.errors import AutomcError
+from automc.registry import Registry
 
 TV_PREFIX = "tv:"
 
 Factory = Callable[..., nn.Module]
 
-_REGISTRY: dict[str, Factory] = {}
+REGISTRY: Registry[Factory] = Registry(kind="model")
+"""Model name -> ``factory(num_classes, in_channels) -> nn.Module``."""
+
+PREFIX_FORMS: dict[str, str] = {
+    f"{TV_PREFIX}<name>": "any torchvision classification model (random init, 3 channels)"
+}
+"""Model names :func:`create` accepts beyond :data:`REGISTRY` -> one-line description."""
 
 
-def register(name: str) -> Callable[[Factory], Factory]:
-    """Decorator registering ``factory(num_classes, in_channels) -> nn.Module`` under ``name``."""
+def register(name: str, description: str | None = None) -> Callable[[Factory], Factory]:
+    """Decorator registering ``factory(num_classes, in_channels) -> nn.Module`` under ``name``.
+
+    Args:
+        name: the model's name (``automc.models.create(name)``, ``--model name``).
+        description: one line for ``automc list models``; by default the first line of
+            the factory's docstring.
+
+    Raises:
+        ValueError: ``name`` is already registered, or there is no one-line description.
+    """
 
     def deco(factory: Factory) -> Factory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
+        doc_lines = (factory.__doc__ or "").strip().splitlines()
+        return REGISTRY.register(name, description or (doc_lines[0] if doc_lines else ""))(factory)
 
     return deco
 
 
-def _load_builtin() -> None:
-    # Importing these modules registers the built-in models.
-    import automc.models.cifar  # noqa: F401  (resnet20, resnet56, vgg16, mobilenetv2, digits_cnn)
-    import automc.testing.models  # noqa: F401  (test_* models)
-
-
 def names() -> list[str]:
     """Registered model names, sorted (``tv:<name>`` models are not listed)."""
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def describe() -> dict[str, str]:
     """Registered model name -> one-line description."""
-    _load_builtin()
-    return {name: (_REGISTRY[name].__doc__ or "").strip().splitlines()[0] for name in sorted(_REGISTRY)}
+    return REGISTRY.describe()
 
 
 def torchvision_names() -> list[str]:
@@ -87,13 +95,11 @@ def create(
     if name.startswith(TV_PREFIX):
         model = _create_torchvision(name[len(TV_PREFIX) :], num_classes=num_classes, in_channels=in_channels)
     else:
-        _load_builtin()
-        factory = _REGISTRY.get(name)
-        if factory is None:
+        if name not in REGISTRY:
             raise AutomcError(
-                f"unknown model {name!r} (known: {', '.join(sorted(_REGISTRY))}; or {TV_PREFIX}<torchvision name>)"
+                f"unknown model {name!r} (known: {', '.join(REGISTRY.names())}; or {TV_PREFIX}<torchvision name>)"
             )
-        model = factory(num_classes=num_classes, in_channels=in_channels)
+        model = REGISTRY.get(name)(num_classes=num_classes, in_channels=in_channels)
     if weights is not None:
         load_weights(model, weights)
     return model

@@ -6,7 +6,7 @@ then one proxy object per search, and call ``proxy.evaluate(candidate, plan)`` f
 candidate. Results are cached by ``plan.digest()``. A candidate that cannot be scored
 raises :class:`ProxyFailure` (see ``automc.proxy._base`` for the convention).
 
-Proxies by name (:func:`create`):
+Proxies by name (:data:`REGISTRY`, :func:`create`):
     * ``adaptive_bn``: accuracy/loss on val after BatchNorm recalibration (EagleEye);
       with a teacher also ``kl`` in the same pass.
     * ``vanilla``: accuracy/loss on val with the candidate's stale BatchNorm statistics.
@@ -18,6 +18,7 @@ Proxies by name (:func:`create`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from automc.errors import AutomcError
@@ -32,14 +33,17 @@ from automc.proxy._accuracy import (
 from automc.proxy._base import CachedProxy, Metric, Proxy, ProxyFailure, guarded
 from automc.proxy._data import ProxyData
 from automc.proxy._zero_cost import SynFlowProxy
+from automc.registry import Registry
 
 __all__ = [
+    "REGISTRY",
     "AdaptiveBNProxy",
     "CachedProxy",
     "KLToTeacherProxy",
     "Metric",
     "Proxy",
     "ProxyData",
+    "ProxyFactory",
     "ProxyFailure",
     "ShortTrainProxy",
     "SynFlowProxy",
@@ -52,21 +56,52 @@ __all__ = [
     "teacher_log_probs",
 ]
 
-_DESCRIPTIONS = {
-    "adaptive_bn": "val accuracy/loss after adaptive BatchNorm recalibration (EagleEye); + kl with a teacher",
-    "kl_teacher": "KL(teacher || candidate) on val after BatchNorm recalibration (label free)",
-    "short_train": "val accuracy/loss after a few SGD steps (KD from the base) and BatchNorm recalibration",
-    "synflow": "SynFlow zero-cost score (Tanaka et al. 2020), data free",
-    "vanilla": "val accuracy/loss with the candidate's BatchNorm statistics unchanged",
-}
+ProxyFactory = Callable[..., Proxy]
+"""``factory(data=, teacher=, cache_size=) -> Proxy``; a factory ignores a teacher it does not use."""
+
+REGISTRY: Registry[ProxyFactory] = Registry(kind="proxy")
+"""Proxy name -> factory (see :func:`create`)."""
+
+
+@REGISTRY.register(
+    "adaptive_bn", "val accuracy/loss after adaptive BatchNorm recalibration (EagleEye); + kl with a teacher"
+)
+def _adaptive_bn(*, data: ProxyData, teacher: Any, cache_size: int) -> Proxy:
+    return AdaptiveBNProxy(data=data, teacher=teacher, cache_size=cache_size)
+
+
+@REGISTRY.register("kl_teacher", "KL(teacher || candidate) on val after BatchNorm recalibration (label free)")
+def _kl_teacher(*, data: ProxyData, teacher: Any, cache_size: int) -> Proxy:
+    if teacher is None:
+        raise AutomcError("proxy 'kl_teacher' needs the base model as teacher")
+    return KLToTeacherProxy(data=data, teacher=teacher, cache_size=cache_size)
+
+
+@REGISTRY.register(
+    "short_train", "val accuracy/loss after a few SGD steps (KD from the base) and BatchNorm recalibration"
+)
+def _short_train(*, data: ProxyData, teacher: Any, cache_size: int) -> Proxy:
+    return ShortTrainProxy(data=data, teacher=teacher, cache_size=cache_size)
+
+
+@REGISTRY.register("synflow", "SynFlow zero-cost score (Tanaka et al. 2020), data free")
+def _synflow(*, data: ProxyData, teacher: Any, cache_size: int) -> Proxy:
+    return SynFlowProxy(data=data, cache_size=cache_size)
+
+
+@REGISTRY.register("vanilla", "val accuracy/loss with the candidate's BatchNorm statistics unchanged")
+def _vanilla(*, data: ProxyData, teacher: Any, cache_size: int) -> Proxy:
+    return VanillaProxy(data=data, cache_size=cache_size)
 
 
 def names() -> list[str]:
-    return sorted(_DESCRIPTIONS)
+    """Registered proxy names, sorted."""
+    return REGISTRY.names()
 
 
 def describe() -> dict[str, str]:
-    return dict(sorted(_DESCRIPTIONS.items()))
+    """Proxy name -> one-line description."""
+    return REGISTRY.describe()
 
 
 def create(name: str, *, data: ProxyData, teacher: Any = None, cache_size: int = 256) -> Proxy:
@@ -80,18 +115,7 @@ def create(name: str, *, data: ProxyData, teacher: Any = None, cache_size: int =
         cache_size: LRU entries kept (0 = no cache).
 
     Raises:
-        AutomcError: unknown name, or ``kl_teacher`` without a teacher.
+        AutomcError: unknown name (the message lists the known ones), or ``kl_teacher``
+            without a teacher.
     """
-    if name == "adaptive_bn":
-        return AdaptiveBNProxy(data=data, teacher=teacher, cache_size=cache_size)
-    if name == "vanilla":
-        return VanillaProxy(data=data, cache_size=cache_size)
-    if name == "kl_teacher":
-        if teacher is None:
-            raise AutomcError("proxy 'kl_teacher' needs the base model as teacher")
-        return KLToTeacherProxy(data=data, teacher=teacher, cache_size=cache_size)
-    if name == "short_train":
-        return ShortTrainProxy(data=data, teacher=teacher, cache_size=cache_size)
-    if name == "synflow":
-        return SynFlowProxy(data=data, cache_size=cache_size)
-    raise AutomcError(f"unknown proxy {name!r} (known: {', '.join(names())})")
+    return REGISTRY.get(name)(data=data, teacher=teacher, cache_size=cache_size)

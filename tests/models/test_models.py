@@ -11,6 +11,7 @@ from torch import nn
 
 from automc import models
 from automc.errors import AutomcError
+from automc.registry import Registry
 
 torch.set_num_threads(2)
 
@@ -21,8 +22,34 @@ def test_registry_lists_zoo_and_test_models() -> None:
     names = models.names()
     for name in ("resnet20", "resnet56", "vgg16", "mobilenetv2", "digits_cnn", *TEST_MODELS):
         assert name in names
-    assert names == sorted(names)
+    assert names == sorted(names) == models.REGISTRY.names()
     assert all(models.describe()[n] for n in names)
+    assert "tv:<name>" in models.PREFIX_FORMS and "tv:<name>" not in models.describe()
+
+
+def test_register_describes_a_factory_by_its_docstring_and_refuses_a_taken_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fresh: Registry = Registry(kind="model")
+    monkeypatch.setattr(models._registry, "REGISTRY", fresh)
+
+    @models.register("mine")
+    def mine(*, num_classes: int, in_channels: int) -> nn.Module:
+        """A linear classifier.
+
+        Only the first line is the description.
+        """
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+    assert models.describe() == {"mine": "A linear classifier."}
+    assert models.names() == ["mine"]
+    assert isinstance(models.create("mine", num_classes=2), nn.Sequential)
+    with pytest.raises(ValueError, match="'mine' is already registered"):
+        models.register("mine", "another")(mine)
+    with pytest.raises(ValueError, match="one non-empty line"):
+        models.register("undocumented")(lambda **kw: nn.Identity())
+    models.register("described", "given explicitly")(lambda **kw: nn.Identity())
+    assert fresh.describe()["described"] == "given explicitly"
 
 
 @pytest.mark.parametrize("name", models.names())

@@ -1,4 +1,7 @@
-"""The controller name table."""
+"""The controller registry: names, lazy classes, unknown names."""
+
+import subprocess
+import sys
 
 import pytest
 
@@ -8,8 +11,9 @@ from automc.search.base import Controller
 
 
 def test_names_and_descriptions() -> None:
-    assert {"random", "optuna-tpe", "optuna-nsga2", "optuna-gp", "ray", "amc"} <= set(registry.names())
-    assert all(isinstance(d, str) and d for d in registry.describe().values())
+    assert registry.names() == ["amc", "optuna-gp", "optuna-nsga2", "optuna-tpe", "random", "ray"]
+    assert list(registry.describe()) == registry.names()
+    assert all(isinstance(d, str) and d and "\n" not in d for d in registry.describe().values())
 
 
 @pytest.mark.parametrize("name", ["random", "optuna-tpe", "optuna-nsga2", "optuna-gp"])
@@ -19,8 +23,19 @@ def test_factories_are_controllers(name: str) -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(AutomcError, match="unknown controller 'tpe' \\(known: random, optuna-tpe"):
+    with pytest.raises(
+        AutomcError, match="unknown controller 'tpe' \\(known: amc, optuna-gp, optuna-nsga2, optuna-tpe"
+    ):
         registry.create("tpe")
+
+
+def test_listing_imports_no_controller_module_nor_torch() -> None:
+    code = (
+        "import sys; from automc.search import registry; registry.describe(); "
+        "print(sorted(m for m in sys.modules if m.startswith('automc.search.') or m in ('torch', 'optuna', 'ray')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['automc.search.base', 'automc.search.registry', 'automc.search.storage']"
 
 
 def test_unknown_option_is_an_error() -> None:

@@ -331,3 +331,142 @@ def test_joint_space_on_resnet20_gives_the_recorded_distributions(resnet20_layer
     assert all(
         c.quantizer == "uniform" and c.sparsity == 0.0 and c.lowrank == "svd" for c in plan.layers.values()
     )
+
+
+def test_quantizer_sparsity_and_lowrank_rules_parse() -> None:
+    spec = SearchSpace.from_dict(
+        space(
+            rules=[
+                {"select": "*", "quantizer": ["kmeans", "uniform", "kmeans"], "sparsity": [0.5, 0.0]},
+                {"select": "layer2.*", "quantizer": "pq", "lowrank": ["sparse_lowrank", "svd"]},
+                {"select": "fc", "sparsity": {"low": 0.0, "high": 0.5, "step": 0.25}},
+            ]
+        )
+    ).spec
+    first, second, third = spec.rules
+    assert first.quantizer == ("kmeans", "uniform") and first.sparsity == (0.0, 0.5)
+    assert second.quantizer == ("pq",) and second.lowrank == ("sparse_lowrank", "svd")
+    assert third.sparsity == (0.0, 0.25, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("rule", "needle"),
+    [
+        ({"quantizer": "foo"}, "rules[0].quantizer: unknown quantizer 'foo' (known: "),
+        ({"quantizer": [["kmeans"]]}, "rules[0].quantizer: must be a quantizer name"),
+        ({"quantizer": []}, "rules[0].quantizer: must be a quantizer name"),
+        ({"lowrank": ["svd", "tucker"]}, "rules[0].lowrank: unknown low-rank method 'tucker' (known: "),
+        ({"lowrank": 3}, "rules[0].lowrank: must be a low-rank method name"),
+        ({"sparsity": 1.0}, "rules[0].sparsity: sparsity 1.0 must be a number in [0, 1)"),
+        ({"sparsity": [0.5, True]}, "rules[0].sparsity: sparsity True must be a number"),
+        ({"sparsity": {"low": 0.0, "high": 1.0}}, "rules[0].sparsity.high: must be in [0, 1), got 1.0"),
+        ({"sparsity": {"low": 0.0, "high": 0.9, "step": 1e-9}}, "rules[0].sparsity.step: step 1e-09 makes"),
+        (
+            {"keep": {"low": 0.2, "high": 1.0, "step": 1e-9}},
+            "rules[0].keep.step: step 1e-09 makes 8e+08 values",
+        ),
+        ({"rank": [i / 20000 for i in range(1, 20001)]}, "rules[0].rank: 20000 choices (at most 10000)"),
+    ],
+)
+def test_bad_rule_values_are_refused_naming_the_field(tmp_path: Path, rule: dict, needle: str) -> None:
+    path = write(tmp_path, space(rules=[{"select": "*", **rule}]))
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.load(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert needle in str(err.value)
+
+
+def test_quantizer_and_lowrank_are_params_only_where_they_change_something() -> None:
+    data = space(
+        rules=[
+            {"select": "*", "quantizer": ["uniform", "kmeans"], "lowrank": ["svd", "sparse_lowrank"]},
+            {"select": "layer1.*", "w_bits": [4, 32], "rank": [0.5, 1.0]},
+            {"select": "layer2.0.conv1", "w_bits": 32, "rank": 1.0, "sparsity": [0.0, 0.5]},
+        ]
+    )
+    bound = SearchSpace.from_dict(data).bind(toy_layers())
+    assert set(bound.names) == {
+        f"{field}/layer1.0.{conv}"
+        for field in ("w_bits", "rank", "quantizer", "lowrank")
+        for conv in ("conv1", "conv2")
+    } | {"sparsity/layer2.0.conv1"}
+    assert bound.param("quantizer/layer1.0.conv1").choices == ("uniform", "kmeans")
+    values = {
+        **bound.identity_values(),
+        "quantizer/layer1.0.conv1": "kmeans",
+        "lowrank/layer1.0.conv1": "sparse_lowrank",
+    }
+    assert bound.to_plan(values).layers == {}  # 32 bits and no rank: the names change nothing
+    values.update({"w_bits/layer1.0.conv1": 4, "rank/layer1.0.conv1": 0.5})
+    choice = bound.to_plan(values).choice("layer1.0.conv1")
+    assert (choice.w_bits, choice.quantizer, choice.rank, choice.lowrank) == (
+        4,
+        "kmeans",
+        4,
+        "sparse_lowrank",
+    )
+    extreme = bound.to_plan(bound.extreme_values())
+    assert extreme.choice("layer2.0.conv1").sparsity == 0.5
+    assert extreme.choice("layer1.0.conv1").quantizer == "uniform"
+
+
+def test_full_space_on_resnet20_searches_quantizers_sparsity_and_lowrank(resnet20_layers: list) -> None:
+    optuna = pytest.importorskip("optuna")
+    bound = SearchSpace.load(ROOT / "search_spaces" / "full.yaml").bind(resnet20_layers, model="resnet20")
+    dists = bound.distributions()
+    assert dists["quantizer/layer1.0.conv2"] == optuna.distributions.CategoricalDistribution(
+        ("uniform", "kmeans", "pq", "rq")
+    )
+    assert dists["quantizer/layer3.0.conv1"].choices == ("uniform", "asymmetric")
+    assert dists["sparsity/layer2.0.conv1"].choices == (0.0, 0.25, 0.5, 0.75)
+    assert "sparsity/layer1.0.conv2" not in dists  # fixed at 0: pq/rq are not priced on sparse weights
+    assert dists["lowrank/layer3.1.conv1"].choices == ("svd", "sparse_lowrank")
+    assert not any(n.startswith("lowrank/layer1") or n.startswith("rank/layer2") for n in dists)
+    seen: dict[str, set] = {"quantizer": set(), "sparsity": set(), "lowrank": set()}
+    rng = random.Random(0)
+    for _ in range(30):
+        values = bound.sample(rng)
+        assert all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in values.items())
+        plan = bound.to_plan(values)
+        plan.validate_for(resnet20_layers)
+        for choice in plan.layers.values():
+            seen["quantizer"].add(choice.quantizer)
+            seen["sparsity"].add(choice.sparsity)
+            seen["lowrank"].add(choice.lowrank)
+    assert seen["quantizer"] == {"uniform", "asymmetric", "kmeans", "pq", "rq"}
+    assert seen["sparsity"] == {0.0, 0.25, 0.5, 0.75}
+    assert seen["lowrank"] == {"svd", "sparse_lowrank"}
+
+
+def test_compress_applies_a_sampled_plan_with_codebooks_sparsity_and_sparse_lowrank() -> None:
+    torch = pytest.importorskip("torch")
+    from automc import compress, graph, models
+    from automc.compress.sparsity import is_masked
+
+    model = models.create("test_residual")
+    example = torch.randn(2, 3, 32, 32)
+    layers = graph.layers(model, example[:1])
+    data = space(
+        rules=[
+            {
+                "select": "*",
+                "keep": {"low": 0.5, "high": 1.0, "step": 0.25},
+                "w_bits": [3, 4],
+                "quantizer": ["kmeans", "asymmetric"],
+                "sparsity": [0.5, 0.75],
+                "rank": [0.5, 1.0],
+                "lowrank": ["sparse_lowrank", "svd"],
+            }
+        ]
+    )
+    bound = SearchSpace.from_dict(data).bind(layers, model="test_residual")
+    plan = bound.to_plan(bound.extreme_values())
+    choices = list(plan.layers.values())
+    assert {c.quantizer for c in choices} == {"kmeans"} and {c.sparsity for c in choices} == {0.75}
+    assert any(c.lowrank == "sparse_lowrank" and c.rank is not None for c in choices)
+    compressed = compress.apply(model, plan, example[:1], seed=0)
+    compressed.eval()
+    out = compressed(example)
+    assert out.shape == (2, 10) and bool(torch.isfinite(out).all())
+    assert any(is_masked(m) for m in compressed.modules())
+    assert "kmeans" in repr(compressed)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,10 +123,29 @@ def _is_number(event: yaml.ScalarEvent) -> bool:
     return tag in _NUMBER_TAGS
 
 
+def _yaml_error(source: str, e: yaml.YAMLError, path: str = "") -> ConfigError:
+    mark = getattr(e, "problem_mark", None)
+    line = f" at line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None)
+    detail = f" ({problem})" if isinstance(problem, str) and problem else ""
+    inside = f" in {path}" if path else ""
+    return ConfigError(f"{source}: not valid YAML{line}{detail}{inside}")
+
+
 def _scan_yaml(text: str, source: str) -> None:
-    """Refuse anchors/aliases, deep nesting, duplicate keys and overlong numbers, streaming."""
+    """Refuse anchors/aliases, deep nesting, duplicate keys and overlong numbers, streaming.
+
+    A syntax error is reported with the field path reached when it was found.
+    """
     stack: list[_Frame] = []
-    for event in yaml.parse(text, Loader=_SafeLoader):
+    try:
+        _scan_events(yaml.parse(text, Loader=_SafeLoader), stack, source)
+    except yaml.YAMLError as e:
+        raise _yaml_error(source, e, _node_path(stack)) from None
+
+
+def _scan_events(events: Iterator[yaml.Event], stack: list[_Frame], source: str) -> None:
+    for event in events:
         if isinstance(event, yaml.CollectionEndEvent):
             stack.pop()
             _advance(stack)
@@ -170,15 +189,11 @@ def parse_yaml(text: str, source: str) -> Any:
         ConfigError: not valid YAML, or an anchor/alias, nesting deeper than
             :data:`MAX_DEPTH`, a duplicate key or an overlong number literal.
     """
+    _scan_yaml(text, source)
     try:
-        _scan_yaml(text, source)
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None)
-        detail = f" ({problem})" if isinstance(problem, str) and problem else ""
-        raise ConfigError(f"{source}: not valid YAML{where}{detail}") from None
+        raise _yaml_error(source, e) from None
 
 
 def read_yaml(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Any:

@@ -1,4 +1,9 @@
-"""``automc list KIND``: the names a registry knows (models, datasets, criteria, ...), one per line."""
+"""``automc list KIND``: the names automc knows of one kind, one ``name  description`` per line.
+
+The kinds are those of :data:`automc.registry.KINDS` (models, datasets, criteria, ...) and
+:data:`FILE_KINDS`, the search spaces and device profiles shipped with automc
+(:mod:`automc.resources`), described by their files' ``description`` fields.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,14 @@ from collections.abc import Mapping
 
 from automc.registry import KINDS, lookup
 
-HELP = f"list the names automc knows of one kind ({', '.join(KINDS)})"
+FILE_KINDS = ("spaces", "profiles")
+"""Kinds listed from the files shipped with automc rather than from a registry."""
+
+HELP = f"list the names automc knows of one kind ({', '.join((*KINDS, *FILE_KINDS))})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=tuple(KINDS), help="what to list")
+    parser.add_argument("kind", choices=(*KINDS, *FILE_KINDS), help="what to list")
 
 
 def _prefix_forms(kind: str) -> Mapping[str, str]:
@@ -27,8 +35,31 @@ def _prefix_forms(kind: str) -> Mapping[str, str]:
     return {}
 
 
+def _shipped_files(kind: str) -> dict[str, str]:
+    """Shipped search space or device profile name -> the ``description`` written in its file."""
+    from importlib.resources import files
+
+    from automc import resources
+    from automc.schema.hw_profile import HW_PROFILE_SCHEMA, load_hw_profile
+    from automc.schema.search_space import load_search_space
+
+    if kind == "spaces":
+        folder = files(resources.SPACES_PACKAGE)
+        return {
+            name: load_search_space(str(folder / f"{name}.yaml")).description
+            for name in resources.shipped_spaces()
+        }
+    folder = files(resources.PROFILES_PACKAGE)
+    return {
+        name: load_hw_profile(str(folder / f"{name}.yaml")).device.description
+        for name in resources.shipped_profiles(HW_PROFILE_SCHEMA)
+    }
+
+
 def entries(kind: str) -> dict[str, str]:
     """Name -> one-line description of everything ``automc list kind`` prints, in its order."""
+    if kind in FILE_KINDS:
+        return _shipped_files(kind)
     return {**lookup(kind).describe(), **_prefix_forms(kind)}
 
 

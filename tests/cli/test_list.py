@@ -57,3 +57,21 @@ def test_list_unknown_kind_is_exit_2_naming_the_kinds(capsys) -> None:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "'widgets'" in lines[0]
     assert all(repr(kind) in lines[0] for kind in KINDS)
+
+
+def test_list_spaces_shows_every_shipped_space_with_its_file_description(capsys) -> None:
+    from automc.resources import find_space
+    from automc.space import SearchSpace
+
+    assert main(["list", "spaces"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = dict(line.split(None, 1) for line in lines)
+    assert {"joint", "prune", "quant", "lowrank"} <= set(listed)
+    assert listed["joint"] == SearchSpace.load(find_space("joint")).spec.description
+    assert "(the default space)" in listed["joint"]
+
+
+def test_list_profiles_shows_device_profiles_not_energy_tables(capsys) -> None:
+    assert main(["list", "profiles"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert "cpu-x86-2core" in names and "energy-45nm" not in names

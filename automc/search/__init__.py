@@ -1,4 +1,4 @@
-"""Search controllers: one contract (:mod:`.base`), one recorder (:mod:`.storage`), a name table (:mod:`.registry`).
+"""Search controllers: one contract (:mod:`.base`), one recorder (:mod:`.storage`), one registry (:mod:`.registry`).
 
 Importing this package needs neither torch nor optuna; controllers import them lazily.
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,11 +17,11 @@ from automc.hardware import (
     pinned_threads,
     time_callables,
 )
+from automc.resources import find_profile
 from automc.schema.hw_profile import load_hw_profile
 
 torch.set_num_threads(1)
 
-SHIPPED_CPU = Path(__file__).resolve().parents[2] / "hw_profiles" / "cpu-x86-2core.yaml"
 THREADS_SEEN: list[int] = []
 
 
@@ -96,7 +95,7 @@ def test_measure_models_ms_times_with_the_given_threads_and_restores_the_count()
 
 
 def test_measure_as_profiled_uses_the_profiles_threads_and_restores_the_count() -> None:
-    shipped = load_hw_profile(SHIPPED_CPU)
+    shipped = load_hw_profile(find_profile("cpu-x86-2core"))
     before = torch.get_num_threads()
     profile = replace(
         shipped,

@@ -9,6 +9,7 @@ editable automc stays inactive and ``import automc`` finds the installed wheel.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -122,8 +123,14 @@ def test_the_installed_cli_lists_and_searches_with_the_shipped_defaults(installe
     argv += ["--trials", "3", "--finetune-top", "0", "--proxy", "adaptive_bn", "--no-onnx", "--quiet"]
     done = installed.automc(*argv, "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert (out / "report.html").is_file()
-    assert "cpu-x86-2core" in (out / "report.html").read_text(encoding="utf-8")
+    assert (out / "index.html").is_file()
+    config = (out / "config.yaml").read_text(encoding="utf-8")
+    assert "space: joint" in config and "profile: cpu-x86-2core" in config
+    with (out / "trials.csv").open(encoding="utf-8") as f:
+        trials = list(csv.DictReader(f))
+    assert len(trials) == 3
+    # the shipped profile priced every candidate's latency
+    assert all(float(t["cost_latency_ms"]) > 0 for t in trials)
 
 
 @pytest.mark.parametrize(

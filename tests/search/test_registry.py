@@ -29,13 +29,24 @@ def test_unknown_name_lists_the_known_ones() -> None:
         registry.create("tpe")
 
 
+CONTROLLER_MODULES = ("random_search", "optuna_search", "ray_tune", "amc")
+
+
 def test_listing_imports_no_controller_module_nor_torch() -> None:
+    code = "import sys; from automc.search import registry; registry.describe(); print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
+    assert "automc.search.registry" in loaded
+    assert not loaded & {"torch", "optuna", "ray", *(f"automc.search.{m}" for m in CONTROLLER_MODULES)}
+
+
+def test_get_factory_imports_the_controller_module() -> None:
     code = (
-        "import sys; from automc.search import registry; registry.describe(); "
-        "print(sorted(m for m in sys.modules if m.startswith('automc.search.') or m in ('torch', 'optuna', 'ray')))"
+        "import sys; from automc.search import registry; cls = registry.get_factory('random'); "
+        "print(cls.__module__, 'automc.search.random_search' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['automc.search.base', 'automc.search.registry', 'automc.search.storage']"
+    assert out.split() == ["automc.search.random_search", "True"]
 
 
 def test_unknown_option_is_an_error() -> None:

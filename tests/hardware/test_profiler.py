@@ -154,6 +154,13 @@ def test_build_profile_end_to_end(tmp_path: Path) -> None:
     assert est.flags.get("(network)", "").startswith("latency: network not in the profile")
 
 
+def test_build_profile_pins_its_threads_and_restores_the_callers_count() -> None:
+    before = torch.get_num_threads()
+    prof = tiny_profile(tiny_case(), (1.0,), threads=before + 1, train_variants=1, validate=0)
+    assert prof.runtime.threads == before + 1
+    assert torch.get_num_threads() == before
+
+
 def test_fit_network_recovers_scale_overhead_and_stage_cost() -> None:
     rows = [(t, f, 1.7 * t + 0.4 + 0.03 * f) for t, f in ((1.0, 0), (1.5, 4), (2.2, 1), (3.0, 9), (2.6, 6))]
     scale, overhead, stage = fit_network(rows)

@@ -470,3 +470,36 @@ def test_compress_applies_a_sampled_plan_with_codebooks_sparsity_and_sparse_lowr
     assert out.shape == (2, 10) and bool(torch.isfinite(out).all())
     assert any(is_masked(m) for m in compressed.modules())
     assert "kmeans" in repr(compressed)
+
+
+@pytest.mark.parametrize("controller", ["random", "optuna-tpe", "optuna-nsga2"])
+def test_controllers_sample_the_quantizer_sparsity_and_lowrank_dimensions(controller: str) -> None:
+    pytest.importorskip("optuna")
+    from automc.testing.controller_contract import ControllerContract, synthetic_evaluate
+
+    data = space(
+        rules=[
+            {
+                "select": "*",
+                "w_bits": [4, 8],
+                "quantizer": ["uniform", "kmeans"],
+                "sparsity": [0.0, 0.5],
+                "rank": [0.5, 1.0],
+                "lowrank": ["svd", "sparse_lowrank"],
+            }
+        ]
+    )
+    bound = SearchSpace.from_dict(data).bind(toy_layers(), model="toy")
+    contract = ControllerContract()
+    contract.controller_name = controller
+    ctrl = contract.make_controller(space=bound, recorder=contract.make_recorder(None, study_name=controller))
+    evaluate = synthetic_evaluate(bound.layers)
+    seen = set()
+    for _ in range(8):
+        candidate = ctrl.ask()
+        assert candidate is not None
+        ctrl.tell(candidate.id, evaluate(candidate))
+        seen |= {(c.quantizer, c.sparsity, c.lowrank) for c in candidate.plan.layers.values()}
+    assert {q for q, _, _ in seen} == {"uniform", "kmeans"}
+    assert {s for _, s, _ in seen} == {0.0, 0.5}
+    assert {m for _, _, m in seen} == {"svd", "sparse_lowrank"}

@@ -230,3 +230,20 @@ def test_shipped_files_parse_exactly_as_safe_load_does() -> None:
     for path in shipped:
         text = path.read_text(encoding="utf-8")
         assert parse_yaml(text, str(path)) == yaml.safe_load(text), path
+
+
+def test_integer_fields_beyond_1e15_and_booleans_are_refused_naming_the_field() -> None:
+    from automc.schema.common import Problems
+
+    probs = Problems("f.yaml")
+    record = {"count": 10**16, "ok": 10**15, "flag": True, "version": 1.0}
+    assert probs.number(record, "count", "table", integer=True) is None
+    assert probs.number(record, "ok", "table", integer=True) == 10**15
+    assert probs.number(record, "flag", "table") is None
+    assert probs.number(record, "version", "", integer=True) is None
+    with pytest.raises(ConfigError) as err:
+        probs.raise_if_any()
+    assert str(err.value) == (
+        "f.yaml: table.count: must be at most 1e+15 in magnitude, got 1.000e+16; "
+        "table.flag: must be a number, got True; version: must be an integer, got 1.0"
+    )

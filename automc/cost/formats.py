@@ -47,6 +47,8 @@ Low-rank methods, for a layer with ``n`` input features, ``m`` output channels a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
 from automc.errors import AutomcError, UnsupportedLayerError
@@ -63,6 +65,7 @@ __all__ = [
     "QUANTIZERS",
     "RQ_DIM",
     "RQ_STAGES",
+    "SCALAR_GROUPS",
     "SPARSE_LOWRANK_DENSITY",
     "Factor",
     "binary_storage_bits",
@@ -96,7 +99,19 @@ RQ_STAGES = 2
 """Stages of ``rq``."""
 CODEBOOK_QUANTIZERS = frozenset({"kmeans", "pq", "rq"})
 """Quantizers that store a codebook of shared values (no per-channel scales)."""
-QUANTIZERS = frozenset({"uniform", "asymmetric", "uniform_per_tensor", "binary"}) | CODEBOOK_QUANTIZERS
+SCALAR_GROUPS: Mapping[str, str] = MappingProxyType(
+    {
+        "uniform": "channel",
+        "binary": "channel",
+        "asymmetric": "channel",
+        "uniform_per_tensor": "tensor",
+        "kmeans": "tensor",
+    }
+)
+"""Scalar quantizers -> what shares one grid or codebook of at most ``2**w_bits`` values
+(``binary``: two): each output ``channel`` or the whole ``tensor``. The vector quantizers
+``pq`` and ``rq`` code sub-vectors instead."""
+QUANTIZERS = frozenset(SCALAR_GROUPS) | CODEBOOK_QUANTIZERS
 """Every quantizer with a storage format here."""
 LOWRANK_METHODS = frozenset({"svd", "sparse_lowrank"})
 """Every low-rank method with a geometry here."""
@@ -257,7 +272,7 @@ def quantized_storage_bits(
             return pq_storage_bits(rows, cols, pq_subspaces(cols), 2**w_bits)
         return rq_storage_bits(rq_vectors(n_weights), RQ_DIM, 2**w_bits, RQ_STAGES)
     binary = quantizer == "binary" or (quantizer == "uniform" and w_bits == 1)
-    groups = 1 if quantizer == "uniform_per_tensor" else rows
+    groups = 1 if SCALAR_GROUPS[quantizer] == "tensor" else rows
     if density >= 1.0:
         if quantizer == "kmeans":
             return kmeans_storage_bits(n_weights, 2**w_bits)

@@ -13,6 +13,10 @@ up to 3x), the minimum by ~6% (measured: 6 processes x 10 networks, resnet20 and
 mobilenetv2, 2 threads). On CUDA, samples are timed with CUDA events. Networks are timed
 as deployed: BatchNorm folded into the preceding conv (:func:`fold_bn`).
 
+A runtime's artifacts (:mod:`automc.hardware.runtimes`) are timed by the same protocol as
+session callables on one numpy batch (:func:`measure_artifacts_ms`). This module imports
+torch only where a function needs it, so timing an ONNX artifact imports no torch.
+
 tqdm is used for the progress bar when present.
 """
 
@@ -23,16 +27,21 @@ import copy
 import functools
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from automc.schema.hw_profile import HwProfile
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from automc.hardware.runtimes import Runtime
+    from automc.schema.hw_profile import HwProfile
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -75,13 +86,17 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
         torch.cuda.synchronize(device)
 
 
-def _sample_ms(fn: Callable[[], Any], inner: int, device: torch.device) -> float:
-    if device.type == "cuda":
+def _sample_ms(fn: Callable[[], Any], inner: int, device: str) -> float:
+    if device.startswith("cuda"):
+        import torch
+
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(inner):
@@ -111,7 +126,8 @@ def time_callables(
 
     Args:
         fns: the callables; each call runs the workload once.
-        device: where they run (CUDA is timed with events).
+        device: where they run (``cuda`` is timed with CUDA events; callables that return
+            host arrays, like runtime sessions, are timed as ``cpu``).
         warmup: untimed calls per callable before sampling.
         repeats: samples per callable.
         sample_ms: target duration of one sample (back-to-back calls are averaged).
@@ -125,10 +141,13 @@ def time_callables(
     Returns:
         One :class:`Timing` per callable, in order.
     """
-    dev = torch.device(device)
+    dev = str(device)
     inner: list[int] = []
     bar = _progress(len(fns) * (1 + repeats), desc, progress)
-    with torch.inference_mode():
+    # torch callables run without autograd; a torch-free workload (an ONNX session) needs no torch
+    torch_mod = sys.modules.get("torch")
+    grad_off = torch_mod.inference_mode() if torch_mod is not None else contextlib.nullcontext()
+    with grad_off:
         for fn in fns:
             for _ in range(max(1, warmup)):
                 fn()
@@ -165,6 +184,8 @@ def fold_bn(model: nn.Module) -> nn.Module:
     the model's own ``forward``. A model ``torch.fx`` cannot trace is returned unfolded
     (eval-mode copy): its BNs are then timed, which overstates deployed latency.
     """
+    import torch
+    from torch import nn
     from torch.fx import symbolic_trace
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -217,7 +238,7 @@ def measure_models_ms(
     with pinned_threads(threads):
         nets = [(fold_bn(m) if fold else copy.deepcopy(m).eval()).to(x.device) for m in models]
         fns: list[Callable[[], Any]] = [functools.partial(net, x) for net in nets]
-        timings = time_callables(fns, device=x.device, warmup=warmup, repeats=repeats)
+        timings = time_callables(fns, device=str(x.device), warmup=warmup, repeats=repeats)
     return [t.value(statistic) for t in timings]
 
 
@@ -235,6 +256,56 @@ def measure_as_profiled(
     return measure_models_ms(
         models,
         example_input,
+        threads=profile.runtime.threads,
+        warmup=m.warmup,
+        repeats=m.repeats,
+        statistic=m.statistic,
+    )
+
+
+def measure_artifacts_ms(
+    runtime: Runtime,
+    artifacts: Sequence[Path],
+    example: np.ndarray,
+    *,
+    threads: int,
+    warmup: int = 10,
+    repeats: int = 30,
+    statistic: str = "median",
+) -> list[float]:
+    """End-to-end latency (ms, ``statistic`` of the samples) of one batch ``example`` through each
+    of ``runtime``'s ``artifacts``, timed in one interleaved run (:func:`time_callables`).
+
+    Each artifact is loaded as a session with ``threads`` intra-op threads. Imports torch only
+    when the runtime does (the torch runtime; its thread count is restored afterwards).
+    """
+    x = np.ascontiguousarray(example, dtype=np.float32)
+    before = _torch_threads()
+    try:
+        fns: list[Callable[[], Any]] = [
+            functools.partial(runtime.session(Path(a), threads=threads), x) for a in artifacts
+        ]
+        timings = time_callables(fns, warmup=warmup, repeats=repeats)
+    finally:
+        if before is not None:
+            sys.modules["torch"].set_num_threads(before)
+    return [t.value(statistic) for t in timings]
+
+
+def _torch_threads() -> int | None:
+    torch_mod = sys.modules.get("torch")
+    return int(torch_mod.get_num_threads()) if torch_mod is not None else None
+
+
+def measure_artifacts_as_profiled(
+    profile: HwProfile, runtime: Runtime, artifacts: Sequence[Path], example: np.ndarray
+) -> list[float]:
+    """:func:`measure_artifacts_ms` with ``profile``'s threads, warm-up, repeats and statistic."""
+    m = profile.measurement
+    return measure_artifacts_ms(
+        runtime,
+        artifacts,
+        example,
         threads=profile.runtime.threads,
         warmup=m.warmup,
         repeats=m.repeats,

@@ -1,0 +1,156 @@
+"""The deployable float network of a compressed model, and its ONNX graph (torch).
+
+:func:`deployable` turns the fake-quantized, masked model that automc trains into the plain
+network a runtime executes: every conv/linear becomes a plain ``nn.Conv2d`` / ``nn.Linear``
+holding the weight it computes with (sparsity mask applied, weight quantizer applied), and
+BatchNorm is folded. :func:`onnx_layer_nodes` maps automc layer names to the ONNX nodes that
+compute them, through the weight initialisers (``layer1.0.conv1.weight``), which
+``torch.onnx.export`` names after the module path.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from automc.compress.quant import QuantMixin
+from automc.compress.sparsity import MASK
+from automc.errors import AutomcError
+from automc.hardware.timing import fold_bn
+
+__all__ = ["WEIGHTED_OPS", "deployable", "export_onnx", "onnx_layer_nodes"]
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+"""ONNX ops that compute a conv/linear layer."""
+
+
+def _effective_weight(module: nn.Module) -> torch.Tensor:
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    with torch.no_grad():
+        mask = getattr(module, MASK, None)
+        if isinstance(mask, torch.Tensor):
+            weight.mul_(mask)
+        if isinstance(module, QuantMixin):
+            return module.quantized_weight().detach().clone()
+        return weight.detach().clone()
+
+
+def _plain(module: nn.Module) -> nn.Module:
+    weight = _effective_weight(module)
+    bias = module.bias.detach().clone() if isinstance(module.bias, torch.Tensor) else None
+    if isinstance(module, nn.Conv2d):
+        new: nn.Module = nn.Conv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,  # type: ignore[arg-type]
+            stride=module.stride,  # type: ignore[arg-type]
+            padding=module.padding,  # type: ignore[arg-type]
+            dilation=module.dilation,  # type: ignore[arg-type]
+            groups=module.groups,
+            bias=bias is not None,
+            padding_mode=module.padding_mode,
+        )
+    else:
+        assert isinstance(module, nn.Linear)
+        new = nn.Linear(module.in_features, module.out_features, bias=bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(weight)  # type: ignore[operator]
+        if bias is not None:
+            new.bias.copy_(bias)  # type: ignore[union-attr,operator]
+    return new.to(weight.device)
+
+
+def deployable(model: nn.Module) -> nn.Module:
+    """A float eval-mode copy of ``model`` as it deploys: plain layers with the weights they
+    compute with (masked, quantized by the layer's weight quantizer), BatchNorm folded.
+
+    Activation fake-quantization is dropped: a runtime quantizes activations itself (int8
+    layers) or keeps them float.
+    """
+    out = copy.deepcopy(model).eval()
+    swaps = [
+        (name, m)
+        for name, m in out.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and (isinstance(m, QuantMixin) or hasattr(m, MASK))
+    ]
+    for name, m in swaps:
+        parent_name, _, child = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        setattr(parent, child, _plain(m))
+    return fold_bn(out)
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, out: Path) -> Path:
+    """``torch.onnx.export`` of :func:`deployable` ``(model)``: opset 17, input ``input``, output
+    ``logits``, a dynamic batch axis, weights as initialisers named after their modules."""
+    net = deployable(model).cpu()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (example.detach().cpu(),),
+            str(out),
+            opset_version=17,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    _inline_shared_initializers(out)
+    return out
+
+
+def _inline_shared_initializers(path: Path) -> None:
+    """Give every layer its own initialisers again.
+
+    ``torch.onnx.export`` deduplicates equal tensors (e.g. the zero biases of BatchNorms
+    folded at their initial values) into one initialiser read through ``Identity`` nodes;
+    ONNX Runtime's quantizer then cannot quantize those layers' biases, nor can
+    :func:`onnx_layer_nodes` name the layer of a shared weight.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    aliases = [n for n in graph.node if n.op_type == "Identity" and n.input[0] in inits]
+    if not aliases:
+        return
+    for node in aliases:
+        copy_ = onnx.TensorProto()
+        copy_.CopyFrom(inits[node.input[0]])
+        copy_.name = node.output[0]
+        graph.initializer.append(copy_)
+        graph.node.remove(node)
+    onnx.save(model, str(path))
+
+
+def onnx_layer_nodes(graph: Any, layers: Collection[str]) -> Mapping[str, list[str]]:
+    """Names of the ``Conv``/``Gemm``/``MatMul`` nodes of each automc layer in an ONNX ``graph``.
+
+    A node belongs to layer ``L`` when its weight initialiser is ``L.weight`` or lies under
+    ``L`` (``L.0.weight``: the factors of a low-rank layer).
+
+    Raises:
+        AutomcError: a layer computes in no node of the graph.
+    """
+    inits = {i.name for i in graph.initializer}
+    owners: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in inits:
+            owners[node.name] = node.input[1].removesuffix(".weight")
+    found: dict[str, list[str]] = {}
+    for layer in layers:
+        found[layer] = [n for n, path in owners.items() if path == layer or path.startswith(layer + ".")]
+    missing = sorted(k for k, v in found.items() if not v)
+    if missing:
+        raise AutomcError(f"no conv/linear node of the ONNX graph computes layer(s) {', '.join(missing)}")
+    return found

@@ -1,0 +1,134 @@
+"""ONNX Runtime: fp32 ONNX, and int8 QDQ by ONNX Runtime's own static quantization.
+
+Int8 layers are quantized by ``onnxruntime.quantization.quantize_static``: QDQ format,
+per-channel symmetric int8 weights, asymmetric uint8 activations calibrated by min/max
+over the calibration batches, and the conv/linear nodes of the float layers excluded
+(mixed int8/fp32). ONNX Runtime fuses each ``DequantizeLinear → Conv → QuantizeLinear``
+into an integer kernel (``QLinearConv``) when it optimises the session graph.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from automc.errors import AutomcError
+from automc.hardware.runtimes.base import Session
+from automc.hardware.runtimes.ort_session import GRAPH_OPTIMIZATION, PROVIDERS, load
+
+__all__ = ["OnnxRuntime"]
+
+
+class OnnxRuntime:
+    """ONNX Runtime on the CPU (``cpu``), CUDA (``cuda``) or TensorRT (``tensorrt``) execution provider.
+
+    Args:
+        device: ``cpu``, ``cuda`` or ``tensorrt``; the last two only where
+            ``onnxruntime.get_available_providers()`` lists their provider.
+    """
+
+    name = "onnxruntime"
+    suffix = ".onnx"
+
+    def __init__(self, *, device: str = "cpu") -> None:
+        if device not in PROVIDERS:
+            raise AutomcError(f"onnxruntime: unknown device {device!r} (known: {', '.join(PROVIDERS)})")
+        self.device = device
+        self.precisions = (
+            frozenset({"fp32", "int8"}) if device == "cpu" else frozenset({"fp32", "fp16", "int8"})
+        )
+
+    def available(self) -> bool:
+        """Whether onnxruntime is installed with this device's execution provider."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return False
+        return self.provider in ort.get_available_providers()
+
+    @property
+    def version(self) -> str:
+        """``onnxruntime.__version__``."""
+        import onnxruntime as ort
+
+        return str(ort.__version__)
+
+    @property
+    def provider(self) -> str:
+        """The execution provider of :attr:`device`."""
+        return PROVIDERS[self.device]
+
+    @property
+    def graph_optimization(self) -> str:
+        """``ORT_ENABLE_ALL``."""
+        return GRAPH_OPTIMIZATION
+
+    def export(
+        self,
+        model: Any,
+        example: Any,
+        out: Path,
+        *,
+        int8_layers: Collection[str] = (),
+        calib: Sequence[Any] = (),
+    ) -> Path:
+        """fp32 ONNX of the deployable network; with ``int8_layers``, its QDQ int8 quantization
+        (see the module docstring). See :meth:`automc.hardware.runtimes.Runtime.export`."""
+        import onnx
+
+        from automc.hardware.runtimes.deploy import WEIGHTED_OPS, export_onnx, onnx_layer_nodes
+
+        out = Path(out)
+        if not int8_layers:
+            return export_onnx(model, example, out)
+        if not calib:
+            raise AutomcError("int8 export needs calibration batches (inputs from the train split)")
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(model, example, Path(tmp) / "fp32.onnx")
+            graph = onnx.load(str(fp32)).graph
+            int8_nodes = {n for names in onnx_layer_nodes(graph, int8_layers).values() for n in names}
+            exclude = [n.name for n in graph.node if n.op_type in WEIGHTED_OPS and n.name not in int8_nodes]
+            _quantize(fp32, out, exclude=exclude, calib=calib)
+        return out
+
+    def session(self, artifact: Path, *, threads: int) -> Session:
+        """An ``InferenceSession`` (``threads`` intra-op, 1 inter-op, ``ORT_ENABLE_ALL``) as a callable."""
+        return load(Path(artifact), threads=threads, provider=self.provider)  # type: ignore[no-any-return]
+
+
+def _quantize(fp32: Path, out: Path, *, exclude: list[str], calib: Sequence[Any]) -> None:
+    import numpy as np
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._it: Iterator[Any] = iter(calib)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._it, None)
+            if batch is None:
+                return None
+            x = batch.detach().cpu().numpy() if hasattr(batch, "detach") else batch
+            return {"input": np.ascontiguousarray(x, dtype=np.float32)}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    quantize_static(
+        str(fp32),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=exclude,
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )

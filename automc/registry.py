@@ -82,6 +82,16 @@ class Registry(Generic[T]):
 
         return deco
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a test that registers a temporary entry undoes it with this).
+
+        Raises:
+            AutomcError: unknown name (the message lists the known ones).
+        """
+        self.check(name)
+        del self._entries[name]
+        self._loaded.pop(name, None)
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._entries)
@@ -140,6 +150,7 @@ KINDS: dict[str, str] = {
     "lowrank": "automc.compress.lowrank:REGISTRY",
     "controllers": "automc.search.registry:REGISTRY",
     "proxies": "automc.proxy:REGISTRY",
+    "runtimes": "automc.hardware.runtimes:REGISTRY",
 }
 """``automc list KIND``: kind → the ``"module:attr"`` of its :class:`Registry`."""
 

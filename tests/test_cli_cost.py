@@ -105,8 +105,9 @@ def test_unpriceable_layer_refused_unless_allowed(capsys, tmp_path):
 ATTN_MODEL = "cli_cost_attention"
 
 
-def test_attention_refused_unless_allowed_then_listed_as_unsupported(capsys, monkeypatch):
-    monkeypatch.setitem(models._registry._REGISTRY, ATTN_MODEL, AttentionNet)
+def test_attention_refused_unless_allowed_then_listed_as_unsupported(capsys, request):
+    models.REGISTRY.register(ATTN_MODEL, "attention test model")(AttentionNet)
+    request.addfinalizer(lambda: models.REGISTRY.remove(ATTN_MODEL))
     argv = ["cost", "--model", ATTN_MODEL, "--input", "1x3x16x16", "--json"]
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""

@@ -51,7 +51,7 @@ def test_report_files_agree_with_storage(run):
             assert t.state.name == "PRUNED" and t.values is None
             assert not t.user_attrs.get("proxy")
             assert any(v > 0 for v in t.user_attrs["constraints"].values())
-            assert t.system_attrs["constraints"] == list(t.user_attrs["constraints"].values())
+            assert t.constraints == t.user_attrs["constraints"]
 
 
 def test_winners_are_feasible_front_points_with_files(run):
@@ -156,7 +156,7 @@ def test_winners_priced_off_the_profile_table_are_marked(home, tmp_path):
 
 
 def test_search_refuses_a_model_computing_outside_conv_linear_before_training(
-    home, tmp_path, capsys, monkeypatch
+    home, tmp_path, capsys, monkeypatch, request
 ):
     """Attention's MACs are not in the layer table, so budgets could not hold: the search
     stops with one line before it spends time training the base model."""
@@ -166,7 +166,8 @@ def test_search_refuses_a_model_computing_outside_conv_linear_before_training(
     def no_training(*args, **kwargs):
         raise AssertionError("the base model was trained before the refusal")
 
-    monkeypatch.setitem(models._registry._REGISTRY, "engine_attention", AttentionNet)
+    models.REGISTRY.register("engine_attention", "attention test model")(AttentionNet)
+    request.addfinalizer(lambda: models.REGISTRY.remove("engine_attention"))
     monkeypatch.setattr(train, "base_model", no_training)
     argv = ["search", "--model", "engine_attention", "--dataset", "synthetic", "--space", "prune"]
     code = main([*argv, "--budget", "flops=0.8", "--trials", "2", "--out", str(tmp_path / "run")])

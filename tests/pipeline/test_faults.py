@@ -91,7 +91,7 @@ def test_sigkill_mid_search_then_rerun_resumes(home: Path, tmp_path: Path) -> No
     finished = [
         t
         for t in after
-        if t.state.name in ("COMPLETE", "FAIL") and t.user_attrs.get("failure") != "interrupted"
+        if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and t.user_attrs.get("failure") != "interrupted"
     ]
     assert len(finished) == total
     assert len(after) == total + len(running_before)

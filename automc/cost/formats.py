@@ -345,7 +345,7 @@ def lowrank_factors(
         raise UnsupportedLayerError(f"low-rank method {method!r} has no cost model")
     n, m = in_features, out_channels
     r = max(1, min(rank, max_rank(m, n, kernel_area)))
-    factors = (
+    factors: tuple[Factor, ...] = (
         Factor(in_features=n, out_features=r, kernel_area=kernel_area, reads_input=True),
         Factor(in_features=r, out_features=m, kernel_area=1, reads_input=False),
     )

@@ -107,9 +107,10 @@ class QuantizerContract:
         compressed = compress.apply(model, plan, example)
         for spec in specs:
             module = compressed.get_submodule(spec.name)
-            bias = module.bias
-            bias_bits = 0 if bias is None else bias.numel() * formats.BIAS_BITS
-            bits = q.storage_bits(tuple(module.weight.shape), 2) + bias_bits
+            weight, bias = module.weight, module.bias
+            assert isinstance(weight, torch.Tensor)
+            bias_bits = bias.numel() * formats.BIAS_BITS if isinstance(bias, torch.Tensor) else 0
+            bits = q.storage_bits(tuple(weight.shape), 2) + bias_bits
             assert report.per_layer[spec.name]["size_bytes"] == -(-bits // 8), spec.name
 
     def test_idempotent_where_it_holds(self, quantizer_name: str) -> None:

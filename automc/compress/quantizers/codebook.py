@@ -57,19 +57,6 @@ def _spread_init(points: torch.Tensor, k: int) -> torch.Tensor:
     return points[order[picks]].clone()
 
 
-def _spread_init(points: torch.Tensor, k: int) -> torch.Tensor:
-    """``k`` evenly spaced points of ``points`` sorted by their first principal direction."""
-    centred = points - points.mean(dim=0, keepdim=True)
-    if points.shape[1] > 1 and float(centred.abs().max()) > 0:
-        direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
-        key = centred @ direction
-    else:
-        key = centred[:, 0]
-    order = torch.argsort(key, stable=True)
-    picks = torch.linspace(0, points.shape[0] - 1, k).round().long()
-    return points[order[picks]].clone()
-
-
 def _check_k(name: str, k: int, n_points: int, what: str) -> None:
     if k > n_points:
         raise AutomcError(

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from automc.errors import AutomcError
+from automc.models.user import refuse_from_data
 from automc.registry import Registry
 
 TV_PREFIX = "tv:"
@@ -27,7 +28,8 @@ REGISTRY: Registry[Factory] = Registry(kind="model")
 """Model name -> ``factory(num_classes, in_channels) -> nn.Module``."""
 
 PREFIX_FORMS: dict[str, str] = {
-    f"{TV_PREFIX}<name>": "any torchvision classification model (random init, 3 channels)"
+    f"{TV_PREFIX}<name>": "any torchvision classification model (random init, 3 channels)",
+    "<package.module>:<factory>": "your own nn.Module class or factory, with --model (--model-kwargs JSON)",
 }
 """Model names :func:`create` accepts beyond :data:`REGISTRY` -> one-line description."""
 
@@ -69,12 +71,18 @@ def torchvision_names() -> list[str]:
 
 
 def create(
-    name: str, num_classes: int = 10, in_channels: int = 3, weights: str | Path | None = None
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    weights: str | Path | None = None,
 ) -> nn.Module:
     """Build a model by name, randomly initialised or loaded from a state_dict file.
 
     Args:
-        name: a registered name (``automc list models``) or ``tv:<torchvision name>``.
+        name: a registered name (``automc list models``) or ``tv:<torchvision name>``. An
+            import path ``package.module:factory`` is refused: names reach this function
+            from data files too (a saved model, a config), and code is imported only by
+            :func:`automc.models.user.build`, from a path the user gave.
         num_classes: size of the classifier output.
         in_channels: input image channels; torchvision models only accept 3.
         weights: optional path to a ``state_dict`` (or a dict holding one under
@@ -83,7 +91,7 @@ def create(
 
     Raises:
         AutomcError: unknown name, bad sizes, or a weights file that is missing,
-            unreadable, not a state_dict, or does not fit the model.
+            unreadable, not a state_dict, or does not fit the model; an import path.
 
     Caveat: torchvision models are always built with ``weights=None`` (nothing is ever
     downloaded); pass ``weights=PATH`` to load pretrained parameters you already have.
@@ -92,6 +100,7 @@ def create(
         raise AutomcError(f"num_classes must be a positive integer, got {num_classes!r}")
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise AutomcError(f"in_channels must be a positive integer, got {in_channels!r}")
+    refuse_from_data(name, "automc.models.create")
     if name.startswith(TV_PREFIX):
         model = _create_torchvision(name[len(TV_PREFIX) :], num_classes=num_classes, in_channels=in_channels)
     else:

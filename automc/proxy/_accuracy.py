@@ -43,6 +43,7 @@ class _ValPassProxy(CachedProxy):
         if recalibrate and not data.calib_inputs:
             raise AutomcError(f"proxy {self.name!r} needs calibration batches (ProxyData calib_batches >= 1)")
         self._data = data
+        self._calib_inputs = data.calib_inputs
         self._recalibrate = recalibrate
         self._with_accuracy = with_accuracy
         self._teacher_logp: tuple[torch.Tensor, ...] | None = None
@@ -50,11 +51,33 @@ class _ValPassProxy(CachedProxy):
             self._teacher_logp = teacher_log_probs(teacher, data)
 
     def calibration_batches(self) -> tuple[torch.Tensor, ...]:
-        """The search's calibration inputs (train split), e.g. for data-driven pruning criteria."""
-        return self._data.calib_inputs
+        """The search's calibration inputs (train split), e.g. for data-driven pruning criteria.
+
+        They stay where the ``ProxyData`` was built (the CPU in a search), where candidates
+        are compressed, whatever device :meth:`to` moved the scoring to.
+        """
+        return self._calib_inputs
+
+    @property
+    def device(self) -> torch.device:
+        """Where candidates are scored (see :meth:`to`)."""
+        return self._data.device
+
+    def to(self, device: str | torch.device) -> _ValPassProxy:
+        """Score candidates on ``device`` from now on; returns this proxy.
+
+        Its batches and the teacher's outputs are copied there once; each candidate is
+        moved there (in place) when it is scored. Cached scores are kept: a score does not
+        depend on the device beyond floating-point rounding.
+        """
+        self._data = self._data.to(device)
+        if self._teacher_logp is not None:
+            self._teacher_logp = tuple(t.to(device) for t in self._teacher_logp)
+        return self
 
     def _compute(self, model: nn.Module) -> dict[str, float]:
         data = self._data
+        model.to(data.device)
         if self._recalibrate:
             recalibrate_bn(model, data.calib_inputs)
         else:
@@ -215,8 +238,15 @@ class ShortTrainProxy(_ValPassProxy):
         if teacher is not None:
             self._teacher_train = _teacher_logits(teacher, data.train_inputs)
 
+    def to(self, device: str | torch.device) -> ShortTrainProxy:
+        super().to(device)
+        if self._teacher_train is not None:
+            self._teacher_train = tuple(t.to(device) for t in self._teacher_train)
+        return self
+
     def _compute(self, model: nn.Module) -> dict[str, float]:
         data = self._data
+        model.to(data.device)
         params = [p for p in model.parameters() if p.requires_grad]
         if params:
             opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)

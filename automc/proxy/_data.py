@@ -52,6 +52,26 @@ class ProxyData:
         if len(self.train_inputs) != len(self.train_targets):
             raise AutomcError("ProxyData needs one target batch per training input batch")
 
+    def to(self, device: str | torch.device) -> ProxyData:
+        """A copy with every batch on ``device`` (this one is left as it is)."""
+
+        def moved(batches: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            return tuple(b.to(device) for b in batches)
+
+        return ProxyData(
+            calib_inputs=moved(self.calib_inputs),
+            val_inputs=moved(self.val_inputs),
+            val_targets=moved(self.val_targets),
+            seed=self.seed,
+            train_inputs=moved(self.train_inputs),
+            train_targets=moved(self.train_targets),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        """Where the batches live."""
+        return self.val_inputs[0].device
+
     @property
     def n_val(self) -> int:
         return sum(int(y.shape[0]) for y in self.val_targets)
@@ -75,7 +95,6 @@ class ProxyData:
         train_batch_size: int = 64,
         seed: int = 0,
         device: str | torch.device = "cpu",
-        num_threads: int | None = None,
     ) -> ProxyData:
         """Draw the calibration subset and batch the val split.
 
@@ -93,7 +112,6 @@ class ProxyData:
             train_batch_size: samples per training batch.
             seed: seed for both subsets; the same seed gives the same batches.
             device: where the batches live (the candidate must be on the same device).
-            num_threads: if given, ``torch.set_num_threads`` is called once here.
         """
         if calib_batches < 0 or calib_batch_size < 1 or val_batch_size < 1:
             raise AutomcError(
@@ -104,8 +122,6 @@ class ProxyData:
             raise AutomcError(
                 f"train_batches must be >= 0 and train_batch_size >= 1 (got {train_batches}, {train_batch_size})"
             )
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
         gen = torch.Generator().manual_seed(seed)
         n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
         if n_val == 0:

@@ -119,7 +119,9 @@ def run_trial(
     Runs in a Ray worker. An exception from ``evaluate`` is reported as a failed result
     (``automc_failure``, objective metrics NaN) rather than raised, so Tune does not retry a
     deterministic failure. Torch threads are set to ``cpus_per_trial`` (through
-    ``OMP_NUM_THREADS`` when torch is not imported yet).
+    ``OMP_NUM_THREADS`` when torch is not imported yet). A trial given a GPU
+    (``gpus_per_trial``) scores its candidate there: Ray makes that GPU the worker's only
+    visible CUDA device, and the evaluator's proxy is moved to it (:func:`to_trial_gpu`).
     """
     import socket
     import sys
@@ -131,6 +133,8 @@ def run_trial(
         sys.modules["torch"].set_num_threads(threads)
     else:
         os.environ["OMP_NUM_THREADS"] = str(threads)
+    if ray.get_gpu_ids():
+        to_trial_gpu(evaluate)
     values = decode_values(config, names)
     candidate = Candidate(id=str(config.get("__candidate_id", "")), values=values, plan=space.to_plan(values))
     row: dict[str, Any] = {
@@ -150,6 +154,22 @@ def run_trial(
     if result is not None:
         row[MEASUREMENT_KEY] = json.dumps(result.to_dict())
     return row
+
+
+def to_trial_gpu(evaluate: Evaluate) -> bool:
+    """Move the scoring of ``evaluate`` (an ``automc.pipeline.Evaluator``: its proxy) to the
+    worker's CUDA device; ``False`` when it has no proxy that can move.
+
+    Compression stays on the CPU (the base model is not copied to the GPU); each candidate
+    is moved to the GPU when the proxy scores it.
+    """
+    import torch
+
+    proxy = getattr(evaluate, "proxy", None)
+    if proxy is None or not hasattr(proxy, "to") or not torch.cuda.is_available():
+        return False
+    proxy.to(torch.device("cuda", torch.cuda.current_device()))
+    return True
 
 
 def encode_distributions(space: Any) -> tuple[list[str], dict[str, Any]]:

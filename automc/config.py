@@ -39,8 +39,8 @@ from typing import Any, TypeGuard, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from automc.errors import AutomcError, ConfigError
-from automc.schema.common import Problems, check_header, read_text, read_yaml
+from automc.errors import AutomcError
+from automc.schema.common import Problems, check_header, parse_json, read_text, read_yaml
 
 SCHEMA = "automc/search-config"
 VERSIONS = {1}
@@ -229,6 +229,8 @@ class OutputConfig(_Record):
         out: run/report folder; ``None`` = ``reports/<study>``.
         storage: Optuna storage URL or path; ``None`` = ``sqlite:///<out>/study.db``.
         study: study name; ``None`` = ``<model>-<dataset>-<controller>-s<seed>``.
+        new_study: start a fresh study when the named one exists (``<study>-2``, ``-3``, ...)
+            instead of resuming it.
         export_onnx: export the winners to ONNX.
         progress: show progress bars.
     """
@@ -236,6 +238,7 @@ class OutputConfig(_Record):
     out: str | None = None
     storage: str | None = None
     study: str | None = None
+    new_study: bool = False
     export_onnx: bool = True
     progress: bool = True
 
@@ -310,13 +313,7 @@ class SearchConfig(_Record):
     def load(cls, path: str | Path) -> SearchConfig:
         """Read a config file: JSON for ``.json``, YAML (``safe_load``) otherwise."""
         p = Path(path)
-        if p.suffix.lower() == ".json":
-            try:
-                data = json.loads(read_text(p))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        else:
-            data = read_yaml(p)
+        data = parse_json(read_text(p), str(p)) if p.suffix.lower() == ".json" else read_yaml(p)
         return cls.from_dict(data, where=str(p))
 
     def dump(self, path: str | Path) -> Path:
@@ -387,6 +384,7 @@ FLAT_NAMES: Mapping[str, str] = types.MappingProxyType(
         "profile": "hardware.profile",
         "storage": "output.storage",
         "study": "output.study",
+        "new_study": "output.new_study",
         "out": "output.out",
         "export_onnx": "output.export_onnx",
         "progress": "output.progress",

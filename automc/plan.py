@@ -273,7 +273,31 @@ class CompressionPlan:
         """
         from automc.schema.common import parse_json  # schema imports plan, so not at module level
 
-        return cls.from_dict(parse_json(text, where), where=where)
+        plan = cls.from_dict(parse_json(text, where), where=where)
+        plan.check_names(where=where)
+        return plan
+
+    def check_names(self, *, where: str = "plan") -> None:
+        """Refuse a criterion, quantizer or low-rank method that automc does not know.
+
+        Every verb that reads a plan file calls this (through :meth:`from_json`), so a
+        plan that ``compress`` would refuse is refused by ``cost`` too. Imports the
+        criterion registry (and so torch) on call.
+
+        Raises:
+            AutomcError: the first unknown name, with ``where`` and the field.
+        """
+        from automc.compress.criteria import REGISTRY as CRITERIA
+        from automc.cost.formats import lowrank_method_names, quantizer_names
+
+        CRITERIA.check(self.criterion, where=f"{where}: criterion")
+        for layer, choice in self.layers.items():
+            for key, known in (("quantizer", quantizer_names()), ("lowrank", lowrank_method_names())):
+                name = getattr(choice, key)
+                if name not in known:
+                    raise AutomcError(
+                        f"{where}: layer {layer!r}: unknown {key} {name!r} (known: {', '.join(known)})"
+                    )
 
     def digest(self) -> str:
         """Stable short hash of the plan's content (cache key)."""

@@ -30,6 +30,7 @@ from typing import Any
 
 from automc.errors import AutomcError
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
+from automc.schema.common import read_text
 
 COLUMNS = ("layer", "kind", "param", "value", "acc")
 
@@ -159,10 +160,7 @@ def write_csv(rows: Sequence[SensitivityRow], path: str | Path) -> Path:
 def read_csv(path: str | Path) -> list[SensitivityRow]:
     """Read a sensitivity CSV; ``AutomcError`` naming the file and line for anything malformed."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise AutomcError(f"{path}: cannot read sensitivity CSV ({e.strerror})") from None
+    text = read_text(path)
     reader = csv.DictReader(text.splitlines())
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise AutomcError(

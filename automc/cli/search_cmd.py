@@ -78,6 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--study", help=_help("study", "study name; unset: <model>-<dataset>-<controller>-s<seed>")
     )
+    p.add_argument(
+        "--new-study",
+        action="store_true",
+        default=None,
+        help=_help("new_study", "start a fresh study (<study>-2, -3, ...) when --study already exists"),
+    )
     p.add_argument("--seed", type=int, help=_help("seed"))
     p.add_argument("--out", help=_help("out", "run/report folder; unset: reports/<study>"))
     p.add_argument(

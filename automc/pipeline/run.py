@@ -153,6 +153,7 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
     from automc import cost as cost_mod
     from automc import resources
     from automc.config import SearchConfig
+    from automc.pipeline import checks
     from automc.pipeline import winners as winners_mod
     from automc.pipeline.setup import prepare
     from automc.plan import CompressionPlan
@@ -182,31 +183,36 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
     model, dataset = config.base.model, config.data.dataset
     name = default_study(model, dataset, config.controller.name, config.seed)
     out_dir = Path(config.output.out) if config.output.out else Path("reports") / name
-    study_name = config.output.study or name
+    study_name = checks.check_study_name(config.output.study or name)
     url = storage_url(config.output.storage, out_dir)
-
-    setup = prepare(
-        config, space=space_def, budgets=budget_specs, profile=prof, kl_teacher="kl" in {o.name for o in objs}
-    )
+    checks.check_outputs(out_dir=out_dir, url=url, study=study_name)
+    if config.output.new_study:
+        study_name = checks.fresh_study(url, study_name)
+    run_dir = checks.run_folder(out_dir, study_name)
     label = proxy_label(config)
-    meta = {
+    meta: dict[str, Any] = {
         "model": model,
         "dataset": dataset,
         "space": str(space_path),
         "objectives": [{"name": o.name, "direction": o.direction} for o in objs],
         "budgets": list(config.budgets),
-        "limits": setup.limits,
         "controller": config.controller.name,
         "proxy": label,
         "profile": str(config.hardware.profile or ""),
         "profile_digest": profile_digest(prof),
         "seed": config.seed,
-        "layer_order": [s.name for s in setup.layers],
         "config": config.to_dict(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
+    checks.check_resume(url, study_name, meta)
+
+    setup = prepare(
+        config, space=space_def, budgets=budget_specs, profile=prof, kl_teacher="kl" in {o.name for o in objs}
+    )
+    meta["limits"] = setup.limits
+    meta["layer_order"] = [s.name for s in setup.layers]
+    run_dir.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(url, study_name, objs, meta)
-    config.dump(out_dir / CONFIG_FILE)
+    config.dump(run_dir / CONFIG_FILE)
     ctrl = registry.create(
         config.controller.name,
         space=setup.bound,
@@ -215,7 +221,7 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
         seed=config.seed,
         budgets=setup.limits,
         cost_fn=setup.cost_fn,
-        **_controller_options(config, out_dir),
+        **_controller_options(config, run_dir),
     )
     trials = config.controller.trials
     primary = next((o.name for o in objs if o.direction == "maximize"), objs[0].name)
@@ -230,7 +236,10 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
             bar.set_postfix_str(f"best feasible {primary}={best['value']:.4f}")
 
     t0 = time.perf_counter()
-    ctrl.drive(setup.evaluator(objs, seed=config.seed), trials, on_result=on_result)
+    try:
+        ctrl.drive(setup.evaluator(objs, seed=config.seed), trials, on_result=on_result)
+    finally:
+        recorder.close()
     bar.close()
     search_s = time.perf_counter() - t0
 
@@ -251,7 +260,7 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
     winners = []
     wbar = _progress(len(chosen), "fine-tune", progress)
     for number, latency_ms in zip(chosen, winner_ms):
-        winners.append(winners_mod.finish(rows[number], plans[number], setup, config, out_dir, latency_ms))
+        winners.append(winners_mod.finish(rows[number], plans[number], setup, config, run_dir, latency_ms))
         wbar.update(1)
     wbar.close()
     recorder.set_study_attr(
@@ -259,7 +268,7 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
         [dict(w.figures, trial=w.trial, plan=w.plan.to_dict(), files=dict(w.files)) for w in winners],
     )
     data = ReportData.from_storage(url, study_name)
-    render(data, out_dir)
+    render(data, run_dir)
     return SearchResult(
         storage=url,
         study=study_name,
@@ -267,6 +276,6 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
         pareto=tuple(front),
         winners=tuple(winners),
         base=base_fig,
-        report_dir=out_dir,
+        report_dir=run_dir,
         config=config,
     )

@@ -14,13 +14,30 @@ and the dashboard see feasibility) and user attrs ``plan``, ``cost``, ``proxy``,
 JSON (non-finite floats become ``null``). :func:`decode_trial` is the one reader of a
 stored trial, used by the search and by the report.
 
-Caveat: one process drives a study at a time. Trials left RUNNING when a study is loaded
-are assumed to belong to a killed process and are marked FAIL (``interrupted``).
+Several processes may drive one study at once (two ``automc search`` runs with the same
+storage and study, or a crashed run restarted while another still runs). A trial asked
+with ``study.ask`` records its owner (``host:pid``) and, with an RDB storage, an Optuna
+heartbeat every :data:`HEARTBEAT_INTERVAL_S` seconds. A RUNNING trial is failed as
+``interrupted`` only when its process is gone: its owner is a dead process on this host,
+or its heartbeat is older than :data:`GRACE_PERIOD_S` seconds. Each recorder checks at
+start-up and at every heartbeat. A journal storage (``*.log``) has no heartbeat in Optuna:
+there only a dead owner on this host is detected, and a trial of a process that died on
+another host stays RUNNING (it is not counted as finished, so the search still runs its
+total; the report lists it as RUNNING).
+
+A resumed study must describe the same run: :func:`resume_mismatch` compares the fields
+of :data:`RESUME_FIELDS` of the stored and the new configuration, then the meta keys of
+:data:`RESUME_META`, and names the first that differs.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
+import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +55,127 @@ if TYPE_CHECKING:
 META_ATTR = "automc"
 STATE_ATTR = "automc_controller_state"
 INTERRUPTED = "interrupted"
-#: Meta keys a resumed study must match (a key the stored study lacks, written by an older
-#: automc, is not checked).
-RESUME_KEYS = ("model", "space", "objectives", "controller", "proxy", "profile_digest")
+OWNER_ATTR = "automc_owner"
+HEARTBEAT_INTERVAL_S = 5
+"""Seconds between two heartbeats of a running trial (RDB storages)."""
+GRACE_PERIOD_S = 30
+"""A running trial whose last heartbeat is older than this belongs to a dead process."""
+#: Configuration fields (dotted ``SearchConfig`` paths) that change what a trial means: a
+#: study resumes only when all of them are equal. The number of trials, fine-tuning,
+#: hardware execution settings, Ray resources and output paths may change on a resume.
+RESUME_FIELDS = (
+    "data.dataset",
+    "data.root",
+    "base.model",
+    "base.model_kwargs",
+    "base.weights",
+    "base.epochs",
+    "base.lr",
+    "space",
+    "budgets",
+    "objectives",
+    "seed",
+    "controller.name",
+    "proxy.name",
+    "proxy.steps",
+    "proxy.calib_batches",
+    "proxy.batch_size",
+    "hardware.profile",
+)
+#: Meta keys a resumed study must also match: the resolved space file and the profile's
+#: content digest (a file edited at the same path), and the keys of studies recorded
+#: before the configuration was stored. A key either side lacks is not checked.
+RESUME_META = ("space", "profile_digest", "model", "objectives", "controller", "proxy")
+_MISSING = object()
+
+
+def _dig(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+def resume_mismatch(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The first difference between a stored study's meta ``old`` and this run's ``new``
+    (``"budgets differs (stored [...], now [...])"``), or ``""`` when the run may resume."""
+    pairs: list[tuple[str, Any, Any]] = [
+        (path, _dig(old.get("config"), path), _dig(new.get("config"), path)) for path in RESUME_FIELDS
+    ]
+    pairs += [(key, old.get(key, _MISSING), new.get(key, _MISSING)) for key in RESUME_META]
+    for name, before, now in pairs:
+        if before is _MISSING or now is _MISSING:
+            continue
+        if to_jsonable(before) != to_jsonable(now):
+            return f"{name} differs (stored {before!r}, now {now!r})"
+    return ""
+
+
+def stored_meta(storage: str, study_name: str) -> Mapping[str, Any] | None:
+    """The ``automc`` meta of ``study_name`` in an existing ``storage``, or ``None`` without one.
+
+    A SQLite file without Optuna's tables is not touched (opening it with Optuna would
+    create them).
+    """
+    for summary in _summaries(storage):
+        if summary.study_name == study_name:
+            meta = summary.user_attrs.get(META_ATTR)
+            return meta if isinstance(meta, Mapping) else {}
+    return None
+
+
+def study_names(storage: str) -> list[str]:
+    """Names of the studies in ``storage`` (none when its SQLite or journal file does not exist yet)."""
+    return [s.study_name for s in _summaries(storage)]
+
+
+def _summaries(storage: str) -> list[Any]:
+    import optuna
+
+    if storage.startswith("sqlite:///") and not _has_optuna_tables(Path(storage[len("sqlite:///") :])):
+        return []
+    if storage.endswith(".log") and "://" not in storage and not Path(storage).is_file():
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return list(optuna.get_all_study_summaries(make_storage(storage), include_best_trial=False))
+    except Exception as e:  # noqa: BLE001 - optuna raises many types for a bad URL/file
+        raise AutomcError(f"cannot open storage {storage}: {e.__class__.__name__}: {e}") from None
+
+
+def _has_optuna_tables(path: Path) -> bool:
+    import sqlite3
+    from contextlib import closing
+
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as con:
+            row = con.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='studies'"
+            ).fetchone()
+    except sqlite3.DatabaseError as e:
+        raise AutomcError(f"storage {path}: not a SQLite database ({e})") from None
+    return row is not None
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: object) -> bool:
+    """Whether ``owner`` (``host:pid``) names a process of this host that no longer runs."""
+    host, _, pid = str(owner).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def to_jsonable(value: Any) -> Any:
@@ -133,8 +268,14 @@ def decode_trial(trial: Any, objectives: Sequence[tuple[str, str]] | Sequence[Ob
     )
 
 
-def make_storage(storage: str | None) -> Any:
-    """An Optuna storage for ``storage``: ``None`` = in memory, ``*.log`` = journal file, else an RDB URL."""
+def make_storage(storage: str | None, *, heartbeat: bool = False) -> Any:
+    """An Optuna storage for ``storage``: ``None`` = in memory, ``*.log`` = journal file, else an RDB URL.
+
+    With ``heartbeat`` an RDB storage records the owner and heartbeats of the trials this
+    process asks (see the module docstring), and journal storages record the owner.
+    Creating a fresh SQLite file from several processes at once is retried (Optuna's
+    table creation races).
+    """
     import optuna
 
     if storage is None or storage == ":memory:":
@@ -143,10 +284,80 @@ def make_storage(storage: str | None) -> Any:
         from optuna.storages.journal import JournalFileBackend
 
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(storage))
+        backend = JournalFileBackend(storage)
+        return (
+            _owned(optuna.storages.JournalStorage)(backend)
+            if heartbeat
+            else optuna.storages.JournalStorage(backend)
+        )
+    kwargs: dict[str, Any] = {}
     if storage.startswith("sqlite:///"):
         Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(storage)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    if heartbeat:
+        kwargs.update(heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
+    cls = _owned(optuna.storages.RDBStorage) if heartbeat else optuna.storages.RDBStorage
+    return _retry_creation(lambda: cls(storage, **kwargs))
+
+
+def _retry_creation(make: Any, attempts: int = 8) -> Any:
+    """``make()``, retried when another process is creating the same tables or study right now."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return make()
+        except DBAPIError as e:
+            racing = any(w in str(e) for w in ("already exists", "locked", "UNIQUE constraint"))
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.25 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_OWNED: dict[type, type] = {}
+
+
+def _owned(base: type) -> type:
+    """``base`` (an Optuna storage class) whose trials asked here record their owner and
+    heartbeat; ``live`` holds the ids of this process's running trials."""
+    if base in _OWNED:
+        return _OWNED[base]
+    from optuna.trial import TrialState
+
+    class Owned(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.live: set[int] = set()
+            self.live_lock = threading.Lock()
+
+        def _own(self, trial_id: int) -> None:
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, _owner())
+            if getattr(self, "heartbeat_interval", None):
+                self.record_heartbeat(trial_id)
+            with self.live_lock:
+                self.live.add(trial_id)
+
+        def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
+            trial_id = super().create_new_trial(study_id, template_trial)
+            if template_trial is None or template_trial.state == TrialState.RUNNING:
+                self._own(trial_id)
+            return trial_id
+
+        def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
+            done = super().set_trial_state_values(trial_id, state, values)
+            if done and state == TrialState.RUNNING:
+                self._own(trial_id)
+            elif state.is_finished():
+                with self.live_lock:
+                    self.live.discard(trial_id)
+            return done
+
+    Owned.__name__ = Owned.__qualname__ = f"Owned{base.__name__}"
+    _OWNED[base] = Owned
+    return Owned
 
 
 class Recorder:
@@ -156,9 +367,12 @@ class Recorder:
         storage: RDB URL, ``*.log`` journal path, or ``None`` for in-memory.
         study_name: the study's name in the storage.
         objectives: objectives in order (the study's directions).
-        meta: run description stored as the study user attr ``automc``; on resume its
-            ``model``, ``space``, ``objectives`` and ``controller`` must match.
+        meta: run description stored as the study user attr ``automc``; on resume it
+            must match the stored one (:func:`resume_mismatch`).
         load_if_exists: continue an existing study (else an existing one is an error).
+
+    While the recorder is open a daemon thread beats the heart of this process's running
+    trials and fails the trials of dead processes (module docstring); :meth:`close` stops it.
 
     Raises:
         AutomcError: the study exists and ``load_if_exists`` is false, or its meta or
@@ -181,7 +395,8 @@ class Recorder:
         self.study_name = study_name
         self.objectives = tuple(objectives)
         self.meta = to_jsonable(dict(meta))
-        self._storage = make_storage(storage)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        self._storage = make_storage(storage, heartbeat=True)
         self._distributions: dict[str, optuna.distributions.BaseDistribution] = {}
         self._memory_blobs: dict[str, bytes] = {}
         directions: list[Any] = [o.direction for o in self.objectives]
@@ -189,48 +404,101 @@ class Recorder:
             s.study_name for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False)
         }
         self.resumed = study_name in existing
-        if self.resumed:
-            if not load_if_exists:
-                raise AutomcError(
-                    f"study {study_name!r} already exists in {storage}; choose another name or resume it"
+        if self.resumed and not load_if_exists:
+            raise AutomcError(
+                f"study {study_name!r} already exists in {storage}; choose another name or resume it"
+            )
+        if not self.resumed:
+            try:
+                self.study = optuna.create_study(
+                    storage=self._storage,
+                    study_name=study_name,
+                    directions=directions,
+                    sampler=optuna.samplers.RandomSampler(seed=0),
                 )
+                self.study.set_user_attr(META_ATTR, self.meta)
+            except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+                self.resumed = True
+        if self.resumed:
             study = optuna.load_study(study_name=study_name, storage=self._storage)
             self._check_resume(study, directions)
             self.study = study
-            self._fail_stale_trials()
-        else:
-            self.study = optuna.create_study(
-                storage=self._storage,
-                study_name=study_name,
-                directions=directions,
-                sampler=optuna.samplers.RandomSampler(seed=0),
-            )
-            self.study.set_user_attr(META_ATTR, self.meta)
+        self._fail_stale_trials()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="automc-heartbeat", daemon=True)
+        self._beat.start()
 
     def _check_resume(self, study: optuna.Study, directions: list[Any]) -> None:
-        old = study.user_attrs.get(META_ATTR)
         where = f"study {self.study_name!r} in {self.url}"
+        old = study.user_attrs.get(META_ATTR)
+        deadline = time.monotonic() + 10
+        while old is None and time.monotonic() < deadline:  # its creator may be writing it now
+            time.sleep(0.2)
+            old = study._storage.get_study_user_attrs(study._study_id).get(META_ATTR)
         if not isinstance(old, Mapping):
             raise AutomcError(
                 f"{where} was not written by automc (no '{META_ATTR}' user attr); refusing to resume"
             )
-        for key in RESUME_KEYS:
-            if key in self.meta and key in old and old[key] != self.meta[key]:
-                raise AutomcError(
-                    f"cannot resume {where}: {key} differs (stored {old.get(key)!r}, now {self.meta.get(key)!r}); "
-                    "use a new study name or output folder"
-                )
+        problem = resume_mismatch(old, self.meta)
+        if problem:
+            raise AutomcError(
+                f"cannot resume {where}: {problem}; use --new-study or another --study to start a fresh one"
+            )
         stored = [d.name.lower() for d in study.directions]
         if stored != directions:
             raise AutomcError(f"cannot resume {where}: directions differ (stored {stored}, now {directions})")
 
-    def _fail_stale_trials(self) -> None:
+    def _stale_trial_ids(self) -> list[int]:
+        """RUNNING trials whose process is gone: a dead owner on this host, a stopped
+        heartbeat, or no owner (recorded before owners were) and started over
+        :data:`GRACE_PERIOD_S` seconds ago."""
+        from datetime import datetime, timedelta
+
         from optuna.trial import TrialState
 
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            self._storage.set_trial_user_attr(t._trial_id, "failure", INTERRUPTED)
-            self._storage.set_trial_user_attr(t._trial_id, "feasible", False)
-            self._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        live = getattr(self._storage, "live", set())
+        beating = getattr(self._storage, "heartbeat_interval", None) is not None
+        stale = set(self._storage._get_stale_trial_ids(self.study._study_id)) if beating else set()
+        old = datetime.now() - timedelta(seconds=GRACE_PERIOD_S)
+        out = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id in live:
+                continue
+            owner = t.system_attrs.get(OWNER_ATTR)
+            unowned = owner is None and (t.datetime_start is None or t.datetime_start < old)
+            if t._trial_id in stale or _owner_is_dead(owner) or unowned:
+                out.append(t._trial_id)
+        return out
+
+    def _fail_stale_trials(self) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        for trial_id in self._stale_trial_ids():
+            try:
+                self._storage.set_trial_user_attr(trial_id, "failure", INTERRUPTED)
+                self._storage.set_trial_user_attr(trial_id, "feasible", False)
+                self._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:  # another recorder failed it first
+                continue
+
+    def _heartbeat(self) -> None:
+        if not hasattr(self._storage, "live"):  # in memory: one process, nothing to watch
+            return
+        while not self._stop.wait(HEARTBEAT_INTERVAL_S):
+            try:
+                if getattr(self._storage, "heartbeat_interval", None) is not None:
+                    with self._storage.live_lock:
+                        live = sorted(self._storage.live)
+                    for trial_id in live:
+                        self._storage.record_heartbeat(trial_id)
+                self._fail_stale_trials()
+            except Exception:  # noqa: BLE001 - a busy database skips one beat; the next one retries
+                continue
+
+    def close(self) -> None:
+        """Stop the heartbeat thread (the trials still running here then go stale)."""
+        self._stop.set()
 
     def attach_space(self, space: BoundSpace) -> None:
         """Use ``space``'s distributions for the params of recorded trials (called by ``Controller``)."""

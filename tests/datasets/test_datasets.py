@@ -32,7 +32,7 @@ def test_digits_split_sizes_and_metadata(digits: data.Splits) -> None:
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     assert y.dtype == torch.int64
     assert digits.example_input(2).shape == (2, 3, 32, 32)
-    assert not digits.hflip
+    assert digits.augment == "crop"
 
 
 def test_digits_channels_are_replicated_and_normalised_with_train_statistics(digits: data.Splits) -> None:
@@ -86,10 +86,10 @@ def test_synthetic_labels_are_learnable_by_nearest_class_mean() -> None:
 def test_unknown_dataset_lists_known_names() -> None:
     with pytest.raises(
         AutomcError,
-        match=r"unknown dataset 'mnist' \(known: cifar10, digits, synthetic; or imagefolder:PATH\)",
+        match=r"unknown dataset 'kmnist' \(known: cifar10, digits, fashion-mnist, mnist, synthetic; or imagefolder:PATH\)",
     ):
-        data.load("mnist")
-    assert data.names() == ["cifar10", "digits", "synthetic"]
+        data.load("kmnist")
+    assert data.names() == ["cifar10", "digits", "fashion-mnist", "mnist", "synthetic"]
     assert "imagefolder:PATH" in data.describe()
 
 
@@ -121,7 +121,7 @@ def _write_images(folder, classes, n, size=(12, 10)) -> None:
 def test_imagefolder_with_train_and_val(tmp_path) -> None:
     _write_images(tmp_path / "train", ["cat", "dog"], 10)
     _write_images(tmp_path / "val", ["cat", "dog"], 3)
-    s = data.load(f"imagefolder:{tmp_path}", input_size=16)
+    s = data.load(f"imagefolder:{tmp_path}", options=data.DataOptions(input_size=16))
     assert (len(s.train), len(s.val), len(s.test)) == (18, 2, 6)
     assert (s.num_classes, s.in_channels, s.input_size) == (2, 3, (16, 16))
     x, y = s.train[0]

@@ -134,7 +134,7 @@ class Registry(Generic[T]):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            if e.name and not e.name.startswith("automc"):
+            if e.name and e.name.partition(".")[0] != "automc":
                 raise AutomcError(
                     f"{self.kind} {entry.name!r} needs the package {e.name!r}, which is not installed"
                 ) from None

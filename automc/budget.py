@@ -177,37 +177,82 @@ def constraints(cost_totals: Mapping[str, float], limits: Mapping[str, float]) -
     return out
 
 
-def format_amount(metric: str, value: float) -> str:
-    """Human-readable ``value`` of ``metric`` (``20.5M``, ``1.2MB``, ``2.1ms``, ``0.5mJ``)."""
-    if metric in ("macs", "params", "size_bytes"):
+COUNT_METRICS = ("macs", "macs_measured", "params")
+"""Metrics shown as counts with k/M/G prefixes."""
+
+
+def format_amount(metric: str, value: float | None) -> str:
+    """``value`` of ``metric`` in human units: the one formatter of the CLI, summary and report.
+
+    Counts (``macs``, ``params``) as ``40.8M`` / ``59.9k``; ``size_bytes`` as ``1.08MB`` /
+    ``512B``; ``latency_ms`` as ``2.88ms`` (milliseconds throughout, the unit budgets are
+    given in); ``energy_mj`` as ``0.5mJ``; anything else with 4 significant digits. ``None``
+    or NaN: ``—``.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    value = float(value)
+    if metric in (*COUNT_METRICS, "size_bytes"):
         unit = "B" if metric == "size_bytes" else ""
-        for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K" if unit else "k")):
             if abs(value) >= scale:
                 return f"{value / scale:.3g}{prefix}{unit}"
         return f"{value:.3g}{unit}"
-    return f"{value:.3g}{'ms' if metric == 'latency_ms' else 'mJ'}"
+    if metric.startswith("latency_ms"):
+        return f"{value:.3g}ms"
+    if metric.startswith("energy"):
+        return f"{value:.3g}mJ"
+    return f"{value:.4g}"
+
+
+def fraction_hint(b: Budget) -> str:
+    """`` (did you mean flops=0.3?)`` for a unitless absolute budget that reads like a fraction
+    (``flops=3`` is 3 MACs), else ``''``."""
+    name, _, text = b.token.partition("=")
+    m = _NUMBER.match(text)
+    if b.relative or m is None or m.group(2) or b.value >= 100:
+        return ""
+    fraction = b.value / (10.0 if b.value < 10 else 100.0)
+    return f" (did you mean {name.strip()}={fraction:g}, a fraction of the base model?)"
 
 
 def check_feasible_space(
-    space: BoundSpace, cost_fn: Callable[[CompressionPlan], Mapping[str, float]], limits: Mapping[str, float]
+    space: BoundSpace,
+    cost_fn: Callable[[CompressionPlan], Mapping[str, float]],
+    limits: Mapping[str, float],
+    *,
+    budgets: Sequence[Budget] = (),
+    base_cost: Mapping[str, float] | None = None,
 ) -> None:
     """Refuse budgets that even the cheapest plan of the space cannot meet.
 
     The cheapest plan is :meth:`BoundSpace.extreme_values` (smallest keep, fewest bits,
-    smallest rank). Caveat: for measured latency, fewer bits is assumed never slower.
+    smallest rank). It needs the layer table only, not trained weights, so it runs before
+    the base model is trained. Caveat: for measured latency, fewer bits is assumed never slower.
+
+    Args:
+        space: the space bound to the base model's layers.
+        cost_fn: cost totals of a plan.
+        limits: absolute limits per metric.
+        budgets: the parsed budgets (a unitless absolute one gets a "did you mean" hint).
+        base_cost: the base model's cost totals (named in the message).
 
     Raises:
         AutomcError: one line naming every budget that cannot be met.
     """
     cost = cost_fn(space.to_plan(space.extreme_values()))
+    by_metric = {b.metric: b for b in budgets}
     problems = []
     for metric, limit in limits.items():
         if metric not in cost:
             problems.append(f"budget on {metric} cannot be checked: the cost model gives no {metric}")
         elif float(cost[metric]) > float(limit):
+            base = (base_cost or {}).get(metric)
+            of_base = f", the base model {format_amount(metric, float(base))}" if base is not None else ""
+            hint = fraction_hint(by_metric[metric]) if metric in by_metric else ""
             problems.append(
                 f"budget {metric}={format_amount(metric, limit)} cannot be met: the smallest plan in the space "
-                f"costs {format_amount(metric, float(cost[metric]))}"
+                f"costs {format_amount(metric, float(cost[metric]))}{of_base}{hint}"
             )
     if problems:
         raise AutomcError("; ".join(problems) + f" (search space {space.source or '<space>'})")

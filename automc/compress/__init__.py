@@ -27,6 +27,7 @@ neither pruned nor factorised.
 from __future__ import annotations
 
 import copy
+import pickle
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -161,13 +162,17 @@ def save_compressed(
     input_shape: Sequence[int],
     num_classes: int,
     in_channels: int = 3,
+    meta: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``{"state_dict", "plan", "model", "input_shape", "num_classes", "in_channels"}``.
+    """Write ``{"state_dict", "plan", "model", "input_shape", "num_classes", "in_channels", "meta"}``.
 
     Plain types and tensors only, so :func:`load_compressed` reads it with
-    ``torch.load(..., weights_only=True)``.
+    ``torch.load(..., weights_only=True)``. ``meta`` (JSON-like: strings, numbers, lists,
+    dicts) describes where the model came from, e.g. the base model's identity and the
+    automc version.
     """
     payload: dict[str, Any] = {
+        "meta": dict(meta or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "plan": plan.to_json(),
         "model": model_name,
@@ -186,12 +191,17 @@ def load_compressed(path: str | Path) -> nn.Module:
     loads the saved ``state_dict``. The result is in eval mode.
 
     Raises:
-        AutomcError: unreadable file, missing keys, or a state dict that does not fit.
+        AutomcError: unreadable file, pickled objects, missing keys, or a state dict that does not fit.
     """
     from automc import models
 
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise AutomcError(
+            f"{path}: not an automc compressed model (it holds pickled objects, not plain tensors and "
+            "types; automc never loads those)"
+        ) from None
     except (OSError, RuntimeError, EOFError) as e:
         raise AutomcError(
             f"{path}: cannot read compressed model ({' '.join(str(e).split())[:200]})"

@@ -40,6 +40,7 @@ class SearchResult:
         base: figures of the base model.
         report_dir: folder of the rendered report.
         config: the effective configuration of the run.
+        recommendation: the winner to ship (``automc.report.data.Recommendation``).
     """
 
     storage: str
@@ -50,6 +51,7 @@ class SearchResult:
     base: Mapping[str, Any] = field(default_factory=dict)
     report_dir: Path | None = None
     config: Any = None
+    recommendation: Any = None
 
 
 def profile_digest(profile: Any) -> str:
@@ -119,18 +121,30 @@ def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
 
 
 def _controller_options(config: SearchConfig, out_dir: Path) -> dict[str, Any]:
-    if config.controller.name != "ray":
-        return {}
+    """Options of the configured controller: Ray settings (``ray``; ``ilp`` scores its probes on
+    Ray when a cluster address is given) and the warm start (a controller without the
+    ``warm_start`` option refuses it with one line)."""
     dist = config.distributed
+    address = dist.ray_address or os.environ.get("RAY_ADDRESS")
+    options: dict[str, Any] = {}
+    if config.controller.warm_start:
+        options["warm_start"] = config.controller.warm_start
+    if config.controller.name == "ilp" and address:
+        options.update(
+            ray=True, address=address, cpus_per_task=dist.cpus_per_trial, gpus_per_task=dist.gpus_per_trial
+        )
+    if config.controller.name != "ray":
+        return options
     return {
-        "address": dist.ray_address or os.environ.get("RAY_ADDRESS"),
+        **options,
+        "address": address,
         "storage_path": str((out_dir / "ray").resolve()),
         "cpus_per_trial": dist.cpus_per_trial,
         "gpus_per_trial": dist.gpus_per_trial,
     }
 
 
-def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult:
+def search(config: SearchConfig | None = None, *, data: Any = None, **overrides: Any) -> SearchResult:
     """Run the whole pipeline of ``config`` and return a :class:`SearchResult`.
 
     Base model (trained and cached unless ``base.weights``) → layer graph → bound search
@@ -142,30 +156,75 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
 
     Args:
         config: the run (default: ``SearchConfig()``).
+        data: your own ``automc.data.Splits`` (train/val/test ``Dataset``s or ``DataLoader``s
+            of ``(input, target)``) instead of ``data.dataset``; the run records it under
+            ``Splits.name`` and caches base models by a hash of its tensors.
         **overrides: fields to change, by their flat names (``trials=60``, ``model="resnet20"``;
-            see ``automc.config.FLAT_NAMES``).
+            see ``automc.config.FLAT_NAMES``). ``model`` may also be your own ``nn.Module``
+            (trained or not): a copy of it is the base model, used as it is unless
+            ``base_epochs`` asks to train it; the run records it by its class path
+            (``my_pkg.models:Net``) unless ``base.model`` already names its import path.
+            ``model="my_pkg.models:build_net"`` imports that factory and calls it with
+            ``model_kwargs`` (a JSON object); a config file naming an import path is
+            refused unless the path is given here (code is never imported from data).
 
     Rerunning with the same storage and study continues the search: completed trials are
     kept and the run stops when ``controller.trials`` trials are finished in total. Bad
-    input is rejected with an ``AutomcError`` before anything is written.
+    input is rejected with an ``AutomcError`` before anything is written. Torch's thread
+    count is ``hardware.threads`` (or ``$AUTOMC_THREADS``/``$OMP_NUM_THREADS``) during the
+    run and restored afterwards.
     """
+    from automc.hardware.timing import pinned_threads
+    from automc.pipeline.setup import run_threads
+
+    config, module = _effective(config, overrides)
+    if data is not None and config.data.dataset != getattr(data, "name", config.data.dataset):
+        config = config.with_overrides(dataset=data.name)
+    with pinned_threads(run_threads(config)):
+        return _search(config, module, data)
+
+
+def _effective(config: SearchConfig | None, overrides: dict[str, Any]) -> tuple[SearchConfig, Any]:
+    """``config`` with ``overrides`` applied, and the user's module when ``model=`` is one."""
+    from automc.config import SearchConfig
+    from automc.models.user import class_path, is_import_path
+
+    module = overrides.pop("model") if not isinstance(overrides.get("model", ""), str) else None
+    config = (
+        (config or SearchConfig()).with_overrides(**overrides) if overrides else (config or SearchConfig())
+    )
+    if module is None and is_import_path(overrides.get("model", "")):
+        from automc.models import user
+
+        module = user.build(config.base.model, user.parse_kwargs(config.base.model_kwargs, "model_kwargs"))
+    if module is None:
+        return config, None
+    from torch import nn
+
+    if not isinstance(module, nn.Module):
+        raise AutomcError(f"model= must be a model name or a torch nn.Module, got {type(module).__name__}")
+    if not is_import_path(config.base.model):
+        config = config.with_overrides(model=class_path(module))
+    return config, module
+
+
+def _search(config: SearchConfig, module: Any, data: Any = None) -> SearchResult:
+    """:func:`search` of the effective ``config`` (threads already pinned); ``module``: the user's
+    base; ``data``: the user's ``Splits``."""
     from automc import budget as budget_mod
     from automc import cost as cost_mod
     from automc import resources
-    from automc.config import SearchConfig
-    from automc.pipeline import checks
+    from automc.pipeline import checks, outcome
     from automc.pipeline import winners as winners_mod
-    from automc.pipeline.setup import prepare
+    from automc.pipeline.setup import prepare, progress_enabled
     from automc.plan import CompressionPlan
     from automc.report import ReportData, render
+    from automc.report.data import recommend
     from automc.search import registry
     from automc.search.storage import Recorder
     from automc.space import SearchSpace
 
-    config = (
-        (config or SearchConfig()).with_overrides(**overrides) if overrides else (config or SearchConfig())
-    )
-    progress = config.output.progress
+    progress = progress_enabled(config)
     # ---- validate everything cheap before any heavy work or any write ----
     space_path = resources.find_space(config.space)
     space_def = SearchSpace.load(space_path)
@@ -206,8 +265,15 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
     checks.check_resume(url, study_name, meta)
 
     setup = prepare(
-        config, space=space_def, budgets=budget_specs, profile=prof, kl_teacher="kl" in {o.name for o in objs}
+        config,
+        space=space_def,
+        budgets=budget_specs,
+        profile=prof,
+        kl_teacher="kl" in {o.name for o in objs},
+        model=module,
+        data=data,
     )
+    meta["data"] = setup.splits.facts()
     meta["limits"] = setup.limits
     meta["layer_order"] = [s.name for s in setup.layers]
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +312,7 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
     # ---- base figures, winners, report ----
     data = ReportData.from_storage(url, study_name)
     warn_if_proxy_blind(data.trials, setup.splits.num_classes, label)
+    outcome.warn_if_nothing_feasible(data.trials, setup.limits)
     front = data.pareto_numbers()
     rows = {t.number: t for t in data.trials}
     chosen = winners_mod.choose(rows, front, objs, config.finetune.top)
@@ -256,11 +323,15 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
     base_ms, *winner_ms = winners_mod.latencies_ms(timed, setup.example, setup.cost_model)
     base_fig = winners_mod.base_figures(setup, model, base_ms)
     base_fig["search_seconds"] = search_s
+    profile_path = str(config.hardware.profile or "")
+    if outcome.warn_if_profile_off(base_fig, model=model, profile=profile_path):
+        base_fig["profile_error"] = outcome.profile_error(base_fig)
+        base_fig["profile_fix"] = outcome.profile_fix(model, profile_path)
     recorder.set_study_attr("base", base_fig)
     winners = []
     wbar = _progress(len(chosen), "fine-tune", progress)
-    for number, latency_ms in zip(chosen, winner_ms):
-        winners.append(winners_mod.finish(rows[number], plans[number], setup, config, run_dir, latency_ms))
+    for number, latency in zip(chosen, winner_ms):
+        winners.append(winners_mod.finish(rows[number], plans[number], setup, config, run_dir, latency))
         wbar.update(1)
     wbar.close()
     recorder.set_study_attr(
@@ -270,6 +341,7 @@ def search(config: SearchConfig | None = None, **overrides: Any) -> SearchResult
     data = ReportData.from_storage(url, study_name)
     render(data, run_dir)
     return SearchResult(
+        recommendation=recommend(data.winners),
         storage=url,
         study=study_name,
         trials=data.trials,

@@ -31,7 +31,8 @@ a search on it ranks noise."""
 @dataclass(frozen=True)
 class SearchSetup:
     """Everything a search scores candidates with: data, base model, layer table, bound
-    space, cost model, resolved budget limits and the proxy (adaptive BN or short training)."""
+    space, cost model, resolved budget limits, the proxy (adaptive BN or short training) and
+    where training and scoring run (``automc.device.Placement``; ``None``: the CPU)."""
 
     splits: Any
     base: Any
@@ -43,6 +44,7 @@ class SearchSetup:
     base_cost: Mapping[str, float]
     limits: Mapping[str, float]
     proxy: Any
+    placement: Any = None
 
     def cost_fn(self, plan: CompressionPlan) -> Mapping[str, float]:
         """Cost totals of ``plan`` (microseconds: layer table arithmetic, no tracing)."""
@@ -64,11 +66,11 @@ class SearchSetup:
         )
 
 
-def warn_if_near_chance(base: Any, splits: Any, model: str) -> bool:
+def warn_if_near_chance(base: Any, splits: Any, model: str, device: Any = None) -> bool:
     """Print one warning line on stderr when ``base`` is near chance on ``splits.val``."""
     from automc import train
 
-    acc = train.evaluate(base, splits.val)["acc"]
+    acc = train.evaluate(base, splits.val, device=device)["acc"]
     chance = 1.0 / splits.num_classes
     if acc >= NEAR_CHANCE * chance:
         return False
@@ -80,21 +82,107 @@ def warn_if_near_chance(base: Any, splits: Any, model: str) -> bool:
     return True
 
 
-def _base_model(config: SearchConfig, splits: Any, example: Any) -> tuple[Any, dict[str, Any]]:
-    """The trained base model: the user's weights, or trained (and cached) with the dataset's recipe."""
-    from automc import graph, models, train
+def run_threads(config: SearchConfig) -> int | None:
+    """Torch intra-op threads of the run: ``hardware.threads``, else ``$AUTOMC_THREADS``, else
+    ``$OMP_NUM_THREADS`` (positive integers); ``None``: torch's own count."""
+    if config.hardware.threads:
+        return config.hardware.threads
+    for var in ("AUTOMC_THREADS", "OMP_NUM_THREADS"):
+        text = os.environ.get(var, "").strip()
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return None
+
+
+def progress_enabled(config: SearchConfig) -> bool:
+    """Progress bars only when asked for and stderr is a terminal (a log gets no cursor codes)."""
+    return bool(config.output.progress) and sys.stderr.isatty()
+
+
+def load_splits(data_cfg: Any, *, seed: int, given: Any = None) -> Any:
+    """The run's data: ``given`` (the user's ``Splits``) or ``data_cfg.dataset`` loaded with the
+    config's conversion options; ``data_cfg.augment`` overrides the data's augmentation.
+
+    Which split is which, the conversion, normalisation and augmentation are printed in
+    one ``automc: data:`` line on stderr.
+    """
+    from dataclasses import replace
+
+    from automc import data as data_mod
+    from automc.errors import AutomcError
+
+    if given is not None and not isinstance(given, data_mod.Splits):
+        raise AutomcError(f"data= must be an automc.data.Splits, got {type(given).__name__}")
+    splits = given
+    if splits is None:
+        options = data_mod.DataOptions(
+            in_channels=data_cfg.in_channels,
+            input_size=data_cfg.input_size,
+            normalize=data_cfg.normalize,
+            train_subset=data_cfg.train_subset,
+        )
+        splits = data_mod.load(data_cfg.dataset, root=data_cfg.root, seed=seed, options=options)
+    if data_cfg.augment is not None:
+        splits = replace(splits, augment=data_cfg.augment)
+    sys.stderr.write(f"automc: data: {splits.summary()}\n")
+    return splits
+
+
+def _untrained(config: SearchConfig, splits: Any, model: Any = None) -> Any:
+    """The base network before training (with ``base.weights``: already loaded, nothing to train).
+
+    ``model`` is the user's own module (``model=`` / ``--model pkg.mod:factory``): a copy
+    of it is the base (the user's object is never trained or moved); a config naming user
+    code without it is refused (code is never imported from a data file).
+    """
+    import copy
+
+    from automc import models
+    from automc.models import user
 
     base_cfg = config.base
-    if base_cfg.weights:
-        net = models.create(
-            base_cfg.model,
-            num_classes=splits.num_classes,
-            in_channels=splits.in_channels,
-            weights=base_cfg.weights,
+    if model is not None:
+        net = copy.deepcopy(model).cpu()
+        return models.load_weights(net, base_cfg.weights) if base_cfg.weights else net
+    user.refuse_from_data(base_cfg.model, "config base.model")
+    return models.create(
+        base_cfg.model,
+        num_classes=splits.num_classes,
+        in_channels=splits.in_channels,
+        **({"weights": base_cfg.weights} if base_cfg.weights else {}),
+    )
+
+
+def _base_model(
+    config: SearchConfig, splits: Any, net: Any, *, given: bool, placement: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The trained base model: ``net`` with the user's weights, or trained (and cached) with the dataset's recipe.
+
+    A module the user ``given`` is used as it is, unless ``base.epochs`` asks to train it
+    (with the dataset's recipe otherwise, not cached: the cache knows zoo names only).
+    """
+    from automc import train
+
+    base_cfg = config.base
+    if given and base_cfg.epochs:
+        recipe = train.recipe_for(config.data.dataset, epochs=base_cfg.epochs, lr=base_cfg.lr)
+        result = train.train(
+            net,
+            splits,
+            epochs=recipe.epochs,
+            lr=recipe.lr,
+            batch_size=recipe.batch_size,
+            weight_decay=recipe.weight_decay,
+            seed=config.seed,
+            progress=progress_enabled(config),
+            placement=placement,
         )
+        net.cpu()
+        return net, {"trained_epochs": result.epochs, "train_seconds": round(result.seconds, 3)}
+    if base_cfg.weights:
         return net, {"weights": str(base_cfg.weights)}
-    untrained = models.create(base_cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels)
-    graph.require_modelled(untrained, example)
+    if given:
+        return net, {"given": True}
     return train.base_model(
         base_cfg.model,
         config.data.dataset,
@@ -103,11 +191,29 @@ def _base_model(config: SearchConfig, splits: Any, example: Any) -> tuple[Any, d
         seed=config.seed,
         splits=splits,
         data_root=config.data.root,
-        progress=config.output.progress,
+        progress=progress_enabled(config),
+        placement=placement,
     )
 
 
-def _proxy(config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None) -> Any:
+def report_base_accuracy(base: Any, splits: Any, model: str, device: Any = None) -> tuple[float, float]:
+    """Print one line with the base model's val and test accuracy on stderr; returns them."""
+    from automc import train
+
+    val_acc = float(train.evaluate(base, splits.val, device=device)["acc"])
+    test_acc = float(train.evaluate(base, splits.test, device=device)["acc"])
+    sys.stderr.write(f"automc: base model {model}: val acc {val_acc:.4f}, test acc {test_acc:.4f}\n")
+    return val_acc, test_acc
+
+
+def _proxy(
+    config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None, device: Any
+) -> Any:
+    """The search's proxy, scoring candidates on ``device`` (its calibration batches stay on the CPU)."""
+    return _cpu_proxy(config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit).to(device)
+
+
+def _cpu_proxy(config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None) -> Any:
     from automc.proxy import ProxyData, create
 
     short = config.proxy.name == "short_train"
@@ -135,6 +241,8 @@ def prepare(
     profile: Any = None,
     kl_teacher: bool = False,
     val_limit: int | None = None,
+    model: Any = None,
+    data: Any = None,
 ) -> SearchSetup:
     """Build the :class:`SearchSetup` of ``config``.
 
@@ -146,23 +254,27 @@ def prepare(
         profile: the loaded device profile (``None``: no latency or energy figures).
         kl_teacher: give the ``adaptive_bn`` proxy the base model as teacher (``kl`` metric).
         val_limit: score on at most this many val samples (benchmarks).
-    """
-    import torch
+        data: the user's own ``automc.data.Splits`` instead of loading ``config.data.dataset``
+            (``config.data.augment`` still applies; the conversion fields do not).
+        model: the user's own ``nn.Module`` as the base (``config.base.model`` names it in
+            the records); used as it is unless ``base.epochs`` asks to train it.
 
+    Base training, accuracy evaluation, proxy scoring and fine-tuning run on
+    ``config.hardware.device``; the base model stays on the CPU between them (tracing,
+    compression and latency timing happen there).
+    """
     from automc import budget as budget_mod
     from automc import cost as cost_mod
-    from automc import data as data_mod
     from automc import graph
+    from automc.device import Placement
 
-    threads = int(os.environ.get("AUTOMC_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    splits = data_mod.load(config.data.dataset, root=config.data.root, seed=config.seed)
+    placement = Placement.of(config.hardware.device, amp=config.hardware.amp)
+    splits = load_splits(config.data, seed=config.seed, given=data)
     example = splits.train[0][0].unsqueeze(0)
-    base, base_info = _base_model(config, splits, example)
-    base.eval()
-    layers = tuple(graph.layers(base, example))
-    warn_if_near_chance(base, splits, config.base.model)
+    # the cost model needs shapes, not weights: budgets are checked on the untrained network
+    net = _untrained(config, splits, model).eval()
+    graph.require_modelled(net, example)
+    layers = tuple(graph.layers(net, example))
     bound = space.bind(layers, model=config.base.model)
     cost_model = cost_mod.CostModel(profile=profile)
 
@@ -171,7 +283,13 @@ def prepare(
 
     base_cost = dict(cost_fn(CompressionPlan(model=config.base.model)))
     limits = budget_mod.resolve(list(budgets), base_cost)
-    budget_mod.check_feasible_space(bound, cost_fn, limits)
+    budget_mod.check_feasible_space(bound, cost_fn, limits, budgets=budgets, base_cost=base_cost)
+    base, base_info = _base_model(config, splits, net, given=model is not None, placement=placement)
+    base.eval()
+    device = placement.device
+    val_acc, test_acc = report_base_accuracy(base, splits, config.base.model, device)
+    base_info = {**base_info, "val_acc": val_acc, "test_acc": test_acc, "device": str(device)}
+    warn_if_near_chance(base, splits, config.base.model, device)
     return SearchSetup(
         splits=splits,
         base=base,
@@ -182,5 +300,6 @@ def prepare(
         cost_model=cost_model,
         base_cost=base_cost,
         limits=limits,
-        proxy=_proxy(config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit),
+        proxy=_proxy(config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit, device=device),
+        placement=placement,
     )

@@ -70,19 +70,42 @@ def float_architecture(base: Any, plan: CompressionPlan, example_input: Any, see
     return compress.apply(base, fp32, example_input, seed=seed)
 
 
-def latencies_ms(models: Sequence[Any], example_input: Any, cost_model: Any) -> list[float]:
-    """Measured latencies of ``models``, timed together as the search's device profile was timed
-    (statistic, repeats, warm-up; threads of the profile).
+def latencies_ms(models: Sequence[Any], example_input: Any, cost_model: Any) -> list[dict[str, float]]:
+    """Measured latencies of ``models`` with their spread, timed together as the search's device
+    profile was timed (statistic, repeats, warm-up; threads of the profile).
 
     The minimum of more samples is lower, so the repeats must match for the measured and
     predicted latencies to be comparable. Without a profile: the median of 30 samples.
+
+    Returns:
+        Per model ``{"latency_ms_measured": the profile's statistic, "latency_ms_measured_min",
+        "latency_ms_measured_median", "latency_ms_measured_iqr", "latency_samples"}``.
     """
-    from automc.hardware import measure_as_profiled, measure_models_ms
+    import functools
+
+    from automc.hardware.timing import fold_bn, pinned_threads, time_callables
 
     profile = cost_model.profile
-    if profile is None:
-        return measure_models_ms(models, example_input)
-    return measure_as_profiled(profile, models, example_input)
+    m = profile.measurement if profile is not None else None
+    with pinned_threads(profile.runtime.threads if profile is not None else None):
+        nets = [fold_bn(net).to(example_input.device) for net in models]
+        timings = time_callables(
+            [functools.partial(net, example_input) for net in nets],
+            device=example_input.device,
+            warmup=m.warmup if m else 10,
+            repeats=m.repeats if m else 30,
+        )
+    statistic = m.statistic if m else "median"
+    return [
+        {
+            "latency_ms_measured": t.value(statistic),
+            "latency_ms_measured_min": t.min_ms,
+            "latency_ms_measured_median": t.median_ms,
+            "latency_ms_measured_iqr": t.spread_ms,
+            "latency_samples": float(t.count),
+        }
+        for t in timings
+    ]
 
 
 def latency_flags(report: Any) -> dict[str, Any]:
@@ -94,20 +117,172 @@ def latency_flags(report: Any) -> dict[str, Any]:
     return {"latency_flags": {k: v for k, v in report.flags.items() if v.startswith("latency")}}
 
 
-def base_figures(setup: SearchSetup, model_name: str, latency_ms: float) -> dict[str, Any]:
-    """Predicted and measured figures of the uncompressed base model ``model_name``."""
-    from automc import train
-
+def base_figures(setup: SearchSetup, model_name: str, latency: Mapping[str, float]) -> dict[str, Any]:
+    """Predicted and measured figures of the uncompressed base model ``model_name``
+    (``latency``: its entry of :func:`latencies_ms`)."""
     identity = CompressionPlan(model=model_name)
     report = setup.cost_model.estimate(setup.layers, identity)
     fig: dict[str, Any] = {k: float(v) for k, v in report.total.items()}
     fig.update(latency_flags(report))
-    fig["test_acc"] = float(train.evaluate(setup.base, setup.splits.test)["acc"])
+    fig["val_acc"] = float(setup.base_info["val_acc"])
+    fig["test_acc"] = float(setup.base_info["test_acc"])
     fig["proxy_acc"] = float(setup.proxy.evaluate(copy.deepcopy(setup.base), identity)["acc"])
     fig["macs_measured"] = measured_macs(setup.base, setup.example)
     fig["params"] = int(sum(p.numel() for p in setup.base.parameters()))
-    fig["latency_ms_measured"] = latency_ms
+    fig.update(latency)
+    fig.update(base_on_runtime(setup))
     return fig
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A model as it ships on the profile's runtime (:func:`on_runtime`).
+
+    Attributes:
+        figures: ``runtime``, ``test_acc_runtime``, ``speedup_measured`` over the base on
+            the same runtime, ``base_latency_ms_runtime``, ``runtime_int8_layers`` (count);
+            or ``runtime`` and ``runtime_error`` when the model could not be shipped.
+        latency: the ``latency_ms_measured*`` figures on the runtime (empty on an error).
+        files: ``artifact`` and ``base_artifact`` paths.
+    """
+
+    figures: Mapping[str, Any]
+    latency: Mapping[str, float]
+    files: Mapping[str, str]
+
+
+RUNTIME_DEVICES = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}
+"""Execution provider recorded in a profile → the runtime device that uses it (else ``cpu``)."""
+
+
+def runtime_of(profile: Any) -> tuple[str, str]:
+    """``(runtime name, device)`` a device profile was measured on (``torch``/``cpu`` without one)."""
+    info = getattr(profile, "runtime", None)
+    if info is None:
+        return "torch", "cpu"
+    return str(getattr(info, "framework", "torch")), RUNTIME_DEVICES.get(
+        str(getattr(info, "provider", "")), "cpu"
+    )
+
+
+def timing_figures(timing: Any, statistic: str) -> dict[str, float]:
+    """The ``latency_ms_measured*`` figures of a :class:`automc.hardware.Timing`."""
+    return {
+        "latency_ms_measured": timing.value(statistic),
+        "latency_ms_measured_min": timing.min_ms,
+        "latency_ms_measured_median": timing.median_ms,
+        "latency_ms_measured_iqr": timing.spread_ms,
+        "latency_samples": float(timing.count),
+    }
+
+
+def _shipped_error(name: str, e: Exception) -> Shipped:
+    reason = f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"
+    return Shipped(figures={"runtime": name, "runtime_error": reason}, latency={}, files={})
+
+
+def on_runtime(
+    setup: SearchSetup, config: SearchConfig, model: Any, plan: CompressionPlan, folder: Path
+) -> Shipped:
+    """Export ``model`` (compressed by ``plan``) and the base model for the profile's runtime
+    into ``folder`` (int8 layers calibrated on train batches), time the two artifacts
+    interleaved with the profile's protocol, and evaluate the model's test accuracy through
+    the runtime. A failure (a model the runtime cannot export) is recorded, not raised.
+    """
+    from automc.hardware import runtimes
+    from automc.hardware.runtimes.winner import calibration_inputs, runtime_accuracy, ship
+    from automc.hardware.timing import time_artifacts
+
+    profile = setup.cost_model.profile
+    name, device = runtime_of(profile)
+    m = profile.measurement if profile is not None else None
+    threads = int(profile.runtime.threads) if profile is not None else (config.hardware.threads or 1)
+    try:
+        rt = runtimes.get(name, device=device)
+        base_path, _ = ship(
+            rt,
+            setup.base,
+            CompressionPlan(model=plan.model),
+            setup.example,
+            folder / f"base{rt.suffix}",
+            calib=(),
+        )
+        calib = calibration_inputs(setup.splits.train, seed=config.seed)
+        path, int8 = ship(rt, model, plan, setup.example, folder / f"deploy{rt.suffix}", calib=calib)
+        base_t, t = time_artifacts(
+            rt,
+            [base_path, path],
+            setup.example.numpy(),
+            threads=threads,
+            warmup=m.warmup if m else 10,
+            repeats=m.repeats if m else 30,
+        )
+        acc = runtime_accuracy(rt, path, setup.splits.test, threads=threads)
+    except Exception as e:  # noqa: BLE001 - shipping is measured, not required; the reason is reported
+        return _shipped_error(name, e)
+    statistic = m.statistic if m else "median"
+    latency = timing_figures(t, statistic)
+    figures = {
+        "runtime": rt.name,
+        "runtime_int8_layers": len(int8),
+        "test_acc_runtime": float(acc),
+        "base_latency_ms_runtime": base_t.value(statistic),
+        "speedup_measured": base_t.value(statistic) / latency["latency_ms_measured"],
+    }
+    return Shipped(
+        figures=figures, latency=latency, files={"artifact": str(path), "base_artifact": str(base_path)}
+    )
+
+
+def base_on_runtime(setup: SearchSetup) -> dict[str, Any]:
+    """The base model's latency and test accuracy on the profile's runtime, when that is not
+    torch (whose latency the search already measured); ``{}`` otherwise."""
+    import tempfile
+
+    from automc.hardware import runtimes
+    from automc.hardware.runtimes.winner import runtime_accuracy
+    from automc.hardware.timing import time_artifacts
+
+    profile = setup.cost_model.profile
+    name, device = runtime_of(profile)
+    if name == "torch":
+        return {"runtime": name}
+    m, threads = profile.measurement, int(profile.runtime.threads)
+    try:
+        rt = runtimes.get(name, device=device)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = rt.export(setup.base, setup.example, Path(tmp) / f"base{rt.suffix}")
+            [t] = time_artifacts(
+                rt, [path], setup.example.numpy(), threads=threads, warmup=m.warmup, repeats=m.repeats
+            )
+            acc = runtime_accuracy(rt, path, setup.splits.test, threads=threads)
+    except Exception as e:  # noqa: BLE001 - measured, not required; the reason is reported
+        return dict(_shipped_error(name, e).figures)
+    return {"runtime": rt.name, "test_acc_runtime": float(acc), **timing_figures(t, m.statistic)}
+
+
+def identity(setup: SearchSetup, config: SearchConfig) -> dict[str, Any]:
+    """Where a winner comes from: base model (its name and ``package.module:Class``), its
+    weights, data shape and classes, automc version."""
+    import automc
+    from automc.models.user import class_path
+
+    info = setup.base_info
+    return {
+        "automc_version": automc.__version__,
+        "model": config.base.model,
+        "model_class": class_path(setup.base),
+        "dataset": config.data.dataset,
+        "seed": config.seed,
+        "base_weights": str(info.get("weights") or info.get("weights_path") or ""),
+        "input_shape": [int(s) for s in setup.example.shape],
+        "num_classes": int(setup.splits.num_classes),
+        "in_channels": int(setup.splits.in_channels),
+    }
+
+
+WINNER_SCHEMA = "automc/winner"
+"""Schema of ``winners/trialN/winner.json``: the winner's identity, figures and files."""
 
 
 def finish(
@@ -116,12 +291,23 @@ def finish(
     setup: SearchSetup,
     config: SearchConfig,
     out_dir: Path,
-    latency_ms: float,
+    latency: Mapping[str, float],
 ) -> Winner:
-    """Fine-tune the winner of ``row`` with KD from the base model, measure it and write its files."""
+    """Fine-tune the winner of ``row`` with KD from the base model, measure it and write its files.
+
+    ``latency`` is the winner's entry of :func:`latencies_ms`. The files in
+    ``winners/trialN/`` each say what they are: ``model.pt`` (readable by
+    :func:`automc.compress.load_compressed`: state dict, plan, input shape, classes,
+    ``meta`` = :func:`identity`), ``plan.json`` (the plan, naming the model and its layer
+    fingerprint), ``winner.json`` (identity, figures, files) and ``model.onnx`` (the
+    identity in its metadata properties).
+    """
+    import json
+
     import torch
 
     from automc import budget, compress, train
+    from automc.pipeline.setup import progress_enabled
     from automc.proxy import recalibrate_bn
 
     seed, ft = config.seed, config.finetune
@@ -130,7 +316,8 @@ def finish(
     # usually a cache hit; on a miss the short_train proxy would train its argument in place
     proxy_metrics = dict(setup.proxy.evaluate(copy.deepcopy(model), plan))
     recalibrate_bn(model, calib)
-    before = train.evaluate(model, setup.splits.test)["acc"]
+    device = setup.placement.device if setup.placement is not None else None
+    before = train.evaluate(model, setup.splits.test, device=device)["acc"]
     if ft.epochs:
         train.finetune(
             model,
@@ -140,39 +327,106 @@ def finish(
             temperature=ft.kd_temperature,
             alpha=ft.kd_alpha,
             seed=seed,
-            progress=config.output.progress,
+            progress=progress_enabled(config),
+            placement=setup.placement,
         )
-    after = train.evaluate(model, setup.splits.test)
-    model.eval()
+    val = train.evaluate(model, setup.splits.val, device=device)
+    after = train.evaluate(model, setup.splits.test, device=device)
+    model.cpu().eval()
+    wdir = out_dir / "winners" / f"trial{row.number}"
+    wdir.mkdir(parents=True, exist_ok=True)
+    shipped = on_runtime(setup, config, model, plan, wdir)
+    latency = {**latency, **shipped.latency}
     report = setup.cost_model.estimate(setup.layers, plan)
     cost = dict(report.total)
-    measured = {"macs": float(measured_macs(model, setup.example)), "latency_ms": latency_ms}
+    measured = {
+        "macs": float(measured_macs(model, setup.example)),
+        "latency_ms": latency["latency_ms_measured"],
+    }
     measured_cons = budget.constraints({**cost, **measured}, setup.limits)
     figures: dict[str, Any] = {k: float(v) for k, v in cost.items()}
     figures.update(
         proxy_acc=float(proxy_metrics.get("acc", row.values.get("acc", math.nan))),
+        val_acc=float(val["acc"]),
         test_acc_before=float(before),
         test_acc=float(after["acc"]),
         test_loss=float(after["loss"]),
         macs_measured=measured["macs"],
-        latency_ms_measured=latency_ms,
         params=int(cost.get("params", sum(p.numel() for p in model.parameters()))),
         meets_budget_measured=all(v <= 1e-9 for v in measured_cons.values()),
         measured_constraints=measured_cons,
     )
+    figures.update(latency)
     figures.update(latency_flags(report))
-    wdir = out_dir / "winners" / f"trial{row.number}"
-    wdir.mkdir(parents=True, exist_ok=True)
-    files = {"state_dict": str(wdir / "model.pt"), "plan": str(wdir / "plan.json")}
-    torch.save(
-        {"state_dict": model.state_dict(), "plan": plan.to_json(), "model": plan.model}, files["state_dict"]
+    figures.update(shipped.figures)
+    ident = {**identity(setup, config), "trial": row.number}
+    files = {
+        "model": str(wdir / "model.pt"),
+        "plan": str(wdir / "plan.json"),
+        "winner": str(wdir / "winner.json"),
+        **shipped.files,
+    }
+    compress.save_compressed(
+        files["model"],
+        model,
+        plan,
+        model_name=config.base.model,
+        input_shape=ident["input_shape"],
+        num_classes=ident["num_classes"],
+        in_channels=ident["in_channels"],
+        meta=ident,
     )
     Path(files["plan"]).write_text(plan.to_json(indent=2), encoding="utf-8")
     if config.output.export_onnx:
         onnx_path = wdir / "model.onnx"
         try:
             torch.onnx.export(model, (setup.example,), str(onnx_path), opset_version=17, dynamo=False)
+            _describe_onnx(onnx_path, ident)
             files["onnx"] = str(onnx_path)
         except Exception as e:  # noqa: BLE001 - export is best effort; the reason is reported
             figures["onnx_error"] = f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"
+    manifest = {"schema": WINNER_SCHEMA, "version": 1, **ident, "figures": figures, "files": files}
+    Path(files["winner"]).write_text(
+        json.dumps(manifest, indent=2, sort_keys=True, default=float), encoding="utf-8"
+    )
     return Winner(trial=row.number, plan=plan, figures=figures, files=files, model=model)
+
+
+def _describe_onnx(path: Path, ident: Mapping[str, Any]) -> None:
+    """Write ``ident`` into the ONNX file's metadata properties (``automc.<key>`` = JSON text)."""
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in ident.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"automc.{key}", json.dumps(value)
+    onnx.save(proto, str(path))
+
+
+def load_winner(run_dir: str | Path, trial: int | None = None) -> Any:
+    """See :func:`automc.load_winner`."""
+    import json
+
+    from automc.compress import load_compressed
+    from automc.errors import AutomcError
+
+    root = Path(run_dir)
+    if trial is None:
+        pareto = root / "pareto.json"
+        if not pareto.is_file():
+            raise AutomcError(f"{root}: no pareto.json (not an automc search folder); name a trial")
+        try:
+            trial = json.loads(pareto.read_text(encoding="utf-8")).get("recommended", {}).get("trial")
+        except (ValueError, AttributeError):
+            raise AutomcError(f"{pareto}: not a pareto.json written by automc") from None
+        if trial is None:
+            raise AutomcError(f"{pareto}: no recommended winner (none meets every budget); name a trial")
+    path = root / "winners" / f"trial{int(trial)}" / "model.pt"
+    if not path.is_file():
+        have = (
+            sorted(p.name for p in (root / "winners").glob("trial*")) if (root / "winners").is_dir() else []
+        )
+        raise AutomcError(f"{root}: no winner trial {trial} (winners: {', '.join(have) or 'none'})")
+    return load_compressed(path)

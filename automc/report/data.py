@@ -142,3 +142,90 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
 
     tau = kendalltau(list(x), list(y)).statistic
     return None if tau is None or math.isnan(tau) else float(tau)
+
+
+TIE_ACC = 0.002
+"""Val accuracies closer than this are a tie; the cheaper winner (measured latency, then MACs) wins it."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The winner to ship and why.
+
+    Attributes:
+        trial: the recommended trial (``None`` when no winner meets every budget by measurement).
+        reason: one sentence saying why.
+        rows: one row per winner (``trial``, ``val_acc``, ``test_acc``, ``macs_measured``,
+            ``latency_ms_measured``, ``meets_budget_measured``, ``verdict``), recommended first.
+    """
+
+    trial: int | None
+    reason: str
+    rows: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial, "reason": self.reason, "table": [dict(r) for r in self.rows]}
+
+
+def _cost_key(w: Mapping[str, Any]) -> tuple[float, float]:
+    lat, macs = w.get("latency_ms_measured"), w.get("macs_measured")
+    return (math.inf if lat is None else float(lat), math.inf if macs is None else float(macs))
+
+
+def recommend(winners: Sequence[Mapping[str, Any]]) -> Recommendation:
+    """The most accurate winner on val among those meeting every budget by *measured* cost.
+
+    Test accuracy is never used to choose (it is the held-out estimate of the choice).
+    Within :data:`TIE_ACC` of the best val accuracy the cheaper winner (measured latency,
+    then measured MACs) is chosen.
+    """
+    if not winners:
+        return Recommendation(
+            trial=None, reason="no winner was fine-tuned (finetune.top = 0 or an empty front)"
+        )
+    ok = [w for w in winners if w.get("meets_budget_measured") and w.get("val_acc") is not None]
+    best_val = max((float(w["val_acc"]) for w in ok), default=math.nan)
+    tied = sorted((w for w in ok if float(w["val_acc"]) >= best_val - TIE_ACC), key=_cost_key)
+    pick = tied[0] if tied else None
+
+    def verdict(w: Mapping[str, Any]) -> str:
+        if w is pick:
+            return "recommended"
+        if not w.get("meets_budget_measured"):
+            over = {m: v for m, v in (w.get("measured_constraints") or {}).items() if v > 1e-9}
+            return "over budget by measurement" + (
+                " (" + ", ".join(f"{m} +{v:.0%}" for m, v in over.items()) + ")" if over else ""
+            )
+        if w.get("val_acc") is None:
+            return "no val accuracy recorded"
+        if w in tied:
+            return "tied on val, costlier"
+        return f"less accurate on val ({float(w['val_acc']) - best_val:+.4f})"
+
+    order = ([pick] if pick is not None else []) + [w for w in winners if w is not pick]
+    rows = tuple(
+        {
+            "trial": int(w.get("trial", -1)),
+            "val_acc": w.get("val_acc"),
+            "test_acc": w.get("test_acc"),
+            "macs_measured": w.get("macs_measured"),
+            "latency_ms_measured": w.get("latency_ms_measured"),
+            "latency_ms_measured_iqr": w.get("latency_ms_measured_iqr"),
+            "meets_budget_measured": bool(w.get("meets_budget_measured")),
+            "verdict": verdict(w),
+        }
+        for w in order
+    )
+    if pick is None:
+        return Recommendation(
+            trial=None,
+            reason=f"none of the {len(winners)} fine-tuned winners meets every budget by measured cost",
+            rows=rows,
+        )
+    why = (
+        f"trial {pick.get('trial')}: the most accurate on val ({float(pick['val_acc']):.4f}) of the "
+        f"{len(ok)} of {len(winners)} fine-tuned winners that meet every budget by measured cost"
+    )
+    if len(tied) > 1:
+        why += f"; {len(tied) - 1} other within {TIE_ACC} on val, this one is cheaper by measured latency"
+    return Recommendation(trial=int(pick.get("trial", -1)), reason=why, rows=rows)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import csv
 import html
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from automc.cost.latency import NETWORK_FLAG_KEY
-from automc.report.data import COST_LABELS, ReportData, kendall_tau, plan_summary
-from automc.search.storage import TrialRecord
+from automc.budget import format_amount
+from automc.cost.latency import NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
+from automc.report.data import COST_LABELS, ReportData, kendall_tau, recommend
+from automc.report.figures import MEASURED, RUG_Y, Panel, cost_axes, latency_panel, pareto_panels, primary
 
 FILES = ("index.html", "pareto.png", "trials.csv", "pareto.json", "summary.md")
 
@@ -34,32 +34,15 @@ def render(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     _write_pareto_json(data, front, paths["pareto.json"])
     _write_png(data, front, paths["pareto.png"])
     _write_summary(data, front, paths["summary.md"])
-    paths["index.html"].write_text(_html(data, front), encoding="utf-8")
+    paths["index.html"].write_text(_html(data, front, out), encoding="utf-8")
     return paths
 
 
-def _cost_axes(data: ReportData) -> list[str]:
-    """Cost metrics to plot accuracy against: the minimised objectives, then MACs."""
-    names = [n for n, d in data.objectives if d == "minimize"]
-    if "macs" not in names:
-        names.append("macs")
-    return names
-
-
-def _primary(data: ReportData) -> str:
-    return next((n for n, d in data.objectives if d == "maximize"), data.objectives[0][0])
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "—"
-        if abs(v) >= 1e6:
-            return f"{v / 1e6:.3f}M"
-        return f"{v:.{digits}g}"
-    return str(v)
+def _fmt(metric: str, value: Any) -> str:
+    """A figure in human units (:func:`automc.budget.format_amount`); text passes through."""
+    if value is None or isinstance(value, str | bool):
+        return "—" if value is None else str(value)
+    return format_amount(metric, float(value))
 
 
 def _write_csv(data: ReportData, front: set[int], path: Path) -> None:
@@ -107,9 +90,27 @@ def _write_pareto_json(data: ReportData, front: set[int], path: Path) -> None:
         "meta": dict(data.meta),
         "base": dict(data.base),
         "pareto": points,
-        "winners": [dict(w) for w in data.winners],
+        "winners": [_winner_json(w) for w in data.winners],
+        "recommended": _recommended_json(data),
     }
     path.write_text(json.dumps(body, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+
+def _winner_json(winner: Mapping[str, Any]) -> dict[str, Any]:
+    """A winner's figures, with ``simulated`` (``sub-8-bit simulated: size/energy only on this
+    runtime``) when its plan has bits the profile's runtime does not execute."""
+    out = dict(winner)
+    note = (winner.get("latency_flags") or {}).get(PRECISION_FLAG_KEY)
+    if note:
+        out["simulated"] = str(note).removeprefix("latency: ")
+    return out
+
+
+def _recommended_json(data: ReportData) -> dict[str, Any]:
+    """The recommendation with the recommended winner's files (``trial`` ``None`` when there is none)."""
+    rec = recommend(data.winners)
+    files = next((w.get("files") or {} for w in data.winners if w.get("trial") == rec.trial), {})
+    return {**rec.to_dict(), "files": dict(files)}
 
 
 def _write_png(data: ReportData, front: set[int], path: Path) -> None:
@@ -117,86 +118,150 @@ def _write_png(data: ReportData, front: set[int], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
-    acc = _primary(data)
-    axes_names = _cost_axes(data)
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(5.2 * len(axes_names), 4.2), squeeze=False)
-    winners = {int(w.get("trial", -1)) for w in data.winners}
+    acc = primary(data)
+    axes_names = cost_axes(data)
+    fig, axes = plt.subplots(1, len(axes_names), figsize=(5.2 * len(axes_names), 4.6), squeeze=False)
+    rec = recommend(data.winners).trial
+    scored = [t for t in data.trials if t.complete]
     for ax, cost in zip(axes[0], axes_names):
-        groups = {
-            "infeasible": [t for t in data.trials if t.priced and not t.feasible],
-            "feasible": [t for t in data.trials if t.complete and t.feasible and t.number not in front],
-            "Pareto front": sorted(
-                (t for t in data.trials if t.number in front), key=lambda t: t.metric(cost)
+        groups = [
+            (
+                "feasible (proxy)",
+                [t for t in scored if t.feasible and t.number not in front],
+                "o",
+                "#8fa8c8",
+                1.0,
             ),
-        }
-        style = {
-            "infeasible": ("x", "#e0a0a0"),
-            "feasible": ("o", "#8fa8c8"),
-            "Pareto front": ("o", "#d62728"),
-        }
-        for label, rows in groups.items():
+            ("infeasible (proxy)", [t for t in scored if not t.feasible], "x", "#c0a0a0", 0.4),
+            (
+                "Pareto front (proxy)",
+                sorted((t for t in scored if t.number in front), key=lambda t: t.metric(cost)),
+                "o",
+                "#d62728",
+                1.0,
+            ),
+        ]
+        for label, rows, marker, color, alpha in groups:
             if rows:
-                marker, color = style[label]
-                ax.scatter(
-                    [t.metric(cost) for t in rows],
-                    [t.metric(acc) for t in rows],
-                    s=18,
-                    marker=marker,
-                    color=color,
-                    label=label,
-                    zorder=2 if label == "Pareto front" else 1,
-                )
-        pf = groups["Pareto front"]
-        if pf:
-            ax.plot([t.metric(cost) for t in pf], [t.metric(acc) for t in pf], color="#d62728", lw=1)
-        win_rows = [t for t in data.trials if t.number in winners]
-        if win_rows:
+                xs, ys = [t.metric(cost) for t in rows], [t.metric(acc) for t in rows]
+                ax.scatter(xs, ys, s=18, marker=marker, color=color, alpha=alpha, label=label)
+                if label.startswith("Pareto"):
+                    ax.plot(xs, ys, color=color, lw=1)
+        unscored = [t.metric(cost) for t in data.trials if t.priced and not t.complete]
+        if unscored:
+            rug = blended_transform_factory(ax.transData, ax.transAxes)
             ax.scatter(
-                [t.metric(cost) for t in win_rows],
-                [t.metric(acc) for t in win_rows],
-                s=120,
+                unscored,
+                [RUG_Y] * len(unscored),
+                marker="|",
+                s=80,
+                color="#888",
+                alpha=0.6,
+                transform=rug,
+                label="over budget, not scored",
+            )
+        key = MEASURED.get(cost, cost)
+        won = [w for w in data.winners if w.get(key) is not None and w.get("test_acc") is not None]
+        if won:
+            ax.scatter(
+                [float(w[key]) for w in won],
+                [float(w["test_acc"]) for w in won],
+                s=140,
                 marker="*",
-                color="#ff9f1c",
+                color=["#2ca02c" if w.get("trial") == rec else "#ff9f1c" for w in won],
                 edgecolor="k",
-                label="fine-tuned winners",
+                label="fine-tuned winners (test acc, measured cost)",
                 zorder=3,
             )
         if data.base.get(cost) is not None:
             ax.axvline(float(data.base[cost]), color="grey", ls="--", lw=0.8, label="base model")
+        limit = (data.meta.get("limits") or {}).get(cost)
+        if limit is not None:
+            ax.axvline(
+                float(limit), color="#2ca02c", lw=1.5, label=f"budget {format_amount(cost, float(limit))}"
+            )
         ax.set_xlabel(COST_LABELS.get(cost, cost))
-        ax.set_ylabel(f"proxy {acc}")
+        ax.set_ylabel(acc)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4)
     fig.suptitle(f"{data.meta.get('model', '')} on {data.meta.get('dataset', '')}: study {data.study_name}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _write_summary(data: ReportData, front: set[int], path: Path) -> None:
+def _budget_text(data: ReportData) -> str:
+    limits = data.meta.get("limits") or {}
+    return ", ".join(f"{m} <= {format_amount(m, float(v))}" for m, v in sorted(limits.items())) or "none"
+
+
+def _trial_counts(data: ReportData, front: set[int]) -> str:
     done = [t for t in data.trials if t.complete]
+    return (
+        f"{len(data.trials)} trials: {sum(t.feasible for t in done)} feasible and scored, "
+        f"{sum(t.priced and not t.complete for t in data.trials)} over budget (priced, not scored), "
+        f"{sum(t.state == 'FAIL' for t in data.trials)} failed; {len(front)} on the Pareto front"
+    )
+
+
+def recommendation_rows(data: ReportData) -> list[list[tuple[str, str]]]:
+    """Rows (header, text) of the recommendation table: every winner, the recommended one first."""
+    return [
+        [
+            ("trial", str(r["trial"])),
+            ("val acc", _fmt("acc", r["val_acc"])),
+            ("test acc", _fmt("acc", r["test_acc"])),
+            ("MACs (measured)", _fmt("macs", r["macs_measured"])),
+            ("latency (measured)", _latency_spread(r)),
+            ("meets budget (measured)", "yes" if r["meets_budget_measured"] else "NO"),
+            ("verdict", str(r["verdict"])),
+        ]
+        for r in recommend(data.winners).rows
+    ]
+
+
+def _latency_spread(entry: Mapping[str, Any]) -> str:
+    text = _fmt("latency_ms", entry.get("latency_ms_measured"))
+    iqr = entry.get("latency_ms_measured_iqr")
+    return f"{text} (IQR {_fmt('latency_ms', iqr)})" if iqr is not None and text != "—" else text
+
+
+def _md_table(rows: list[list[tuple[str, str]]]) -> list[str]:
+    return [
+        "| " + " | ".join(h for h, _ in rows[0]) + " |",
+        "|" + "---|" * len(rows[0]),
+        *["| " + " | ".join(v for _, v in r) + " |" for r in rows],
+        "",
+    ]
+
+
+def _write_summary(data: ReportData, front: set[int], path: Path) -> None:
+    rec = recommend(data.winners)
+    files = next((w.get("files") or {} for w in data.winners if w.get("trial") == rec.trial), {})
     lines = [
         f"# automc report: {data.study_name}",
         "",
         f"- model: {data.meta.get('model', '')}, dataset: {data.meta.get('dataset', '')}",
         f"- controller: {data.meta.get('controller', '')}, seed: {data.meta.get('seed', '')}",
-        f"- budgets: {json.dumps(data.meta.get('limits', {}), sort_keys=True)}",
-        f"- trials: {len(data.trials)} ({sum(t.feasible for t in done)} feasible and scored, "
-        f"{sum(t.priced and not t.feasible for t in data.trials)} over budget (priced only), "
-        f"{sum(t.state == 'FAIL' for t in data.trials)} failed); Pareto front: {len(front)} points",
+        f"- budgets: {_budget_text(data)}",
+        f"- {_trial_counts(data, front)}",
+        "",
+        "## Recommendation",
+        "",
+        f"{'Ship ' if rec.trial is not None else ''}{rec.reason}.",
         "",
     ]
-    rows = _winner_rows(data)
+    if files:
+        lines += [f"- {k}: {v}" for k, v in files.items()] + [""]
+    rows = recommendation_rows(data)
     if rows:
-        lines += [
-            "## Winners (fine-tuned)",
-            "",
-            "| " + " | ".join(h for h, _ in rows[0]) + " |",
-            "|" + "---|" * len(rows[0]),
-        ]
-        lines += ["| " + " | ".join(v for _, v in r) + " |" for r in rows]
-        lines.append("")
+        lines += _md_table(rows)
+    winners = _winner_rows(data)
+    if winners:
+        lines += ["## Winners (fine-tuned)", "", *_md_table(winners)]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -214,15 +279,16 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
         rows.append(
             [
                 ("model", str(e["name"])),
-                ("proxy acc", _fmt(e.get("proxy_acc"))),
-                ("test acc before FT", _fmt(e.get("test_acc_before"))),
-                ("test acc after FT", _fmt(e.get("test_acc"))),
-                ("MACs", _fmt(e.get("macs_measured", e.get("macs")))),
-                ("params", _fmt(e.get("params"))),
-                ("size (bytes)", _fmt(e.get("size_bytes"))),
-                ("energy (mJ)", _fmt(e.get("energy_mj"))),
-                ("latency pred (ms)", _latency_pred(e)),
-                ("latency meas (ms, fp32 arch.)", _fmt(lat)),
+                ("proxy acc", _fmt("acc", e.get("proxy_acc"))),
+                ("val acc after FT", _fmt("acc", e.get("val_acc"))),
+                ("test acc before FT", _fmt("acc", e.get("test_acc_before"))),
+                ("test acc after FT", _fmt("acc", e.get("test_acc"))),
+                ("MACs", _fmt("macs", e.get("macs_measured", e.get("macs")))),
+                ("params", _fmt("params", e.get("params"))),
+                ("size", _fmt("size_bytes", e.get("size_bytes"))),
+                ("energy", _fmt("energy_mj", e.get("energy_mj"))),
+                ("latency pred", _latency_pred(e)),
+                ("latency meas (fp32 arch.)", _latency_spread(e)),
                 ("speed-up", f"{speedup:.2f}x" if speedup else "—"),
             ]
         )
@@ -232,8 +298,11 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
 def _latency_pred(entry: Mapping[str, Any]) -> str:
     """Predicted latency, marked when the network or some layers were priced off the profile's table."""
     flags = dict(entry.get("latency_flags") or {})
-    text = _fmt(entry.get("latency_ms"))
+    text = _fmt("latency_ms", entry.get("latency_ms"))
     notes = []
+    simulated = flags.pop(PRECISION_FLAG_KEY, None)
+    if simulated:
+        notes.append(str(simulated).removeprefix("latency: "))
     if flags.pop(NETWORK_FLAG_KEY, None):
         notes.append("network not in the profile")
     if flags:
@@ -244,70 +313,6 @@ def _latency_pred(entry: Mapping[str, Any]) -> str:
 def _fig_json(fig: Any) -> str:
     text = fig.to_json()
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _pareto_figures(data: ReportData, front: set[int]) -> list[Any]:
-    import plotly.graph_objects as go
-
-    acc = _primary(data)
-    winners = {int(w.get("trial", -1)) for w in data.winners}
-    figs = []
-    for cost in _cost_axes(data):
-        fig = go.Figure()
-        groups = [
-            ("infeasible", [t for t in data.trials if t.priced and not t.feasible], "x", "#e0a0a0"),
-            (
-                "feasible",
-                [t for t in data.trials if t.complete and t.feasible and t.number not in front],
-                "circle",
-                "#8fa8c8",
-            ),
-            (
-                "Pareto front",
-                sorted((t for t in data.trials if t.number in front), key=lambda t: t.metric(cost)),
-                "circle",
-                "#d62728",
-            ),
-            ("fine-tuned winners", [t for t in data.trials if t.number in winners], "star", "#ff9f1c"),
-        ]
-        for label, rows, symbol, color in groups:
-            if not rows:
-                continue
-            hover = [_hover(t) for t in rows]
-            fig.add_trace(
-                go.Scatter(
-                    x=[t.metric(cost) for t in rows],
-                    y=[t.metric(acc) for t in rows],
-                    mode="lines+markers" if label == "Pareto front" else "markers",
-                    name=label,
-                    marker={"symbol": symbol, "color": color, "size": 14 if label.startswith("fine") else 8},
-                    text=hover,
-                    hovertemplate="%{text}<extra></extra>",
-                )
-            )
-        if data.base.get(cost) is not None:
-            fig.add_vline(
-                x=float(data.base[cost]), line_dash="dash", line_color="grey", annotation_text="base model"
-            )
-        fig.update_layout(
-            title=f"proxy {acc} vs {COST_LABELS.get(cost, cost)}",
-            xaxis_title=COST_LABELS.get(cost, cost),
-            yaxis_title=f"proxy {acc}",
-            height=420,
-            margin={"l": 60, "r": 20, "t": 50, "b": 50},
-        )
-        figs.append(fig)
-    return figs
-
-
-def _hover(t: TrialRecord) -> str:
-    s = plan_summary(t.plan)
-    vals = ", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in t.values.items())
-    return (
-        f"trial {t.number}<br>{vals}<br>mean keep {s['mean_keep']:.2f} (min {s['min_keep']:.2f}), "
-        f"w_bits {html.escape(str(s['w_bits']))}, low-rank layers {s['low_rank_layers']}, "
-        f"criterion {html.escape(str(s['criterion']))}"
-    )
 
 
 def _layer_figures(data: ReportData, layer_order: Sequence[str]) -> list[tuple[str, Any]]:
@@ -347,8 +352,8 @@ def _layer_figures(data: ReportData, layer_order: Sequence[str]) -> list[tuple[s
         fig.update_layout(
             barmode="group",
             height=360,
-            title=f"trial {w.get('trial')}: per-layer choices",
-            margin={"l": 50, "r": 20, "t": 50, "b": 120},
+            legend={"x": 1.02, "y": 0.5, "yanchor": "middle"},
+            margin={"l": 50, "r": 20, "t": 30, "b": 120},
             yaxis={"range": [0, 1.05]},
         )
         figs.append((f"trial {w.get('trial')}", fig))
@@ -374,9 +379,9 @@ def _energy_figure(data: ReportData) -> Any:
     )
     fig.update_layout(
         barmode="stack",
-        title="energy per inference (mJ): compute vs memory",
+        legend={"x": 1.02, "y": 0.5, "yanchor": "middle"},
         height=340,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
     )
     return fig
 
@@ -398,11 +403,10 @@ def _fidelity(data: ReportData) -> tuple[Any, Any, dict[str, Any]]:
         )
     )
     proxy_fig.update_layout(
-        title="proxy accuracy vs fine-tuned test accuracy",
         xaxis_title="proxy acc",
         yaxis_title="test acc after fine-tune",
         height=340,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
     )
     raw = [
         (n, e.get("latency_ms"), e.get("latency_ms_measured"))
@@ -439,25 +443,96 @@ def _fidelity(data: ReportData) -> tuple[Any, Any, dict[str, Any]]:
             )
         )
     lat_fig.update_layout(
-        title="cost-model fidelity: predicted vs measured latency (ms)",
-        xaxis_title="measured",
-        yaxis_title="predicted",
+        xaxis_title="measured (ms)",
+        yaxis_title="predicted (ms)",
         height=340,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
     )
     return proxy_fig, lat_fig, stats
 
 
-def _html(data: ReportData, front: set[int]) -> str:
+def _link(path: str, out: Path) -> str:
+    """``<a>`` to a winner file, relative to the report folder when it lies below it."""
+    target = Path(path)
+    try:
+        href = target.resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:
+        href = target.resolve().as_uri()
+    return f"<a href='{html.escape(href, quote=True)}'>{html.escape(target.name)}</a>"
+
+
+def _banners(data: ReportData, front: set[int]) -> list[str]:
+    """Warnings at the top of the page: a profile far off this machine, nothing feasible."""
+    e = html.escape
+    out = []
+    fix = data.base.get("profile_fix")
+    if fix:
+        err = float(data.base.get("profile_error") or 0.0)
+        out.append(
+            "<div class='banner'>The device profile predicts the base model at "
+            f"{e(_fmt('latency_ms', data.base.get('latency_ms')))}, measured "
+            f"{e(_fmt('latency_ms', data.base.get('latency_ms_measured')))} on this machine ({err:+.0%}): "
+            f"latency budgets were judged for another machine. Re-profile here: <code>{e(str(fix))}</code></div>"
+        )
+    if data.trials and not any(t.complete and t.feasible for t in data.trials):
+        out.append(
+            "<div class='banner'>No candidate met the budget: loosen the budget, run more trials or use a "
+            "space with lower keep ratios.</div>"
+        )
+    return out
+
+
+def _recommendation_html(data: ReportData, out: Path) -> list[str]:
+    e = html.escape
+    rec = recommend(data.winners)
+    parts = [
+        "<h2 id='recommended'>Recommended</h2>",
+        f"<p>{'Ship ' if rec.trial is not None else ''}{e(rec.reason)}.</p>",
+    ]
+    winner = next((w for w in data.winners if w.get("trial") == rec.trial), None)
+    if winner is not None:
+        links = ", ".join(_link(str(p), out) for p in (winner.get("files") or {}).values())
+        parts.append(
+            f"<p class='note'>Files: {links}. Load it: <code>automc.load_winner({e(repr(str(out)))}, "
+            f"{int(rec.trial or 0)})</code></p>"
+        )
+    rows = recommendation_rows(data)
+    if rows:
+        parts.append(_html_table(rows))
+    return parts
+
+
+def _html_table(rows: list[list[tuple[str, str]]]) -> str:
+    e = html.escape
+    head = "<tr>" + "".join(f"<th>{e(h)}</th>" for h, _ in rows[0]) + "</tr>"
+    return (
+        "<table>"
+        + head
+        + "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for _, v in r) + "</tr>" for r in rows)
+        + "</table>"
+    )
+
+
+def _panel(p: Panel) -> str:
+    e = html.escape
+    return (
+        f"<section class='panel'><h3 class='panel-title'>{e(p.title)}</h3>"
+        f"<p class='note'>{e(p.note)}</p><div class='plot' id='{p.fid}'></div></section>"
+    )
+
+
+def _html(data: ReportData, front: set[int], out: Path) -> str:
     from plotly.offline import get_plotlyjs
 
     e = html.escape
     meta = data.meta
-    figs: list[tuple[str, Any]] = [(f"pareto-{i}", f) for i, f in enumerate(_pareto_figures(data, front))]
+    rec = recommend(data.winners).trial
+    panels = pareto_panels(data, front, rec)
+    measured = latency_panel(data, rec)
+    figs: list[tuple[str, Any]] = [(p.fid, p.figure) for p in panels]
     layer_figs = _layer_figures(data, meta.get("layer_order") or [])
     energy = _energy_figure(data)
     proxy_fig, lat_fig, stats = _fidelity(data)
-    done = [t for t in data.trials if t.complete]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; script-src 'unsafe-inline' "
@@ -466,36 +541,34 @@ def _html(data: ReportData, front: set[int]) -> str:
         "<style>body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
         "th{background:#f3f3f3}td:first-child{text-align:left}.panel{margin:18px 0}.note{color:#555;font-size:13px}"
+        ".panel-title{margin:4px 0}.banner{background:#fff3cd;border:1px solid #e0c060;padding:8px 12px;margin:8px 0}"
         ".grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}</style>",
         f"<script>{get_plotlyjs()}</script></head><body>",
         f"<h1>automc report: {e(data.study_name)}</h1>",
+        *_banners(data, front),
         "<p class='note'>"
         f"model <b>{e(str(meta.get('model', '')))}</b> on <b>{e(str(meta.get('dataset', '')))}</b>; "
         f"controller {e(str(meta.get('controller', '')))}; proxy {e(str(meta.get('proxy', 'adaptive_bn')))}; "
-        f"space {e(str(meta.get('space', '')))}; "
-        f"profile {e(str(meta.get('profile', '')))}; budgets {e(json.dumps(meta.get('limits', {}), sort_keys=True))}; "
+        f"space {e(str(meta.get('space', '')))}; profile {e(str(meta.get('profile', '')))}; "
+        f"budgets {e(_budget_text(data))}; "
         f"objectives {e(', '.join(f'{n} ({d})' for n, d in data.objectives))}.<br>"
-        f"{len(data.trials)} trials: {sum(t.feasible for t in done)} feasible and scored, "
-        f"{sum(t.priced and not t.feasible for t in data.trials)} over budget (priced only), "
-        f"{sum(t.state == 'FAIL' for t in data.trials)} failed; {len(front)} on the Pareto front.</p>",
-        "<h2>Pareto fronts</h2><p class='note'>Proxy accuracy of every evaluated candidate against each cost; "
-        "hover a point for its plan. Infeasible candidates were priced by the cost model only.</p>",
+        f"{e(_trial_counts(data, front))}.</p>",
+        *_recommendation_html(data, out),
+        "<h2>Pareto fronts</h2>",
+        *[_panel(p) for p in panels],
     ]
-    parts += [f"<div class='panel' id='{fid}'></div>" for fid, _ in figs]
+    if measured is not None:
+        figs.append((measured.fid, measured.figure))
+        parts.append(_panel(measured))
     rows = _winner_rows(data)
     if rows:
-        parts.append(
-            "<h2>Winners</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h, _ in rows[0]) + "</tr>"
-        )
-        parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for _, v in r) + "</tr>" for r in rows]
-        parts.append("</table>")
-        files = [w.get("files") or {} for w in data.winners]
-        if any(files):
+        parts += ["<h2>Winners</h2>", _html_table(rows)]
+        if any(w.get("files") for w in data.winners):
             parts.append(
                 "<p class='note'>Exported: "
                 + "; ".join(
                     f"trial {e(str(w.get('trial')))}: "
-                    + ", ".join(e(str(p)) for p in (w.get("files") or {}).values())
+                    + ", ".join(_link(str(p), out) for p in (w.get("files") or {}).values())
                     for w in data.winners
                 )
                 + "</p>"
@@ -504,23 +577,31 @@ def _html(data: ReportData, front: set[int]) -> str:
         parts.append("<h2>Per-layer choices of each winner</h2>")
         for i, (_, fig) in enumerate(layer_figs):
             figs.append((f"layers-{i}", fig))
-            parts.append(f"<div class='panel' id='layers-{i}'></div>")
+            parts.append(
+                f"<section class='panel'><h3 class='panel-title'>trial {e(str(data.winners[i].get('trial')))}: "
+                f"per-layer choices</h3><div class='plot' id='layers-{i}'></div></section>"
+            )
     if energy is not None:
         figs.append(("energy", energy))
-        parts.append("<h2>Energy split</h2><div class='panel' id='energy'></div>")
+        parts.append(
+            "<h2>Energy split</h2><section class='panel'><h3 class='panel-title'>energy per inference: "
+            "compute vs memory</h3><div class='plot' id='energy'></div></section>"
+        )
     tau = stats.get("proxy_kendall")
     parts.append("<h2>Honesty panels</h2><div class='grid'><div>")
     parts.append(
         f"<p class='note'>Proxy fidelity: Kendall τ between proxy accuracy and fine-tuned test accuracy over "
-        f"{stats.get('proxy_n', 0)} winners = <b>{_fmt(tau) if tau is not None else 'n/a (needs ≥ 3 winners)'}</b>."
-        "</p><div id='proxy-fid'></div></div><div>"
+        f"{stats.get('proxy_n', 0)} winners = <b>{_fmt('tau', tau) if tau is not None else 'n/a (needs ≥ 3 winners)'}</b>."
+        "</p><h3 class='panel-title'>proxy accuracy vs fine-tuned test accuracy</h3>"
+        "<div class='plot' id='proxy-fid'></div></div><div>"
     )
     lat = stats.get("latency_within_10pct")
     parts.append(
         "<p class='note'>Cost-model fidelity: predicted vs measured latency on this machine; "
-        f"within ±10%: <b>{_fmt(lat * 100 if lat is not None else None)}%</b> of "
-        f"{stats.get('latency_n', 0)} models, mean abs. error {_fmt((stats.get('latency_mape') or 0) * 100)}%."
-        "</p><div id='lat-fid'></div></div></div>"
+        f"within ±10%: <b>{'—' if lat is None else f'{lat:.0%}'}</b> of "
+        f"{stats.get('latency_n', 0)} models, mean abs. error {(stats.get('latency_mape') or 0):.0%}."
+        "</p><h3 class='panel-title'>cost-model fidelity: predicted vs measured latency</h3>"
+        "<div class='plot' id='lat-fid'></div></div></div>"
     )
     figs += [("proxy-fid", proxy_fig), ("lat-fid", lat_fig)]
     parts.append("<script>")

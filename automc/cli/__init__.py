@@ -28,6 +28,7 @@ VERBS: dict[str, str] = {
     "sensitivity": "automc.cli.sensitivity_cmd",
     "search": "automc.cli.search_cmd",
     "report": "automc.cli.report_cmd",
+    "export": "automc.cli.export_cmd",
 }
 
 

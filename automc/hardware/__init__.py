@@ -47,6 +47,7 @@ _LAZY = {
     "refit_loo_ms": "automc.hardware.fitting",
     "table_configs": "automc.hardware.table",
     "table_only": "automc.hardware.fitting",
+    "time_artifacts": "automc.hardware.timing",
     "time_callables": "automc.hardware.timing",
     "validation_info": "automc.hardware.variants",
 }
@@ -81,6 +82,7 @@ __all__ = [
     "refit_loo_ms",
     "table_configs",
     "table_only",
+    "time_artifacts",
     "time_callables",
     "validation_info",
 ]

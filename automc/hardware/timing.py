@@ -263,7 +263,7 @@ def measure_as_profiled(
     )
 
 
-def measure_artifacts_ms(
+def time_artifacts(
     runtime: Runtime,
     artifacts: Sequence[Path],
     example: np.ndarray,
@@ -271,10 +271,9 @@ def measure_artifacts_ms(
     threads: int,
     warmup: int = 10,
     repeats: int = 30,
-    statistic: str = "median",
-) -> list[float]:
-    """End-to-end latency (ms, ``statistic`` of the samples) of one batch ``example`` through each
-    of ``runtime``'s ``artifacts``, timed in one interleaved run (:func:`time_callables`).
+) -> list[Timing]:
+    """:class:`Timing` of one batch ``example`` through each of ``runtime``'s ``artifacts``,
+    timed in one interleaved run (:func:`time_callables`).
 
     Each artifact is loaded as a session with ``threads`` intra-op threads. Imports torch only
     when the runtime does (the torch runtime; its thread count is restored afterwards).
@@ -285,10 +284,24 @@ def measure_artifacts_ms(
         fns: list[Callable[[], Any]] = [
             functools.partial(runtime.session(Path(a), threads=threads), x) for a in artifacts
         ]
-        timings = time_callables(fns, warmup=warmup, repeats=repeats)
+        return time_callables(fns, warmup=warmup, repeats=repeats)
     finally:
         if before is not None:
             sys.modules["torch"].set_num_threads(before)
+
+
+def measure_artifacts_ms(
+    runtime: Runtime,
+    artifacts: Sequence[Path],
+    example: np.ndarray,
+    *,
+    threads: int,
+    warmup: int = 10,
+    repeats: int = 30,
+    statistic: str = "median",
+) -> list[float]:
+    """End-to-end latency (ms, ``statistic`` of the samples) of each artifact (:func:`time_artifacts`)."""
+    timings = time_artifacts(runtime, artifacts, example, threads=threads, warmup=warmup, repeats=repeats)
     return [t.value(statistic) for t in timings]
 
 

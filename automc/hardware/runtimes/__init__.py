@@ -18,11 +18,17 @@ package imports neither torch nor onnxruntime. Example::
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from automc.errors import AutomcError
 from automc.hardware.runtimes.base import Runtime, Session, accuracy, int8_layers
 from automc.registry import Registry
 
-__all__ = ["REGISTRY", "Runtime", "Session", "accuracy", "get", "int8_layers"]
+if TYPE_CHECKING:
+    from automc.hardware.runtimes.winner import Export
+
+__all__ = ["REGISTRY", "Runtime", "Session", "accuracy", "export_winner", "get", "int8_layers"]
 
 REGISTRY: Registry[type] = Registry(kind="runtime")
 REGISTRY.add("torch", "automc.hardware.runtimes.torch_eager:TorchEager", "PyTorch eager, fp32 (cpu, cuda)")
@@ -52,3 +58,10 @@ def get(name: str, *, device: str = "cpu") -> Runtime:
         )
     return runtime
 
+
+def export_winner(run_dir: Path, trial: int, runtime: str, out: Path, *, device: str = "cpu") -> Export:
+    """Re-export the winner of ``trial`` recorded in the run folder ``run_dir`` for ``runtime`` to
+    ``out``, and measure its test accuracy there (:func:`automc.hardware.runtimes.winner.export_winner`)."""
+    from automc.hardware.runtimes.winner import export_winner as _export
+
+    return _export(Path(run_dir), int(trial), runtime, Path(out), device=device)

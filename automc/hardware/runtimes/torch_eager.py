@@ -74,7 +74,10 @@ class TorchEager:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            program = torch.export.export(net, (example.detach().cpu(),))
+            # traced at batch 2 with a dynamic batch axis (a batch of 1 would be specialised)
+            x = example.detach().cpu()[:1].expand(2, *example.shape[1:]).contiguous()
+            batch = torch.export.Dim("batch", min=1)
+            program = torch.export.export(net, (x,), dynamic_shapes=({0: batch},))
         except Exception as e:  # noqa: BLE001 - torch.export raises many error types
             raise AutomcError(
                 f"torch.export cannot capture the model: {' '.join(str(e).split())[:300]}"

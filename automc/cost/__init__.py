@@ -17,7 +17,10 @@ microseconds, without torch and without running or tracing the model:
     * energy (``automc.cost.energy``): ``energy_compute_mj`` + ``energy_memory_mj`` =
       ``energy_mj``, from the energy table and the profile's on-chip buffer size.
     * ``latency_ms``: delegated to ``automc.cost.latency.predict_latency`` when a device
-      profile is given (at the profile's batch size).
+      profile is given (at the profile's batch size, each layer at the precision the
+      profile's runtime executes its bits at). A plan with bits the runtime does not
+      execute gets ``flags["(precision)"]`` = ``latency: sub-8-bit simulated: size/energy
+      only on this runtime`` (``automc.cost.latency.PRECISION_FLAG_KEY``).
 
 A layer the models cannot price goes into ``CostReport.unsupported`` with the reason, and
 the totals are then lower bounds; nothing is silently priced at zero.
@@ -34,8 +37,9 @@ from typing import Any
 
 from automc.cost.energy import PJ_PER_MJ, EnergyModel, dram_power_w
 from automc.cost.flops import LayerConst, compile_layer, geometry_for
-from automc.cost.report import CostReport
 from automc.cost.formats import BIAS_BITS, CODEBOOK_QUANTIZERS, weight_storage_bits
+from automc.cost.latency import PRECISION_FLAG_KEY
+from automc.cost.report import CostReport
 from automc.errors import UnsupportedLayerError
 from automc.plan import IDENTITY, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, kept_channels
 from automc.schema.energy import ENERGY_SCHEMA, EnergyTable, load_energy_table_file
@@ -295,6 +299,8 @@ class CostModel:
                     per_layer[name]["latency_ms"] = float(ms)
             for name, note in lat.flags.items():
                 flags[name] = note if note.startswith("latency") else f"latency: {note}"
+            if lat.simulated:
+                flags[PRECISION_FLAG_KEY] = f"latency: {lat.simulated_note}"
             for name, why in lat.unsupported.items():
                 unsupported[name] = (
                     f"{unsupported[name]}; latency: {why}" if name in unsupported else f"latency: {why}"

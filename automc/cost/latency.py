@@ -33,10 +33,13 @@ Caveats, stated plainly:
     * A configuration outside the table (channel count outside the grid range, a layer
       shape never profiled) is priced by the roofline (``max(compute, memory) + launch
       overhead``) and flagged in ``flags``; such estimates are much rougher.
-    * Bits: a layer is priced at the smallest profiled precision >= ``max(w_bits, a_bits)``
-      (the largest profiled one if none is). The shipped CPU profile holds only 32-bit
-      entries because fake-quantized layers run at float speed there: it prices deployment
-      at fp32. A device with a real int8 path measures ``bits: 8`` entries.
+    * Bits: a layer is priced at the smallest precision the profile's runtime executes
+      (``runtime.precisions``) with at least ``max(w_bits, a_bits)`` bits (the largest one
+      if none has): on ONNX Runtime CPU (``fp32``, ``int8``) a layer at <= 8 bits is priced
+      from the int8 table. Bits the runtime does not execute (4-bit on ONNX Runtime, any
+      non-32 bits on torch eager, where fake-quantized layers run at float speed) are
+      priced at that next precision, and the estimate says so in ``simulated`` (the plan's
+      size and energy see the bits, its latency does not).
     * Unstructured sparsity does not change latency (dense kernels).
     * Low rank on depthwise/grouped convs and unknown layer kinds go to ``unsupported``.
 """
@@ -49,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from automc.plan import (
+    ALLOWED_BITS,
     IDENTITY,
     LAYER_KINDS,
     NOT_PRUNABLE,
@@ -66,6 +70,9 @@ FLAG_NOT_PROFILED = (
 )
 FLAG_ROOFLINE = "latency: outside the profile table, roofline estimate"
 FLAG_NO_SHAPE = "latency: layer shape not in the profile, roofline estimate"
+PRECISION_FLAG_KEY = "(precision)"
+SIMULATED_NOTE = "simulated: size/energy only on this runtime"
+"""What a plan with bits its runtime does not execute is marked with (after ``sub-N-bit``)."""
 
 #: (kind, in_h, in_w, kh, kw, sh, sw, ph, pw, batch)
 _Shape = tuple[str, int, int, int, int, int, int, int, int, int]
@@ -81,12 +88,23 @@ class LatencyEstimate:
         flags: layer name -> note when the layer left the table (roofline fallback).
         unsupported: layer name -> reason it could not be priced; a non-empty mapping
             means ``total_ms`` is a lower bound.
+        simulated: layer name -> the bits it was priced at, for each layer whose bits the
+            profile's runtime does not execute (priced at the next precision it does).
     """
 
     total_ms: float
     per_layer_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     flags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     unsupported: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    simulated: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def simulated_note(self) -> str:
+        """``sub-8-bit simulated: size/energy only on this runtime`` (the precision the
+        simulated layers were priced at), or ``""`` when every layer runs at its own bits."""
+        if not self.simulated:
+            return ""
+        return f"sub-{min(self.simulated.values())}-bit {SIMULATED_NOTE}"
 
 
 def channel_grid(channels: int, fractions: Sequence[float]) -> tuple[int, ...]:
@@ -246,8 +264,8 @@ class LatencyPredictor:
         self._shapes: set[_Shape] = {
             (k[0], k[1], k[2], k[5], k[6], k[7], k[8], k[9], k[10], k[13]) for k in self._table
         }
-        self._bits = sorted({e.bits for e in lt.entries}) or [32]
-        self._bits_map = {b: self._table_bits(b) for b in (1, 2, 3, 4, 5, 6, 7, 8, 16, 32)}
+        self._bits = list(profile.runtime.native_bits) or [32]
+        self._bits_map = {b: self._table_bits(b) for b in ALLOWED_BITS}
         self._layers: dict[int, tuple[LayerSpec, _Layer]] = {}
         self._next_uid = 0
         self._prices: dict[tuple[int, int, int, int, int], tuple[float, str]] = {}
@@ -409,6 +427,7 @@ class LatencyPredictor:
         per_layer: dict[str, float] = {}
         flags: dict[str, str] = {}
         unsupported: dict[str, str] = {}
+        simulated: dict[str, int] = {}
         fit = self._network_fit(layers)
         if fit is None:
             total = self.profile.latency.network_overhead_ms
@@ -434,6 +453,10 @@ class LatencyPredictor:
             if rank is not None and layer.lowrank is None:
                 unsupported[spec.name] = f"low-rank factorisation of a {spec.kind} layer has no latency model"
                 continue
+            bits = max(choice.w_bits, choice.a_bits)
+            priced_bits = self._bits_map.get(bits, self._bits[-1])
+            if priced_bits != bits:
+                simulated[spec.name] = priced_bits
             ck = (layer.uid, n, m, rank or 0, choice.w_bits * 64 + choice.a_bits)
             hit = self._prices.get(ck)
             if hit is None:
@@ -446,7 +469,9 @@ class LatencyPredictor:
                 flags[spec.name] = hit[1]
             per_layer[spec.name] = ms
             total += ms
-        return LatencyEstimate(total_ms=total, per_layer_ms=per_layer, flags=flags, unsupported=unsupported)
+        return LatencyEstimate(
+            total_ms=total, per_layer_ms=per_layer, flags=flags, unsupported=unsupported, simulated=simulated
+        )
 
 
 _PREDICTORS: dict[int, tuple[HwProfile, LatencyPredictor]] = {}

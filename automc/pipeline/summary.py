@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,24 +10,32 @@ if TYPE_CHECKING:
 
 def summary_table(result: SearchResult) -> str:
     """Plain-text summary printed at the end of ``automc search``."""
-    from automc.cost.latency import NETWORK_FLAG_KEY
+    from automc.budget import format_amount as fmt
+    from automc.cost.latency import NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
 
-    lines = [f"{'model':<14}{'test acc':>10}{'MACs':>12}{'lat pred':>10}{'lat meas':>10}{'budget ok':>10}"]
+    lines = [
+        f"{'model':<14}{'val acc':>9}{'test acc':>10}{'MACs':>10}{'lat pred':>10}{'lat meas':>10}"
+        f"{'budget ok':>11}"
+    ]
     b = result.base
     lines.append(
-        f"{'base':<14}{b.get('test_acc', math.nan):>10.4f}{b.get('macs', 0) / 1e6:>11.2f}M"
-        f"{b.get('latency_ms', math.nan):>9.3f}{'*' if b.get('latency_flags') else ' '}"
-        f"{b.get('latency_ms_measured', math.nan):>10.3f}{'':>10}"
+        f"{'base':<14}{fmt('acc', b.get('val_acc')):>9}{fmt('acc', b.get('test_acc')):>10}"
+        f"{fmt('macs', b.get('macs')):>10}{fmt('latency_ms', b.get('latency_ms')):>9}"
+        f"{'*' if b.get('latency_flags') else ' '}{fmt('latency_ms', b.get('latency_ms_measured')):>10}{'':>11}"
     )
     for w in result.winners:
         f = w.figures
         rough = "*" if f.get("latency_flags") else " "
         lines.append(
-            f"{'trial ' + str(w.trial):<14}{f['test_acc']:>10.4f}{f['macs_measured'] / 1e6:>11.2f}M"
-            f"{f.get('latency_ms', math.nan):>9.3f}{rough}{(f.get('latency_ms_measured') or math.nan):>10.3f}"
-            f"{'yes' if f['meets_budget_measured'] else 'NO':>10}"
+            f"{'trial ' + str(w.trial):<14}{fmt('acc', f.get('val_acc')):>9}{fmt('acc', f['test_acc']):>10}"
+            f"{fmt('macs', f['macs_measured']):>10}{fmt('latency_ms', f.get('latency_ms')):>9}{rough}"
+            f"{fmt('latency_ms', f.get('latency_ms_measured')):>10}"
+            f"{'yes' if f['meets_budget_measured'] else 'NO':>11}"
         )
-    flagged = [b.get("latency_flags") or {}] + [w.figures.get("latency_flags") or {} for w in result.winners]
+    flagged = [
+        {k: v for k, v in (f.get("latency_flags") or {}).items() if k != PRECISION_FLAG_KEY}
+        for f in [b] + [w.figures for w in result.winners]
+    ]
     if any(NETWORK_FLAG_KEY in f for f in flagged):
         model = (result.winners[0].plan.model if result.winners else "") or "MODEL"
         lines.append(
@@ -40,6 +47,10 @@ def summary_table(result: SearchResult) -> str:
             "* latency predicted partly off the profile's table (roofline estimate; see pareto.json "
             "latency_flags): re-profile with a finer --fractions grid"
         )
+    for w in result.winners:
+        note = (w.figures.get("latency_flags") or {}).get(PRECISION_FLAG_KEY)
+        if note:
+            lines.append(f"trial {w.trial}: {note.removeprefix('latency: ')}")
     lines.append(
         f"storage: {result.storage} (study {result.study}); open with: optuna-dashboard {result.storage}"
     )
@@ -47,4 +58,9 @@ def summary_table(result: SearchResult) -> str:
         lines.append(f"report: {result.report_dir / 'index.html'}")
         for w in result.winners:
             lines.append(f"winner trial {w.trial}: " + ", ".join(f"{k}={v}" for k, v in w.files.items()))
+    rec = result.recommendation
+    if rec is not None:
+        lines.append(f"recommended: {rec.reason}")
+        if rec.trial is not None and result.report_dir:
+            lines.append(f"load it in Python: automc.load_winner({str(result.report_dir)!r}, {rec.trial})")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,11 +35,14 @@ DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu", "npu", "other")
 #: shared machine whose neighbours slow some periods down (see ``automc.hardware.timing``).
 STATISTICS = ("median", "min")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4", "binary")
+#: compute bits of each precision (what a table entry's ``bits`` says)
+PRECISION_BITS = MappingProxyType({"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4, "binary": 1})
 
 _TOP_REQUIRED = {"schema", "version", "device", "runtime", "measurement", "roofline", "energy", "latency"}
 _TOP_OPTIONAL = {"validation"}
 _DEVICE_KEYS = {"id", "kind", "description"}
 _RUNTIME_KEYS = {"framework", "version", "threads", "batch", "dtype"}
+_RUNTIME_OPTIONAL = {"provider", "graph_optimization", "precisions"}
 _MEASUREMENT_KEYS = {"warmup", "repeats", "statistic", "date"}
 _ROOFLINE_KEYS = {"peak_macs_per_s", "memory_bandwidth_bytes_per_s", "launch_overhead_ms"}
 _ENERGY_KEYS = {"table", "onchip_buffer_bytes"}
@@ -87,14 +90,21 @@ class DeviceInfo:
 
 @dataclass(frozen=True)
 class RuntimeInfo:
-    """Software settings the latencies hold for.
+    """Software settings the latencies hold for: the runtime that executes the deployed model.
 
     Attributes:
-        framework: e.g. ``torch``.
-        version: framework version string.
+        framework: the runtime's name (``automc list runtimes``): ``torch`` (eager) or
+            ``onnxruntime``; files written before runtimes existed say ``torch``.
+        version: the runtime's version string.
         threads: intra-op threads pinned during measurement.
         batch: batch size of every measurement.
-        dtype: deployment dtype, e.g. ``float32``.
+        dtype: deployment dtype of the float layers, e.g. ``float32``.
+        provider: execution provider (``CPUExecutionProvider``; ``eager`` for torch).
+        graph_optimization: the runtime's graph-optimisation level (``ORT_ENABLE_ALL``;
+            ``none`` for torch eager).
+        precisions: the precisions the runtime executes natively and the table holds
+            entries for (``fp32``, ``int8``...). Absent in a file: the precisions of its
+            table's entries (``fp32`` for a torch-eager profile).
     """
 
     framework: str
@@ -102,6 +112,14 @@ class RuntimeInfo:
     threads: int
     batch: int
     dtype: str
+    provider: str = "eager"
+    graph_optimization: str = "none"
+    precisions: tuple[str, ...] = ("fp32",)
+
+    @property
+    def native_bits(self) -> tuple[int, ...]:
+        """Sorted compute bits of :attr:`precisions` (``(8, 32)`` for int8 + fp32)."""
+        return tuple(sorted({PRECISION_BITS[p] for p in self.precisions}))
 
 
 @dataclass(frozen=True)
@@ -382,6 +400,9 @@ class HwProfile:
                 "threads": self.runtime.threads,
                 "batch": self.runtime.batch,
                 "dtype": self.runtime.dtype,
+                "provider": self.runtime.provider,
+                "graph_optimization": self.runtime.graph_optimization,
+                "precisions": list(self.runtime.precisions),
             },
             "measurement": {
                 "warmup": self.measurement.warmup,
@@ -578,15 +599,25 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
         if did and dkind and isinstance(ddesc, str):
             device = DeviceInfo(id=did, kind=dkind, description=ddesc)
 
-    rt = _section(p, data, "runtime", _RUNTIME_KEYS)
+    rt = _section(p, data, "runtime", _RUNTIME_KEYS, _RUNTIME_OPTIONAL)
     runtime = None
     if rt is not None:
         fw, ver, dtype = (p.string(rt, k, "runtime") for k in ("framework", "version", "dtype"))
         threads = p.number(rt, "threads", "runtime", integer=True, positive=True)
         batch = p.number(rt, "batch", "runtime", integer=True, positive=True)
-        if fw and ver and dtype and threads is not None and batch is not None:
+        provider = p.string(rt, "provider", "runtime") if "provider" in rt else "eager"
+        level = p.string(rt, "graph_optimization", "runtime") if "graph_optimization" in rt else "none"
+        precisions = _precisions(p, rt) if "precisions" in rt else None
+        if fw and ver and dtype and threads is not None and batch is not None and provider and level:
             runtime = RuntimeInfo(
-                framework=fw, version=ver, threads=int(threads), batch=int(batch), dtype=dtype
+                framework=fw,
+                version=ver,
+                threads=int(threads),
+                batch=int(batch),
+                dtype=dtype,
+                provider=provider,
+                graph_optimization=level,
+                precisions=precisions or ("fp32",),
             )
 
     ms = _section(p, data, "measurement", _MEASUREMENT_KEYS)
@@ -682,6 +713,9 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
                 networks=networks,
             )
 
+    if runtime is not None and latency is not None:
+        runtime = _with_table_precisions(p, runtime, latency, explicit=rt is not None and "precisions" in rt)
+
     validation = None
     if "validation" in data:
         va = _section(p, data, "validation", _VALIDATION_REQUIRED, _VALIDATION_OPTIONAL)
@@ -702,6 +736,43 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
         validation=validation,
         source=source,
     )
+
+
+def _precisions(p: Problems, rt: Mapping[str, Any]) -> tuple[str, ...] | None:
+    v = rt.get("precisions")
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+        p.add("runtime.precisions", f"must be a non-empty list of precision names, got {v!r}")
+        return None
+    bad = [x for x in v if x not in PRECISIONS]
+    if bad:
+        p.add("runtime.precisions", f"unknown precision {bad[0]!r} (allowed: {', '.join(PRECISIONS)})")
+        return None
+    if len(set(v)) != len(v):
+        p.add("runtime.precisions", f"lists a precision twice: {v!r}")
+        return None
+    return tuple(v)
+
+
+def _with_table_precisions(
+    p: Problems, runtime: RuntimeInfo, latency: LatencyTable, *, explicit: bool
+) -> RuntimeInfo:
+    """The runtime with its precisions checked against the table (or taken from it when absent)."""
+    table_bits = sorted({e.bits for e in latency.entries}, reverse=True)
+    if not explicit:
+        by_bits = {b: n for n, b in reversed(PRECISION_BITS.items())}
+        stray = [b for b in table_bits if b not in by_bits]
+        if stray:
+            p.add("latency.table", f"holds {stray[0]}-bit entries, which match no precision")
+        names = tuple(by_bits[b] for b in table_bits if b in by_bits)
+        return replace(runtime, precisions=names or ("fp32",))
+    native = set(runtime.native_bits)
+    stray = [b for b in table_bits if b not in native]
+    if stray:
+        p.add(
+            "latency.table",
+            f"holds {stray[0]}-bit entries but runtime.precisions {list(runtime.precisions)} has no such precision",
+        )
+    return runtime
 
 
 def _metrics(p: Problems, d: Mapping[str, Any], where: str) -> dict[str, float] | None:

@@ -1,0 +1,181 @@
+"""Bits priced on the profile's runtime: int8 table entries, simulated precisions, the flag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from automc.cost import CostModel
+from automc.cost.latency import PRECISION_FLAG_KEY, layer_stages, predict_latency
+from automc.errors import ConfigError
+from automc.plan import CompressionPlan, LayerChoice, LayerSpec
+from automc.schema.hw_profile import HwProfile, parse_hw_profile
+
+FRACTIONS = (0.5, 1.0)
+
+
+def conv(name: str, cin: int, cout: int, *, group: int, in_group: int, index: int) -> LayerSpec:
+    return LayerSpec(
+        name=name,
+        kind="conv2d",
+        in_channels=cin,
+        out_channels=cout,
+        kernel=(3, 3),
+        stride=(1, 1),
+        padding=(1, 1),
+        groups=1,
+        in_shape=(cin, 8, 8),
+        out_shape=(cout, 8, 8),
+        macs=64 * cout * cin * 9,
+        group=group,
+        in_segments=((in_group, cin, 1),),
+        index=index,
+    )
+
+
+LAYERS = [
+    conv("stem", 3, 16, group=0, in_group=-1, index=0),
+    conv("body", 16, 16, group=1, in_group=0, index=1),
+]
+
+
+def profile_data(
+    *, bits: tuple[int, ...], int8_factor: float, precisions: list[str] | None
+) -> dict[str, Any]:
+    """A profile whose int8 entries cost ``int8_factor`` x the fp32 ones."""
+    keys = set()
+    for spec in LAYERS:
+        plain, factors = layer_stages(spec, FRACTIONS, FRACTIONS)
+        for st in [plain, *(factors or ())]:
+            keys.update(st.key(n, m, b, 1) for n, m in st.grid_points() for b in bits)
+    table = []
+    for kind, ih, iw, n_, m_, kh, kw, sh, sw, ph, pw, groups, b, batch in sorted(keys):
+        ms = 0.01 + 1e-6 * n_ * m_ * (int8_factor if b == 8 else 1.0)
+        table.append(
+            {
+                "kind": kind,
+                "in_size": [ih, iw],
+                "in_channels": n_,
+                "out_channels": m_,
+                "kernel": [kh, kw],
+                "stride": [sh, sw],
+                "padding": [ph, pw],
+                "groups": groups,
+                "bits": b,
+                "batch": batch,
+                "median_ms": ms,
+                "spread_ms": 0.0,
+                "count": 3,
+                "min_ms": ms,
+            }
+        )
+    runtime: dict[str, Any] = {
+        "framework": "onnxruntime" if precisions and "int8" in precisions else "torch",
+        "version": "1",
+        "threads": 1,
+        "batch": 1,
+        "dtype": "float32",
+    }
+    if precisions is not None:
+        runtime.update(
+            provider="CPUExecutionProvider", graph_optimization="ORT_ENABLE_ALL", precisions=precisions
+        )
+    return {
+        "schema": "automc/hw-profile",
+        "version": 1,
+        "device": {"id": "toy-ort", "kind": "cpu", "description": ""},
+        "runtime": runtime,
+        "measurement": {"warmup": 1, "repeats": 3, "statistic": "min", "date": "2026-01-01"},
+        "roofline": {
+            "peak_macs_per_s": {"fp32": 1e9},
+            "memory_bandwidth_bytes_per_s": 1e10,
+            "launch_overhead_ms": 0.01,
+        },
+        "energy": {"table": "energy-45nm", "onchip_buffer_bytes": 65536},
+        "latency": {
+            "network_overhead_ms": 0.05,
+            "grid": {"channel_fractions": list(FRACTIONS), "rank_fractions": list(FRACTIONS)},
+            "table": table,
+        },
+    }
+
+
+def ort_profile(int8_factor: float = 0.4) -> HwProfile:
+    return parse_hw_profile(
+        profile_data(bits=(32, 8), int8_factor=int8_factor, precisions=["fp32", "int8"]), "ort.yaml"
+    )
+
+
+def torch_profile() -> HwProfile:
+    return parse_hw_profile(profile_data(bits=(32,), int8_factor=1.0, precisions=None), "torch.yaml")
+
+
+def at_bits(bits: int, *, names: tuple[str, ...] = ("stem", "body")) -> CompressionPlan:
+    return CompressionPlan(layers={n: LayerChoice(w_bits=bits, a_bits=bits) for n in names})
+
+
+def test_int8_plan_is_faster_than_fp32_when_the_int8_table_is() -> None:
+    fast, slow = ort_profile(0.4), ort_profile(3.0)
+    fp32 = predict_latency(LAYERS, CompressionPlan(), fast)
+    int8 = predict_latency(LAYERS, at_bits(8), fast)
+    assert int8.total_ms < fp32.total_ms
+    assert not int8.simulated
+    # the table, not a rule, decides: int8 kernels slower than fp32 ones price int8 slower
+    assert (
+        predict_latency(LAYERS, at_bits(8), slow).total_ms
+        > predict_latency(LAYERS, CompressionPlan(), slow).total_ms
+    )
+
+
+def test_int8_layer_is_priced_from_the_int8_entries() -> None:
+    prof = ort_profile(0.4)
+    fp32 = predict_latency(LAYERS, CompressionPlan(), prof).per_layer_ms["body"]
+    int8 = predict_latency(LAYERS, at_bits(8, names=("body",)), prof).per_layer_ms["body"]
+    # body at full width: 16 -> 16 channels; only the MAC-proportional part shrinks
+    assert fp32 - int8 == pytest.approx(1e-6 * 16 * 16 * 0.6)
+    # 6-bit layers run on the int8 kernels too (priced at the next precision the runtime executes)
+    six = predict_latency(LAYERS, at_bits(6, names=("body",)), prof)
+    assert six.per_layer_ms["body"] == pytest.approx(int8)
+    assert dict(six.simulated) == {"body": 8}
+
+
+def test_four_bit_plan_is_marked_simulated_in_the_cost_report() -> None:
+    prof = ort_profile()
+    est = predict_latency(LAYERS, at_bits(4, names=("stem",)), prof)
+    assert dict(est.simulated) == {"stem": 8}
+    assert est.simulated_note == "sub-8-bit simulated: size/energy only on this runtime"
+    report = CostModel(profile=prof).estimate(LAYERS, at_bits(4, names=("stem",)))
+    assert (
+        report.flags[PRECISION_FLAG_KEY] == "latency: sub-8-bit simulated: size/energy only on this runtime"
+    )
+    assert PRECISION_FLAG_KEY not in CostModel(profile=prof).estimate(LAYERS, at_bits(8)).flags
+    assert PRECISION_FLAG_KEY not in CostModel(profile=prof).estimate(LAYERS, CompressionPlan()).flags
+
+
+def test_torch_eager_profile_simulates_every_non_float_bit_width() -> None:
+    prof = torch_profile()
+    assert prof.runtime.framework == "torch"
+    assert prof.runtime.precisions == ("fp32",)
+    est = predict_latency(LAYERS, at_bits(8), prof)
+    assert est.total_ms == pytest.approx(predict_latency(LAYERS, CompressionPlan(), prof).total_ms)
+    assert est.simulated_note == "sub-32-bit simulated: size/energy only on this runtime"
+    assert PRECISION_FLAG_KEY in CostModel(profile=prof).estimate(LAYERS, at_bits(8)).flags
+
+
+def test_precisions_must_cover_the_table_bits() -> None:
+    data = profile_data(bits=(32, 8), int8_factor=0.5, precisions=["fp32"])
+    with pytest.raises(ConfigError, match=r"latency\.table.*8-bit.*precisions"):
+        parse_hw_profile(data, "bad.yaml")
+    data = profile_data(bits=(32,), int8_factor=0.5, precisions=["fp32", "int3"])
+    with pytest.raises(ConfigError, match=r"runtime\.precisions.*int3"):
+        parse_hw_profile(data, "bad.yaml")
+
+
+def test_runtime_fields_round_trip() -> None:
+    prof = ort_profile()
+    again = parse_hw_profile(prof.to_dict(), "again.yaml")
+    assert again.runtime == prof.runtime
+    assert again.runtime.precisions == ("fp32", "int8")
+    assert again.runtime.native_bits == (8, 32)
+    assert again.runtime.provider == "CPUExecutionProvider"

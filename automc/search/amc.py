@@ -318,12 +318,13 @@ class AMCController(Controller):
         budgets: cost limits (``macs``, ``params``, ``size_bytes``, ``latency_ms``,
             ``energy_mj``) every asked plan is clipped to meet.
         cost_fn: plan -> cost totals; needed to enforce ``budgets``.
-        **options: fields of :class:`DDPGConfig` (e.g. ``warmup_episodes=10``).
+        **options: fields of :class:`DDPGConfig` (e.g. ``warmup_episodes=10``), and
+            ``warm_start="ilp"``: the solver's plans are the first episodes (see :meth:`drive`).
     """
 
     name = "amc"
     OPTIONS: ClassVar[Mapping[str, Any]] = MappingProxyType(
-        {f.name: f.default for f in dataclasses.fields(DDPGConfig)}
+        {**{f.name: f.default for f in dataclasses.fields(DDPGConfig)}, "warm_start": None}
     )
 
     def __init__(
@@ -348,7 +349,12 @@ class AMCController(Controller):
             cost_fn=cost_fn,
             **options,
         )
-        self.config = DDPGConfig(**self.options)
+        self.config = DDPGConfig(**{k: v for k, v in self.options.items() if k != "warm_start"})
+        if self.options["warm_start"] not in (None, "ilp"):
+            raise AutomcError(
+                f"amc controller: unknown warm start {self.options['warm_start']!r} (known: ilp)"
+            )
+        self._warm: list[dict[str, Any]] = []
         self._budgets = {str(k): float(v) for k, v in (budgets or {}).items()}
         self._cost_fn = cost_fn
         self._steps = list(space.layer_steps())
@@ -501,9 +507,48 @@ class AMCController(Controller):
             prev = taken
         return values, states, actions
 
+    def _replay(self, values: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+        """The states and actions an episode choosing ``values`` walks through (as in :meth:`_rollout`)."""
+        import numpy as np
+
+        decided = dict(self._base_values)
+        states: list[Any] = []
+        actions: list[Any] = []
+        prev = np.ones(self.action_dim)
+        for t, step in enumerate(self._steps):
+            reduced = 0.0
+            if self._base_cost > 0:
+                reduced = max(0.0, (self._base_cost - self._metric_cost(decided)) / self._base_cost)
+            states.append(self._state(t, reduced, prev))
+            taken = np.ones(self.action_dim)
+            for d, kind in enumerate(self._kinds):
+                pname = _step_param(step, kind)
+                if pname is None:
+                    continue
+                grid = self._grids[pname]
+                decided[pname] = values[pname]
+                taken[d] = grid.index(values[pname]) / (len(grid) - 1) if len(grid) > 1 else 1.0
+            actions.append(taken)
+            prev = taken
+        return states, actions
+
+    def drive(self, evaluate: Any, n_trials: int, *, on_result: Any = None) -> None:
+        """As :meth:`Controller.drive`; with ``warm_start="ilp"`` a fresh study first evaluates the
+        solver's plans as episodes (their transitions enter the replay buffer with their reward)."""
+        if self.options["warm_start"] and self.recorder.completed() == 0 and not self._warm:
+            from automc.search.solver import warm_start_values
+
+            self._warm = warm_start_values(self, evaluate, n_trials)
+        super().drive(evaluate, n_trials, on_result=on_result)
+
     def ask(self) -> Candidate | None:
-        """Roll out one episode (actor + noise, or uniform during warm-up) as a candidate."""
-        values, states, actions = self._rollout()
+        """Roll out one episode (actor + noise, or uniform during warm-up) as a candidate;
+        the warm-start plans come first."""
+        if self._warm:
+            values = self._warm.pop(0)
+            states, actions = self._replay(values)
+        else:
+            values, states, actions = self._rollout()
         index = self._episode
         self._episode += 1
         candidate = Candidate(id=f"amc-{index:05d}", values=values, plan=self.space.to_plan(values))
@@ -572,6 +617,7 @@ class AMCController(Controller):
             ],
             "state_dim": self.state_dim,
             "action_dim": self.action_dim,
+            "warm": [dict(v) for v in self._warm],
         }
         buf = io.BytesIO()
         torch.save(self.agent.state_dict(), buf)
@@ -602,6 +648,7 @@ class AMCController(Controller):
         self._episode = int(meta["episode"])
         self._worst_reward = meta["worst_reward"]
         self._rng.bit_generator.state = meta["rng"]
+        self._warm = [dict(v) for v in meta.get("warm", [])]
         self._pending = {}
         for p in meta["pending"]:
             cand = Candidate(id=p["id"], values=p["values"], plan=self.space.to_plan(p["values"]))

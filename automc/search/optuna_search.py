@@ -6,6 +6,11 @@ each trial's constraints with ``Trial.set_constraint`` (Optuna 5's constraint AP
 all three samplers: infeasible trials rank below every feasible one). Resuming is loading
 the study; the sampler is re-seeded from the seed and the number of trials already in the
 study, so a resumed run does not replay its first random proposals.
+
+With the option ``warm_start="ilp"`` (``optuna-tpe``, ``optuna-nsga2``), :meth:`drive` on a
+study without trials first enqueues the ``ilp`` solver's plans (``study.enqueue_trial``),
+so they are the first trials and the sampler learns from them; a resumed study is not
+enqueued again.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from automc.errors import AutomcError
 from automc.plan import Measurement
-from automc.search.base import Candidate, Controller
+from automc.search.base import Candidate, Controller, Evaluate, OnResult
 
 if TYPE_CHECKING:
     import optuna
@@ -38,6 +43,17 @@ class OptunaController(Controller):
     @abstractmethod
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         """The sampler, seeded with ``seed``."""
+
+    def drive(self, evaluate: Evaluate, n_trials: int, *, on_result: OnResult | None = None) -> None:
+        warm = self.options.get("warm_start")
+        if warm not in (None, "ilp"):
+            raise AutomcError(f"controller {self.name!r}: unknown warm start {warm!r} (known: ilp)")
+        if warm and not self.study.get_trials(deepcopy=False):
+            from automc.search.solver import warm_start_values
+
+            for values in warm_start_values(self, evaluate, n_trials):
+                self.study.enqueue_trial(values, skip_if_exists=True)
+        super().drive(evaluate, n_trials, on_result=on_result)
 
     def _install_sampler(self) -> None:
         n = len(self.recorder.study.get_trials(deepcopy=False))
@@ -76,10 +92,11 @@ class TPEController(OptunaController):
 
     Options:
         n_startup_trials: random trials before TPE starts modelling (default 10).
+        warm_start: ``"ilp"`` to evaluate the solver's plans first (default None).
     """
 
     name = "optuna-tpe"
-    OPTIONS = {"n_startup_trials": 10}
+    OPTIONS = {"n_startup_trials": 10, "warm_start": None}
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         import optuna
@@ -95,10 +112,11 @@ class NSGA2Controller(OptunaController):
     Options:
         population_size: individuals per generation (default 16: 3 to 9 generations in
             50 to 150 evaluations).
+        warm_start: ``"ilp"`` to evaluate the solver's plans first (default None).
     """
 
     name = "optuna-nsga2"
-    OPTIONS = {"population_size": 16}
+    OPTIONS = {"population_size": 16, "warm_start": None}
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         import optuna

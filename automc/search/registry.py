@@ -36,6 +36,11 @@ REGISTRY.add(
     "automc.search.amc:AMCController",
     "AMC: DDPG agent choosing keep ratios layer by layer (FLOPs-clipped)",
 )
+REGISTRY.add(
+    "ilp",
+    "automc.search.solver:IlpController",
+    "per-dimension proxy sensitivity + exact MILP knapsack (SciPy HiGHS) under every budget; a front in few evaluations",
+)
 
 
 def names() -> list[str]:

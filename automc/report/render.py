@@ -275,7 +275,7 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
     base_lat = data.base.get("latency_ms_measured")
     for e in entries:
         lat = e.get("latency_ms_measured")
-        speedup = (float(base_lat) / float(lat)) if base_lat and lat else None
+        speedup = e.get("speedup_measured") or ((float(base_lat) / float(lat)) if base_lat and lat else None)
         rows.append(
             [
                 ("model", str(e["name"])),
@@ -283,16 +283,30 @@ def _winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
                 ("val acc after FT", _fmt("acc", e.get("val_acc"))),
                 ("test acc before FT", _fmt("acc", e.get("test_acc_before"))),
                 ("test acc after FT", _fmt("acc", e.get("test_acc"))),
+                ("test acc on runtime", _fmt("acc", e.get("test_acc_runtime"))),
                 ("MACs", _fmt("macs", e.get("macs_measured", e.get("macs")))),
                 ("params", _fmt("params", e.get("params"))),
                 ("size", _fmt("size_bytes", e.get("size_bytes"))),
                 ("energy", _fmt("energy_mj", e.get("energy_mj"))),
                 ("latency pred", _latency_pred(e)),
-                ("latency meas (fp32 arch.)", _latency_spread(e)),
+                ("latency meas", _latency_on_runtime(e)),
                 ("speed-up", f"{speedup:.2f}x" if speedup else "—"),
             ]
         )
     return rows
+
+
+def _latency_on_runtime(entry: Mapping[str, Any]) -> str:
+    """Measured latency and the runtime it was measured on (its int8 layers, or why the model
+    could not be shipped there)."""
+    text = _latency_spread(entry)
+    runtime = entry.get("runtime")
+    if entry.get("runtime_error"):
+        return f"{text} (not shipped on {runtime}: {entry['runtime_error']})"
+    if not runtime:
+        return text
+    int8 = entry.get("runtime_int8_layers")
+    return f"{text} on {runtime}" + (f", {int8} int8 layers" if int8 else "")
 
 
 def _latency_pred(entry: Mapping[str, Any]) -> str:

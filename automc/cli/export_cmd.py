@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from automc.hardware.runtimes import export_winner
 
     done = export_winner(Path(args.run), args.trial, args.runtime, Path(args.out), device=args.device)
-    int8 = f"{len(done.int8_layers)} int8 layers" if done.int8_layers else "fp32"
+    int8 = f"int8 layers: {len(done.int8_layers)}" if done.int8_layers else "fp32"
     recorded = (
         f", PyTorch (fake-quant) {done.test_acc_recorded:.4f}" if done.test_acc_recorded is not None else ""
     )

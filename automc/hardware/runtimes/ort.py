@@ -9,6 +9,7 @@ into an integer kernel (``QLinearConv``) when it optimises the session graph.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -100,13 +101,7 @@ class OnnxRuntime:
 
 def _quantize(fp32: Path, out: Path, *, exclude: list[str], calib: Sequence[Any]) -> None:
     import numpy as np
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -120,10 +115,23 @@ def _quantize(fp32: Path, out: Path, *, exclude: list[str], calib: Sequence[Any]
             return {"input": np.ascontiguousarray(x, dtype=np.float32)}
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the quantizer logs advice (shape-inference pre-processing) on the root logger
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        _quantize_static(fp32, out, Reader(), exclude)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_static(fp32: Path, out: Path, reader: Any, exclude: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     quantize_static(
         str(fp32),
         str(out),
-        Reader(),
+        reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         weight_type=QuantType.QInt8,

@@ -12,12 +12,14 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from automc.budget import format_amount
 from automc.cost.latency import NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
+from automc.errors import AutomcError
 from automc.report.data import COST_LABELS, ReportData, kendall_tau, recommend
 from automc.report.figures import MEASURED, RUG_Y, Panel, cost_axes, latency_panel, pareto_panels, primary
 
@@ -25,16 +27,35 @@ FILES = ("index.html", "pareto.png", "trials.csv", "pareto.json", "summary.md")
 
 
 def render(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
-    """Write every report file into ``out_dir``; returns name -> path."""
+    """Write every report file into ``out_dir``; returns name -> path.
+
+    Atomic: each file is first written as ``.partial-<name>`` next to its place and all of
+    them are renamed over the old report only when every one was written, so a full disk
+    or a crash leaves the previous report whole.
+
+    Raises:
+        AutomcError: a file cannot be written (full disk, read-only folder); the previous
+            report is left as it was.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    front = set(data.pareto_numbers())
     paths = {name: out / name for name in FILES}
-    _write_csv(data, front, paths["trials.csv"])
-    _write_pareto_json(data, front, paths["pareto.json"])
-    _write_png(data, front, paths["pareto.png"])
-    _write_summary(data, front, paths["summary.md"])
-    paths["index.html"].write_text(_html(data, front, out), encoding="utf-8")
+    partial = {name: out / f".partial-{name}" for name in FILES}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        front = set(data.pareto_numbers())
+        _write_csv(data, front, partial["trials.csv"])
+        _write_pareto_json(data, front, partial["pareto.json"])
+        _write_png(data, front, partial["pareto.png"])
+        _write_summary(data, front, partial["summary.md"])
+        partial["index.html"].write_text(_html(data, front, out), encoding="utf-8")
+        for name in FILES:
+            os.replace(partial[name], paths[name])
+    except OSError as e:
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+        raise AutomcError(
+            f"cannot write the report into {out}: {e.strerror or e}; the previous report is unchanged"
+        ) from None
     return paths
 
 
@@ -229,11 +250,21 @@ def _latency_spread(entry: Mapping[str, Any]) -> str:
     return f"{text} (IQR {_fmt('latency_ms', iqr)})" if iqr is not None and text != "—" else text
 
 
+def _md(value: Any) -> str:
+    """``value`` as inert Markdown text on one line: ``\\``, ``|``, backticks, ``*``, ``_``,
+    ``[``, ``]`` and ``#`` escaped, ``<``/``>``/``&`` as entities, line breaks as spaces (a
+    study or model name cannot break a table, open a code span, a link or raw HTML)."""
+    text = " ".join(str(value).splitlines())
+    for char in "\\`|*_[]#":
+        text = text.replace(char, "\\" + char)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _md_table(rows: list[list[tuple[str, str]]]) -> list[str]:
     return [
-        "| " + " | ".join(h for h, _ in rows[0]) + " |",
+        "| " + " | ".join(_md(h) for h, _ in rows[0]) + " |",
         "|" + "---|" * len(rows[0]),
-        *["| " + " | ".join(v for _, v in r) + " |" for r in rows],
+        *["| " + " | ".join(_md(v) for _, v in r) + " |" for r in rows],
         "",
     ]
 
@@ -242,10 +273,10 @@ def _write_summary(data: ReportData, front: set[int], path: Path) -> None:
     rec = recommend(data.winners)
     files = next((w.get("files") or {} for w in data.winners if w.get("trial") == rec.trial), {})
     lines = [
-        f"# automc report: {data.study_name}",
+        f"# automc report: {_md(data.study_name)}",
         "",
-        f"- model: {data.meta.get('model', '')}, dataset: {data.meta.get('dataset', '')}",
-        f"- controller: {data.meta.get('controller', '')}, seed: {data.meta.get('seed', '')}",
+        f"- model: {_md(data.meta.get('model', ''))}, dataset: {_md(data.meta.get('dataset', ''))}",
+        f"- controller: {_md(data.meta.get('controller', ''))}, seed: {_md(data.meta.get('seed', ''))}",
         f"- budgets: {_budget_text(data)}",
         f"- {_trial_counts(data, front)}",
         "",
@@ -255,7 +286,7 @@ def _write_summary(data: ReportData, front: set[int], path: Path) -> None:
         "",
     ]
     if files:
-        lines += [f"- {k}: {v}" for k, v in files.items()] + [""]
+        lines += [f"- {_md(k)}: {_md(v)}" for k, v in files.items()] + [""]
     rows = recommendation_rows(data)
     if rows:
         lines += _md_table(rows)

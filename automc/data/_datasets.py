@@ -36,7 +36,7 @@ IMAGEFOLDER_PREFIX = "imagefolder:"
 CIFAR10_VAL_SIZE = 5000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGENET_GREY = ((0.449,), (0.226,))
+IMAGENET_GREY: tuple[tuple[float, ...], tuple[float, ...]] = ((0.449,), (0.226,))
 """ImageNet statistics averaged over the channels, for grey images."""
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -205,13 +205,17 @@ def normalise_tensors(images: torch.Tensor, spec: str, fit_idx: np.ndarray) -> t
         fit = images[torch.from_numpy(fit_idx)]
         mean, std = float(fit.mean()), float(fit.std())
         return (images - mean) / std, f"train statistics (mean {mean:.4f}, std {std:.4f})"
-    if parsed == "imagenet":
-        means, stds = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else IMAGENET_GREY
-        label = "imagenet"
-    else:
-        means, stds = parsed  # type: ignore[misc]
-        label = spec
-    return _scale(images, means, stds, spec), f"{label} (mean {_fmt(means)}, std {_fmt(stds)})"
+    means, stds = _constants(parsed, channels)
+    return _scale(images, means, stds, spec), f"{spec} (mean {_fmt(means)}, std {_fmt(stds)})"
+
+
+def _constants(
+    parsed: str | tuple[tuple[float, ...], tuple[float, ...]], channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std of a parsed ``imagenet`` or ``MEAN/STD`` normalisation."""
+    if isinstance(parsed, tuple):
+        return parsed
+    return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else IMAGENET_GREY
 
 
 def _scale(
@@ -363,10 +367,7 @@ def pil_transform(
     if parsed == "none":
         label = "none (pixels in [0, 1])"
     else:
-        if parsed == "imagenet":
-            means, stds = (IMAGENET_MEAN, IMAGENET_STD) if in_channels == 3 else IMAGENET_GREY
-        else:
-            means, stds = parsed  # type: ignore[misc]
+        means, stds = _constants(parsed, in_channels)
         if len(means) not in (1, in_channels):
             raise AutomcError(
                 f"normalisation {normalize!r} gives {len(means)} values for {in_channels}-channel images"

@@ -120,15 +120,15 @@ def locate(name: str, root: str | Path | None, *, raw_folder: str, default: Path
 def load_idx(name: str, files: list[Path], *, options: DataOptions, augment: str) -> Splits:
     """Splits of the four IDX ``files`` (order of :data:`IDX_FILES`), converted by ``options``."""
     train_x, train_y, test_x, test_y = (read_idx(p, ndim=3 if i % 2 == 0 else 1) for i, p in enumerate(files))
-    for images, labels, (img_path, lbl_path) in ((train_x, train_y, files[:2]), (test_x, test_y, files[2:])):
-        if images.shape[1:] != (IDX_SIDE, IDX_SIDE):
-            raise AutomcError(f"{img_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
-        if len(images) != len(labels):
+    for pixels, targets, (img_path, lbl_path) in ((train_x, train_y, files[:2]), (test_x, test_y, files[2:])):
+        if pixels.shape[1:] != (IDX_SIDE, IDX_SIDE):
+            raise AutomcError(f"{img_path}: images are {pixels.shape[1]}x{pixels.shape[2]}, expected 28x28")
+        if len(pixels) != len(targets):
             raise AutomcError(
-                f"{lbl_path}: {len(labels):,} labels for {len(images):,} images in {img_path.name}"
+                f"{lbl_path}: {len(targets):,} labels for {len(pixels):,} images in {img_path.name}"
             )
-        if labels.size and labels.max() > 9:
-            raise AutomcError(f"{lbl_path}: label {int(labels.max())} outside 0-9")
+        if targets.size and targets.max() > 9:
+            raise AutomcError(f"{lbl_path}: label {int(targets.max())} outside 0-9")
     if len(train_y) <= IDX_VAL_SIZE or len(np.unique(train_y)) != 10:
         raise AutomcError(f"{files[1]}: needs more than {IDX_VAL_SIZE:,} labels covering the 10 classes")
     raw = torch.from_numpy(np.concatenate([train_x, test_x])).unsqueeze(1).float().div_(255.0)

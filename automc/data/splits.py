@@ -76,7 +76,8 @@ class Splits:
     ``train``/``val``/``test`` may be given as ``DataLoader``s: their datasets are kept and
     automc batches and shuffles them itself (seeded), so a loader and its dataset give the
     same run. ``num_classes``, ``in_channels`` and ``input_size`` are inferred from the
-    data when not given (classes: largest train/val/test target + 1).
+    data when not given (0: classes = largest train/val/test target + 1; channels and
+    size from the first train input).
 
     Attributes:
         train: training samples ``(input, target)``; inputs are float tensors
@@ -98,9 +99,9 @@ class Splits:
     train: Dataset
     val: Dataset
     test: Dataset
-    num_classes: int | None = None
-    in_channels: int | None = None
-    input_size: tuple[int, int] | None = None
+    num_classes: int = 0
+    in_channels: int = 0
+    input_size: tuple[int, int] = (0, 0)
     name: str = "user-data"
     augment: str = "none"
     sources: tuple[str, str, str] = ("user train", "user val", "user test")
@@ -112,11 +113,11 @@ class Splits:
         for role in ("train", "val", "test"):
             object.__setattr__(self, role, _as_dataset(getattr(self, role), role))
         x, _ = _first_sample(self.train, "train")
-        if self.in_channels is None:
+        if not self.in_channels:
             object.__setattr__(self, "in_channels", int(x.shape[0]) if x.dim() == 3 else 1)
-        if self.input_size is None:
+        if self.input_size == (0, 0):
             object.__setattr__(self, "input_size", tuple(int(d) for d in x.shape[-2:]))
-        if self.num_classes is None:
+        if not self.num_classes:
             top = max(int(_labels(getattr(self, role)).max()) for role in ("train", "val", "test"))
             object.__setattr__(self, "num_classes", top + 1)
         if (
@@ -132,7 +133,6 @@ class Splits:
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A zero tensor of shape ``(batch_size, C, H, W)`` (for tracing)."""
-        assert self.in_channels is not None and self.input_size is not None
         return torch.zeros(batch_size, self.in_channels, *self.input_size)
 
     @cached_property
@@ -169,7 +169,7 @@ class Splits:
             "sources": dict(zip(("train", "val", "test"), self.sources)),
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
-            "input_size": list(self.input_size or ()),
+            "input_size": list(self.input_size),
             "conversion": self.conversion,
             "normalization": self.normalization,
             "augment": self.augment,

@@ -152,7 +152,10 @@ def test_the_exact_optimum_of_a_two_group_case_is_found() -> None:
 # --- costs, budgets, coupling ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def profile() -> Any:
-    return load_profile("cpu-x86-2core")
+    """The shipped CPU profile with a measured latency table."""
+    shipped = sorted((Path(__file__).resolve().parents[2] / "hw_profiles").glob("cpu-x86-2core*.yaml"))
+    assert shipped
+    return load_profile(shipped[0])
 
 
 def test_solver_costs_equal_the_cost_model_and_every_plan_meets_every_budget(profile: Any) -> None:
@@ -338,3 +341,38 @@ class TestIlpContract(ControllerContract):
         records = controller.recorder.trials()
         assert len(records) == 15 and all(r.feasible for r in records)
         assert all(all(v <= 0 for v in t.constraints.values()) for t in controller.recorder.study.best_trials)
+
+
+# --- through the pipeline -----------------------------------------------------------------
+@pytest.mark.parametrize(("controller", "warm_start"), [("ilp", None), ("optuna-tpe", "ilp")])
+def test_search_runs_the_solver_end_to_end(tmp_path: Path, controller: str, warm_start: str | None) -> None:
+    import optuna
+    import torch
+
+    from automc import models
+    from automc.pipeline import search
+
+    weights = tmp_path / "base.pt"  # untrained weights: this test is about plumbing, not accuracy
+    torch.save(models.create("test_tiny").state_dict(), weights)
+    result = search(
+        model="test_tiny",
+        dataset="synthetic",
+        space="prune",
+        budgets=["flops=0.9"],
+        objectives=["acc", "macs"],
+        controller=controller,
+        warm_start=warm_start,
+        trials=3,
+        profile=None,
+        weights=str(weights),
+        out=tmp_path / "run",
+        finetune_top=0,
+        export_onnx=False,
+        progress=False,
+    )
+    study = optuna.load_study(study_name=result.study, storage=result.storage)
+    assert study.user_attrs[SENSITIVITY_ATTR]["scores"]
+    assert len(result.trials) == 3
+    assert all(t.feasible for t in result.trials)
+    if warm_start:
+        assert all("fixed_params" in t.system_attrs for t in study.trials)

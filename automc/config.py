@@ -78,6 +78,10 @@ def _search_proxy(v: str) -> str | None:
     return f"unknown search proxy {v!r} (known: {', '.join(SEARCH_PROXIES)})"
 
 
+def _warm_start(v: str | None) -> str | None:
+    return None if v in (None, "ilp") else f"unknown warm start {v!r} (known: ilp)"
+
+
 def _budgets(v: tuple[str, ...]) -> str | None:
     from automc.budget import parse_budgets
 
@@ -96,6 +100,42 @@ def _objectives(v: tuple[str, ...]) -> str | None:
     except AutomcError as e:
         return str(e)
     return None
+
+
+def _json_object(v: str | None) -> str | None:
+    if v is None:
+        return None
+    try:
+        value = json.loads(v)
+    except json.JSONDecodeError as e:
+        return f"must be a JSON object such as '{{\"width\": 2}}' ({e.msg} at column {e.colno})"
+    return None if isinstance(value, dict) else f"must be a JSON object such as '{{\"width\": 2}}', got {v!r}"
+
+
+def _device(v: str) -> str | None:
+    from automc.device import check_name
+
+    return check_name(v)
+
+
+def _channels(v: int | None) -> str | None:
+    return None if v in (None, 1, 3) else f"must be 1 or 3, got {v!r}"
+
+
+def _data_option(parser: str) -> Check:
+    """A check by ``automc.data.options.<parser>`` (torch-free): its ``ValueError`` is the problem."""
+
+    def check(v: str | None) -> str | None:
+        from automc.data import options
+
+        try:
+            if v is not None:
+                getattr(options, parser)(v)
+        except ValueError as e:
+            return str(e)
+        return None
+
+    return check
 
 
 def _checked(default: Any, check: Check) -> Any:
@@ -118,15 +158,27 @@ class _Record:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig(_Record):
-    """The dataset: ``digits`` (embedded), ``cifar10``, ``imagefolder:PATH``, ``synthetic``.
+    """The dataset: ``digits`` (embedded), ``fashion-mnist``, ``mnist``, ``cifar10``,
+    ``imagefolder:PATH``, ``synthetic``; ``None`` fields = the dataset's default.
 
     Attributes:
         dataset: dataset name.
-        root: folder of a local dataset (cifar10); ``None`` = the dataset's default.
+        root: folder of a local dataset (cifar10, fashion-mnist, mnist; the base of a
+            relative imagefolder path).
+        in_channels: image channels given to the model (1 or 3).
+        input_size: side of the square images given to the model.
+        normalize: ``none``, ``imagenet``, ``train`` (train-split statistics) or ``MEAN/STD``.
+        augment: training augmentation: ``none``, ``crop``, ``flip`` or ``crop+flip``.
+        train_subset: train on a seeded random subset of this many train images.
     """
 
     dataset: str = "digits"
     root: str | None = None
+    in_channels: int | None = _checked(None, _channels)
+    input_size: int | None = _checked(None, _at_least(8))
+    normalize: str | None = _checked(None, _data_option("parse_normalize"))
+    augment: str | None = _checked(None, _data_option("canonical_augment"))
+    train_subset: int | None = _checked(None, _at_least(1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,13 +186,17 @@ class BaseConfig(_Record):
     """The base (uncompressed) model and how it is trained when no weights are given.
 
     Attributes:
-        model: zoo name or ``tv:<torchvision model>``.
+        model: zoo name, ``tv:<torchvision model>``, or ``package.module:factory`` of your
+            own code (imported only when given as ``--model`` or ``model=``; see
+            ``automc.models.user``).
+        model_kwargs: JSON object of keyword arguments for a ``package.module:factory`` model.
         weights: state_dict file of the base model; ``None`` = train and cache one.
         epochs: base-training epochs; ``None`` = the dataset recipe's.
         lr: peak base-training learning rate; ``None`` = the dataset recipe's.
     """
 
     model: str = "resnet20"
+    model_kwargs: str | None = _checked(None, _json_object)
     weights: str | None = None
     epochs: int | None = _checked(None, _at_least(0))
     lr: float | None = _checked(None, _positive_number)
@@ -153,10 +209,13 @@ class ControllerConfig(_Record):
     Attributes:
         name: registered controller (``automc list controllers``).
         trials: total trials; a resumed search stops at this total.
+        warm_start: ``ilp`` = the ``ilp`` solver's plans are evaluated first (``optuna-tpe``,
+            ``optuna-nsga2``, ``amc``); ``None`` = none.
     """
 
     name: str = "optuna-tpe"
     trials: int = _checked(50, _at_least(1))
+    warm_start: str | None = _checked(None, _warm_start)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,14 +255,24 @@ class FinetuneConfig(_Record):
 
 @dataclass(frozen=True, kw_only=True)
 class HardwareConfig(_Record):
-    """The target device.
+    """The target device (latency is priced and measured on it) and where training runs.
 
     Attributes:
         profile: device profile name or YAML path; ``None`` = no profile (no latency or
             energy budgets and objectives).
+        device: where base training, proxy scoring, fine-tuning and accuracy evaluation
+            run: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Latency
+            is measured as the profile says, whatever this is.
+        amp: mixed precision (bf16 autocast, fp16 with loss scaling where bf16 is not
+            supported) for training and fine-tuning on CUDA; no effect on the CPU.
+        threads: torch intra-op threads for the run; ``None`` = ``$AUTOMC_THREADS``,
+            ``$OMP_NUM_THREADS`` or torch's default.
     """
 
-    profile: str | None = "cpu-x86-2core"
+    profile: str | None = "cpu-x86-2core-ort"
+    device: str = _checked("auto", _device)
+    amp: bool = True
+    threads: int | None = _checked(None, _at_least(1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,17 +440,27 @@ class SearchConfig(_Record):
 FLAT_NAMES: Mapping[str, str] = types.MappingProxyType(
     {
         "model": "base.model",
+        "model_kwargs": "base.model_kwargs",
         "weights": "base.weights",
         "base_epochs": "base.epochs",
         "base_lr": "base.lr",
         "dataset": "data.dataset",
         "data_root": "data.root",
+        "in_channels": "data.in_channels",
+        "input_size": "data.input_size",
+        "normalize": "data.normalize",
+        "augment": "data.augment",
+        "train_subset": "data.train_subset",
         "space": "space",
         "budgets": "budgets",
         "objectives": "objectives",
         "controller": "controller.name",
         "trials": "controller.trials",
+        "warm_start": "controller.warm_start",
         "profile": "hardware.profile",
+        "device": "hardware.device",
+        "amp": "hardware.amp",
+        "threads": "hardware.threads",
         "storage": "output.storage",
         "study": "output.study",
         "new_study": "output.new_study",
@@ -408,6 +487,7 @@ _FLAG_SPELLINGS: Mapping[str, str] = {
     "budgets": "--budget",
     "export_onnx": "--no-onnx",
     "progress": "--quiet",
+    "amp": "--no-amp",
 }
 
 

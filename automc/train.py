@@ -1,8 +1,9 @@
 """Base-model training, evaluation and fine-tuning with knowledge distillation.
 
 * :func:`train`: SGD (momentum 0.9, Nesterov) with a per-step cosine schedule after a
-  short linear warm-up, random-shift augmentation (plus horizontal flips where the
-  dataset allows them), deterministic for a given seed on CPU.
+  short linear warm-up, the dataset's augmentation (``Splits.augment``: random shifts
+  and/or horizontal flips, or none), deterministic for a given seed on CPU. Progress is
+  a bar on a terminal, else one ``automc: train: epoch i/n`` line per epoch on stderr.
 * :func:`finetune`: the same loop with the distillation loss of Hinton et al. (2015)
   when a teacher is given; works on models holding fake-quant modules.
 * Both re-estimate BatchNorm running statistics over the training set after the last
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -34,9 +36,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset
 
 from automc.data import Splits, loader
+from automc.device import Placement
 from automc.errors import AutomcError
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 BN_STALE_LIMIT = 0.01
 """Largest share of its pre-training value a BatchNorm running statistic may keep after
 training before :func:`_fit` re-estimates the statistics over the training set."""
@@ -61,6 +64,8 @@ DEFAULT_RECIPES: dict[str, Recipe] = {
     "digits": Recipe(epochs=15, lr=0.1, batch_size=64, weight_decay=5e-4),
     "synthetic": Recipe(epochs=8, lr=0.05, batch_size=32, weight_decay=5e-4),
     "cifar10": Recipe(epochs=160, lr=0.1, batch_size=128, weight_decay=5e-4),
+    "fashion-mnist": Recipe(epochs=15, lr=0.1, batch_size=128, weight_decay=5e-4),
+    "mnist": Recipe(epochs=10, lr=0.1, batch_size=128, weight_decay=5e-4),
 }
 FALLBACK_RECIPE = Recipe(epochs=30, lr=0.05, batch_size=64, weight_decay=5e-4)
 
@@ -106,20 +111,25 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, dataset: Dataset, batch_size: int = 256, *, device: str | torch.device | None = None
+) -> dict[str, float]:
     """Top-1 accuracy (``acc``, in [0, 1]) and mean cross-entropy (``loss``) on ``dataset``.
 
     Runs in eval mode under ``torch.inference_mode``; the model's train/eval mode is
-    restored afterwards.
+    restored afterwards. With ``device``, it runs there (on a copy when the model lives
+    elsewhere: the model itself is not moved); by default where the model's parameters are.
     """
+    if device is not None and _device_of(model) != torch.device(device):
+        return evaluate(_teacher_on(model, torch.device(device)), dataset, batch_size)
     device = _device_of(model)
     was_training = model.training
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
     with torch.inference_mode():
         for x, y in loader(dataset, batch_size, shuffle=False):
-            x, y = x.to(device), y.to(device)
-            logits = model(x)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x).float()
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(dim=1) == y).sum())
             total += int(y.numel())
@@ -129,11 +139,14 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[
     return {"acc": correct / total, "loss": loss_sum / total}
 
 
-def _augment(x: torch.Tensor, *, hflip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to ``SHIFT_PIXELS`` (border replicated) and optional flips, per sample."""
+def _augment(x: torch.Tensor, *, crop: bool, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Per sample: random shifts of up to ``SHIFT_PIXELS`` (border replicated) when ``crop``,
+    random horizontal flips when ``hflip``."""
     n, _, h, w = x.shape
     padded = F.pad(x, (SHIFT_PIXELS,) * 4, mode="replicate").permute(0, 2, 3, 1)
     offsets = torch.randint(0, 2 * SHIFT_PIXELS + 1, (n, 2), generator=generator)
+    if not crop:
+        offsets = torch.full_like(offsets, SHIFT_PIXELS)
     rows = offsets[:, :1] + torch.arange(h)
     cols = offsets[:, 1:] + torch.arange(w)
     if hflip:
@@ -141,6 +154,22 @@ def _augment(x: torch.Tensor, *, hflip: bool, generator: torch.Generator) -> tor
         cols = torch.where(flip[:, None], cols.flip(1), cols)
     out = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _augmentations(augment: bool | str, splits: Splits) -> tuple[bool, bool]:
+    """``(crop, flip)`` of ``augment``: ``True`` = the splits' own choice, ``False`` = none,
+    or one of ``automc.data.options.AUGMENTS``."""
+    from automc.data.options import canonical_augment
+
+    if augment is True:
+        augment = splits.augment
+    elif augment is False:
+        augment = "none"
+    try:
+        parts = set(canonical_augment(augment).split("+"))
+    except ValueError as e:
+        raise AutomcError(str(e)) from None
+    return "crop" in parts, "flip" in parts
 
 
 def _ce_loss(logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -203,6 +232,15 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     return len(norms)
 
 
+def _teacher_on(teacher: Any, device: torch.device) -> Any:
+    """``teacher`` itself when it is on ``device``, else a copy moved there (the caller's stays put)."""
+    if teacher is None or _device_of(teacher) == device:
+        return teacher
+    import copy
+
+    return copy.deepcopy(teacher).to(device)
+
+
 def _stale_bn(model: nn.Module, steps: int) -> bool:
     """Whether some BatchNorm's running statistics still hold more than
     :data:`BN_STALE_LIMIT` of what they were before ``steps`` training steps.
@@ -231,9 +269,10 @@ def _fit(
     seed: int,
     loss_fn: LossFn,
     teacher: nn.Module | None,
-    augment: bool,
+    augment: bool | str,
     progress: bool,
     desc: str,
+    placement: Placement | None,
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
@@ -245,7 +284,12 @@ def _fit(
         raise AutomcError(f"batch size must be a positive integer, got {batch_size!r}")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    if placement is not None:
+        model.to(placement.device)
     device = _device_of(model)
+    teacher = _teacher_on(teacher, device)
+    amp_dtype = placement.autocast_dtype() if placement is not None else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     params = [p for p in model.parameters() if p.requires_grad]
     start, cpu_start = time.perf_counter(), time.process_time()
     losses: list[float] = []
@@ -264,31 +308,42 @@ def _fit(
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         if teacher is not None:
             teacher.eval()
-        bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+        crop, hflip = _augmentations(augment, splits)
+        on_terminal = sys.stderr.isatty()
+        bar = tqdm(
+            range(epochs), desc=desc, unit="epoch", disable=not (progress and on_terminal), leave=False
+        )
         for epoch in bar:
             model.train()
             loss_sum, seen = 0.0, 0
             for x, y in loader(splits.train, batch_size, shuffle=True, seed=seed * 1000 + epoch):
-                if augment:
-                    x = _augment(x, hflip=splits.hflip, generator=generator)
-                x, y = x.to(device), y.to(device)
-                teacher_logits = torch.empty(0)
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x)
-                loss = loss_fn(model(x), y, teacher_logits)
+                if crop or hflip:
+                    x = _augment(x, crop=crop, hflip=hflip, generator=generator)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    teacher_logits = torch.empty(0)
+                    if teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = teacher(x).float()
+                    loss = loss_fn(model(x).float(), y, teacher_logits)
                 if not torch.isfinite(loss):
                     raise AutomcError(
                         f"{desc}: training diverged (loss {float(loss)}) at epoch {epoch + 1}; lower the lr"
                     )
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 loss_sum += float(loss.detach()) * int(y.numel())
                 seen += int(y.numel())
             losses.append(loss_sum / max(1, seen))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if progress and not on_terminal:
+                sys.stderr.write(
+                    f"automc: {desc}: epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f} "
+                    f"({time.perf_counter() - start:.1f} s)\n"
+                )
         bar.close()
         if _stale_bn(model, total):
             batches = (x.to(device) for x, _ in loader(splits.train, batch_size, shuffle=True, seed=seed))
@@ -315,15 +370,20 @@ def train(
     batch_size: int = 64,
     seed: int = 0,
     weight_decay: float = 5e-4,
-    augment: bool = True,
+    augment: bool | str = True,
     progress: bool = True,
+    placement: Placement | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``splits.train`` with cross-entropy; returns in eval mode.
 
     SGD with momentum 0.9 (Nesterov), linear warm-up over the first 5% of steps, then
-    a per-step cosine decay to zero. ``augment`` adds random shifts of up to 4 pixels
-    (and horizontal flips when ``splits.hflip``). Seeded with ``torch.manual_seed(seed)``
+    a per-step cosine decay to zero. ``augment``: ``True`` = ``splits.augment``, ``False``
+    = none, or ``none``/``crop`` (random shifts of up to 4 pixels)/``flip`` (random
+    horizontal flips)/``crop+flip``. Seeded with ``torch.manual_seed(seed)``
     and a seeded loader; bit-for-bit repeatable on CPU with the same thread count.
+    ``placement`` (``automc.device.Placement``) moves the model to its device (in place;
+    it stays there) and autocasts on CUDA when it asks for mixed precision; by default
+    the model trains where its parameters are, in full precision.
 
     Raises:
         AutomcError: bad hyper-parameters, or a non-finite loss (divergence).
@@ -341,6 +401,7 @@ def train(
         augment=augment,
         progress=progress,
         desc="train",
+        placement=placement,
     )
 
 
@@ -356,13 +417,16 @@ def finetune(
     seed: int = 0,
     batch_size: int = 64,
     weight_decay: float = 5e-4,
-    augment: bool = True,
+    augment: bool | str = True,
     progress: bool = True,
+    placement: Placement | None = None,
 ) -> TrainResult:
     """Fine-tune a compressed ``student`` in place, distilling from ``teacher`` if given.
 
-    With a teacher the loss is :func:`kd_loss` (teacher in eval mode, no gradients);
-    without one it is plain cross-entropy. Same optimiser and schedule as :func:`train`.
+    With a teacher the loss is :func:`kd_loss` (teacher in eval mode, no gradients; a
+    copy on the student's device when it lives elsewhere, the teacher itself is not
+    moved); without one it is plain cross-entropy. Same optimiser, schedule and
+    ``placement`` as :func:`train`.
     Fake-quant modules are ordinary modules with straight-through estimators, so
     quantized students train as is. Returns with the student in eval mode.
     """
@@ -389,6 +453,7 @@ def finetune(
         augment=augment,
         progress=progress,
         desc="finetune",
+        placement=placement,
     )
 
 
@@ -413,21 +478,79 @@ def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:limit] or "x"
 
 
-def cache_paths(
-    model_name: str, dataset_name: str, *, seed: int, recipe: Recipe, cache_dir: Path
-) -> tuple[Path, Path]:
-    """``(weights .pt, info .json)`` paths of a cached base model."""
-    key = {
+def cache_key(
+    model_name: str,
+    dataset_name: str,
+    *,
+    seed: int,
+    recipe: Recipe,
+    data_identity: str = "",
+    augment: str = "",
+) -> dict[str, Any]:
+    """What a cached base model is keyed by: model, dataset name, seed, recipe, recipe
+    version, the data's content hash (``Splits.identity``) and the training augmentation."""
+    return {
         "model": model_name,
         "dataset": dataset_name,
         "seed": seed,
         "recipe": asdict(recipe),
         "v": RECIPE_VERSION,
+        "data": data_identity,
+        "augment": augment,
     }
+
+
+def cache_paths(key: dict[str, Any], *, cache_dir: Path) -> tuple[Path, Path]:
+    """``(weights .pt, info .json)`` paths of the cached base model of :func:`cache_key` ``key``."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    stem = f"{_slug(model_name)}-{_slug(dataset_name)}-s{seed}-{digest}"
+    stem = f"{_slug(key['model'])}-{_slug(key['dataset'])}-s{key['seed']}-{digest}"
     folder = cache_dir / "base_models"
     return folder / f"{stem}.pt", folder / f"{stem}.json"
+
+
+_KEY_WORDS = {
+    "data": "data content",
+    "augment": "augmentation",
+    "seed": "seed",
+    "recipe": "recipe",
+    "v": "recipe version",
+}
+
+
+def _key_change(part: str, old: Any, new: Any) -> str:
+    if part == "data":
+        return f"data content ({str(old)[:12] or 'unknown'} -> {str(new)[:12]})"
+    if part == "recipe" and isinstance(old, dict):
+        changed = [f"{k} {old.get(k)} -> {v}" for k, v in new.items() if old.get(k) != v]
+        return f"recipe ({', '.join(changed)})"
+    return f"{_KEY_WORDS[part]} ({old} -> {new})"
+
+
+def why_retrain(key: dict[str, Any], cache_dir: Path) -> str:
+    """Why no cached base model fits ``key``: the key parts in which the newest cached model of
+    the same model and dataset differs, or that there is none."""
+    folder = cache_dir / "base_models"
+    infos = sorted(
+        folder.glob(f"{_slug(key['model'])}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for path in infos:
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(info, dict) or (info.get("model"), info.get("dataset")) != (
+            key["model"],
+            key["dataset"],
+        ):
+            continue
+        old = info.get("key")
+        if not isinstance(old, dict):
+            return f"the cached {path.name} predates content-keyed caching (recipe version {info.get('recipe_version')})"
+        changes = [
+            _key_change(part, old.get(part), key[part]) for part in _KEY_WORDS if old.get(part) != key[part]
+        ]
+        return f"the cached {path.name} differs in " + "; ".join(changes)
+    return f"no cached {key['model']} on {key['dataset']}"
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -464,11 +587,17 @@ def base_model(
     cache_dir: str | Path | None = None,
     splits: Splits | None = None,
     progress: bool = True,
+    placement: Placement | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A trained base model, from the cache or trained now and cached.
 
-    The cache key is model, dataset, seed and the recipe (epochs, lr, batch size,
-    weight decay, recipe version). Weights are stored as a plain state_dict and loaded
+    The cache key (:func:`cache_key`) is model, dataset name, seed, the recipe (epochs,
+    lr, batch size, weight decay, recipe version), the data's content hash
+    (``Splits.identity``: a dataset regenerated at the same path gets a new model) and the
+    augmentation. Training a new model is announced in one stderr line saying which key
+    part differs from the newest cached model of the same model and dataset
+    (:func:`why_retrain`); a dataset without a recipe of its own is announced with the
+    default recipe it gets. Weights are stored as a plain state_dict and loaded
     with ``weights_only=True``; an unreadable cache entry is reported with one
     ``RuntimeWarning`` and retrained (and overwritten).
 
@@ -479,13 +608,14 @@ def base_model(
         lr: overrides the recipe's peak learning rate (e.g. 0.02 for ``tv:efficientnet_b0``
             on digits, which does not learn at the default 0.1).
         seed: training seed (weights init, batch order, augmentation).
-        data_root: folder of on-disk datasets (cifar10).
+        data_root: folder of on-disk datasets (cifar10, fashion-mnist, mnist, imagefolder).
         cache_dir: cache root; default ``automc_home()``.
         splits: already loaded data for ``dataset_name`` (skips loading it again).
-        progress: tqdm progress bar on stderr.
+        progress: progress on stderr: a bar on a terminal, else one line per epoch.
+        placement: where to train (``automc.device.Placement``); default the CPU.
 
     Returns:
-        ``(model in eval mode, info)``; info holds ``test_acc``, ``test_loss``,
+        ``(model in eval mode on the CPU, info)``; info holds ``test_acc``, ``test_loss``,
         ``val_acc``, ``train_seconds``, ``recipe``, ``bn_recalibrated``,
         ``weights_path``, and ``cached`` (True when loaded from the cache).
     """
@@ -497,13 +627,31 @@ def base_model(
         splits = load(dataset_name, data_root, seed=seed)
     recipe = recipe_for(dataset_name, epochs=epochs, lr=lr)
     root = Path(cache_dir) if cache_dir is not None else automc_home()
-    weights_path, info_path = cache_paths(model_name, dataset_name, seed=seed, recipe=recipe, cache_dir=root)
+    key = cache_key(
+        model_name,
+        dataset_name,
+        seed=seed,
+        recipe=recipe,
+        data_identity=splits.identity,
+        augment=splits.augment,
+    )
+    weights_path, info_path = cache_paths(key, cache_dir=root)
     torch.manual_seed(seed)
     model = create(model_name, num_classes=splits.num_classes, in_channels=splits.in_channels)
     info = _load_cached(model, weights_path, info_path)
     if info is not None:
         model.eval()
         return model, {**info, "cached": True, "weights_path": str(weights_path)}
+    if dataset_name not in DEFAULT_RECIPES:
+        r = FALLBACK_RECIPE
+        sys.stderr.write(
+            f"automc: base model: no recipe for dataset {dataset_name!r}: default recipe {r.epochs} epochs, "
+            f"lr {r.lr:g}, batch {r.batch_size}, weight decay {r.weight_decay:g} (--base-epochs/--base-lr change it)\n"
+        )
+    sys.stderr.write(
+        f"automc: base model: training {model_name} on {dataset_name} (seed {seed}, {recipe.epochs} epochs, "
+        f"lr {recipe.lr:g}, augment {splits.augment}): {why_retrain(key, root)}\n"
+    )
     result = train(
         model,
         splits,
@@ -513,14 +661,18 @@ def base_model(
         seed=seed,
         weight_decay=recipe.weight_decay,
         progress=progress,
+        placement=placement,
     )
     test = evaluate(model, splits.test)
+    model.cpu()
     info = {
         "model": model_name,
         "dataset": dataset_name,
         "seed": seed,
         "recipe": asdict(recipe),
         "recipe_version": RECIPE_VERSION,
+        "key": key,
+        "data": splits.facts(),
         "num_classes": splits.num_classes,
         "in_channels": splits.in_channels,
         "input_size": list(splits.input_size),

@@ -6,6 +6,7 @@ import json
 import time
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -198,22 +199,26 @@ def test_base_model_cache_hit_and_corrupt_cache_recovery(tmp_path, monkeypatch) 
     assert fourth["cached"] is True
 
 
-def test_base_model_cache_key_changes_with_the_recipe(tmp_path) -> None:
-    a = train.cache_paths(
-        "tv:resnet18", "imagefolder:/x/y", seed=0, recipe=train.recipe_for("digits"), cache_dir=tmp_path
-    )
-    b = train.cache_paths(
-        "tv:resnet18",
-        "imagefolder:/x/y",
-        seed=0,
-        recipe=train.recipe_for("digits", epochs=3),
-        cache_dir=tmp_path,
-    )
+def test_base_model_cache_key_changes_with_the_recipe_data_and_augmentation(tmp_path) -> None:
+    def paths(**changes):
+        parts = dict(seed=0, recipe=train.recipe_for("digits"), data_identity="abc", augment="crop")
+        key = train.cache_key("tv:resnet18", "imagefolder:/x/y", **{**parts, **changes})
+        return train.cache_paths(key, cache_dir=tmp_path)
+
     slower = train.recipe_for("digits", lr=0.02)
-    c = train.cache_paths("tv:resnet18", "imagefolder:/x/y", seed=0, recipe=slower, cache_dir=tmp_path)
-    assert len({a, b, c}) == 3
+    variants = [
+        paths(),
+        paths(recipe=train.recipe_for("digits", epochs=3)),
+        paths(recipe=slower),
+        paths(data_identity="abd"),
+        paths(augment="none"),
+    ]
+    assert len(set(variants)) == 5
     assert (slower.lr, slower.epochs) == (0.02, train.recipe_for("digits").epochs)
-    assert a[0].name.startswith("tv_resnet18-imagefolder_x_y-s0-") and a[0].parent == tmp_path / "base_models"
+    first = variants[0][0]
+    assert (
+        first.name.startswith("tv_resnet18-imagefolder_x_y-s0-") and first.parent == tmp_path / "base_models"
+    )
 
 
 @pytest.mark.slow
@@ -225,11 +230,72 @@ def test_resnet20_on_digits_reaches_97_percent(tmp_path) -> None:
 def test_augment_shifts_within_bounds_and_flips() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
-    out = train._augment(x, hflip=False, generator=gen)
+    out = train._augment(x, crop=True, hflip=False, generator=gen)
     assert out.shape == x.shape
     # Each output is a (replicate-padded) shift of its own input: interior pixels come from it.
     for i in range(2):
         assert set(out[i].flatten().tolist()) <= set(x[i].flatten().tolist())
-    flips = [train._augment(x[:1], hflip=True, generator=gen) for _ in range(20)]
+    flips = [train._augment(x[:1], crop=True, hflip=True, generator=gen) for _ in range(20)]
     row_increasing = [bool(f[0, 0, 4, 5] > f[0, 0, 4, 2]) for f in flips]
     assert any(row_increasing) and not all(row_increasing)
+
+
+def test_augment_choices_flip_without_shift_and_refuse_unknown(synthetic: data.Splits) -> None:
+    assert train._augmentations(True, synthetic) == (True, False)  # synthetic's own: crop
+    assert train._augmentations(False, synthetic) == (False, False)
+    assert train._augmentations("flip+crop", synthetic) == (True, True)
+    assert train._augmentations("flip", synthetic) == (False, True)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(4 * 1 * 6 * 6, dtype=torch.float32).reshape(4, 1, 6, 6)
+    out = train._augment(x, crop=False, hflip=True, generator=gen)
+    for i in range(4):
+        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
+    with pytest.raises(AutomcError, match="unknown augmentation 'rotate'"):
+        train.train(models.create("test_tiny"), synthetic, epochs=1, augment="rotate", progress=False)
+
+
+def test_progress_is_one_line_per_epoch_off_a_terminal(synthetic: data.Splits, capsys) -> None:
+    train.train(models.create("test_tiny"), synthetic, epochs=2, lr=0.05, progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("automc: train: epoch")]
+    assert [line.split(":")[2].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all(" loss " in line and line.endswith(" s)") for line in lines)
+
+
+def _image_folder(path, seed: int) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", 12), ("test", 4)):
+        for k, cls in enumerate(("dark", "light")):
+            (path / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (10, 10, 3), dtype=np.uint8) + np.uint8(150 * k)
+                Image.fromarray(img).save(path / split / cls / f"{i}.png")
+
+
+def test_rebuilt_image_folder_at_the_same_path_trains_a_new_base_model(tmp_path, capsys) -> None:
+    folder, home = tmp_path / "images", tmp_path / "home"
+    name = f"imagefolder:{folder}"
+    options = data.DataOptions(input_size=12)
+
+    def base() -> dict:
+        splits = data.load(name, options=options)
+        return train.base_model("test_tiny", name, epochs=1, splits=splits, cache_dir=home, progress=False)[1]
+
+    _image_folder(folder, seed=0)
+    first = base()
+    err = capsys.readouterr().err
+    assert first["cached"] is False
+    assert f"no recipe for dataset {name!r}: default recipe 30 epochs" in err
+    assert f"training test_tiny on {name}" in err and f"no cached test_tiny on {name}" in err
+    assert base()["cached"] is True
+    assert capsys.readouterr().err == ""
+
+    _image_folder(folder, seed=1)  # other images, same path, same file names
+    rebuilt = base()
+    line = next(
+        x for x in capsys.readouterr().err.splitlines() if x.startswith("automc: base model: training")
+    )
+    assert rebuilt["cached"] is False and rebuilt["weights_path"] != first["weights_path"]
+    assert "differs in data content (" in line and first["key"]["data"][:12] in line
+    assert rebuilt["data"]["identity"] == rebuilt["key"]["data"] != first["key"]["data"]

@@ -25,6 +25,31 @@ def _help(name: str, text: str = "") -> str:
     return f"{text} ({where})" if text else f"({where})"
 
 
+def add_data_arguments(p: argparse.ArgumentParser, helped: Any) -> None:
+    """The data conversion flags (``data.*`` settings), shared with ``automc train``;
+    ``helped(name, text)`` words each help text."""
+    p.add_argument(
+        "--in-channels", type=int, help=helped("in_channels", "image channels given to the model: 1 or 3")
+    )
+    p.add_argument(
+        "--input-size", type=int, help=helped("input_size", "side of the square images given to the model")
+    )
+    p.add_argument(
+        "--normalize",
+        help=helped(
+            "normalize", "none, imagenet, train (train-split statistics) or MEAN/STD such as 0.5/0.25"
+        ),
+    )
+    p.add_argument(
+        "--augment", help=helped("augment", "training augmentation: none, crop, flip or crop+flip")
+    )
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        help=helped("train_subset", "train on a seeded random N of the train images"),
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", metavar="FILE", help="SearchConfig YAML/JSON file; the flags below override it"
@@ -34,7 +59,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write the effective config (file + flags) to PATH (.yaml/.yml/.json) and exit without running",
     )
-    p.add_argument("--model", help=_help("model", "zoo name or tv:<torchvision model>"))
+    p.add_argument(
+        "--model",
+        help=_help(
+            "model",
+            "zoo name, tv:<torchvision model>, or package.module:factory of your own code (a class or "
+            "function returning an nn.Module, imported from PYTHONPATH)",
+        ),
+    )
+    p.add_argument(
+        "--model-kwargs",
+        metavar="JSON",
+        help=_help(
+            "model_kwargs", "keyword arguments of a package.module:factory model, e.g. '{\"width\": 2}'"
+        ),
+    )
     p.add_argument(
         "--weights",
         help=_help(
@@ -43,9 +82,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument(
-        "--dataset", help=_help("dataset", "digits (embedded), cifar10, imagefolder:PATH, synthetic")
+        "--dataset",
+        help=_help(
+            "dataset", "digits (embedded), fashion-mnist, mnist, cifar10, imagefolder:PATH, synthetic"
+        ),
     )
-    p.add_argument("--data-root", help=_help("data_root", "folder of a local dataset (cifar10)"))
+    p.add_argument(
+        "--data-root",
+        help=_help(
+            "data_root", "folder of a local dataset (cifar10, fashion-mnist, mnist; base of imagefolder:PATH)"
+        ),
+    )
+    add_data_arguments(p, _help)
     p.add_argument(
         "--space",
         help=_help("space", "search-space YAML path or shipped name (prune, quant, lowrank, joint)"),
@@ -66,12 +114,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--controller",
-        help=_help("controller", "random, optuna-tpe, optuna-nsga2, ray, amc (see automc list controllers)"),
+        help=_help(
+            "controller", "random, optuna-tpe, optuna-nsga2, ray, amc, ilp (see automc list controllers)"
+        ),
+    )
+    p.add_argument(
+        "--warm-start",
+        choices=["ilp"],
+        help=_help("warm_start", "evaluate the ilp solver's plans first (optuna-tpe, optuna-nsga2, amc)"),
     )
     p.add_argument(
         "--trials", type=int, help=_help("trials", "total trials (a resumed search stops at this total)")
     )
     p.add_argument("--profile", help=_help("profile", "device profile name or YAML path ('none' to skip)"))
+    p.add_argument(
+        "--device",
+        help=_help(
+            "device",
+            "where training, proxy scoring, fine-tuning and evaluation run: auto (CUDA when available), "
+            "cpu, cuda, cuda:N; latency is measured as the profile says",
+        ),
+    )
+    p.add_argument(
+        "--no-amp",
+        dest="amp",
+        action="store_false",
+        default=None,
+        help=_help("amp", "no mixed precision (bf16/fp16 autocast) when training on CUDA"),
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help=_help(
+            "threads", "torch threads for the run; unset: $AUTOMC_THREADS, $OMP_NUM_THREADS or torch's"
+        ),
+    )
     p.add_argument(
         "--storage", help=_help("storage", "Optuna storage URL or path; unset: sqlite:///<out>/study.db")
     )
@@ -176,6 +253,21 @@ def effective_config(args: argparse.Namespace) -> SearchConfig:
     return config.with_overrides(**overrides(args))
 
 
+def user_model(args: argparse.Namespace, config: SearchConfig) -> dict[str, Any]:
+    """``{"model": nn.Module}`` when ``--model`` names the user's own code (``pkg.mod:factory``),
+    built with ``config.base.model_kwargs``; ``{}`` otherwise. Only a path typed as
+    ``--model`` is ever imported.
+
+    Raises:
+        AutomcError: the path does not resolve, the factory raises or returns no ``nn.Module``.
+    """
+    from automc.models import user
+
+    if not args.model or not user.is_import_path(args.model):
+        return {}
+    return {"model": user.build(args.model, user.parse_kwargs(config.base.model_kwargs))}
+
+
 def run(args: argparse.Namespace) -> int:
     config = effective_config(args)
     if args.dump_config:
@@ -184,6 +276,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from automc.pipeline import search, summary_table
 
-    result = search(config)
+    result = search(config, **user_model(args, config))
     print(summary_table(result))
     return 0

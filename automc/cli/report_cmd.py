@@ -11,7 +11,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage", required=True, help="Optuna storage URL (sqlite:///run/study.db) or journal file"
     )
-    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--study", help="study name (default: the storage's only study)")
     p.add_argument(
         "--out", required=True, help="folder for index.html, pareto.png, trials.csv, pareto.json, summary.md"
     )

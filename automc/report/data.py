@@ -52,17 +52,31 @@ class ReportData:
         return sorted(rows[i].number for i in non_dominated(pts, self.directions))
 
     @classmethod
-    def from_storage(cls, storage: str, study_name: str) -> ReportData:
-        """Load a study written by automc; unknown study/storage -> AutomcError."""
+    def from_storage(cls, storage: str, study_name: str | None = None) -> ReportData:
+        """Load a study written by automc (``None``: the storage's only study); unknown
+        study/storage, or several studies and no name -> AutomcError."""
         import optuna
 
         from automc.search.storage import make_storage
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+            store = make_storage(storage)
+            if study_name is None:
+                names = sorted(
+                    s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)
+                )
+                if len(names) != 1:
+                    listed = ", ".join(names) if names else "none"
+                    raise AutomcError(
+                        f"storage {storage} holds {len(names)} studies ({listed}): name one with --study"
+                    )
+                study_name = names[0]
+            study = optuna.load_study(study_name=study_name, storage=store)
         except KeyError:
             raise AutomcError(f"no study named {study_name!r} in storage {storage}") from None
+        except AutomcError:
+            raise
         except Exception as e:  # noqa: BLE001 - optuna raises many types for a bad URL/file
             raise AutomcError(f"cannot open storage {storage}: {e.__class__.__name__}: {e}") from None
         return cls.from_study(study)

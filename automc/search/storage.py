@@ -417,6 +417,9 @@ class Recorder:
                     sampler=optuna.samplers.RandomSampler(seed=0),
                 )
                 self.study.set_user_attr(META_ATTR, self.meta)
+                with warnings.catch_warnings():  # set_metric_names is marked experimental
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    self.study.set_metric_names([o.name for o in self.objectives])
             except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
                 self.resumed = True
         if self.resumed:

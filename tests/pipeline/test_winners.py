@@ -1,0 +1,118 @@
+"""Winners a team can act on: self-describing files, one-line loading, a recommendation on val and measured cost."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+import automc
+from automc import data, train
+from automc.compress import load_compressed
+from automc.pipeline import summary_table
+from automc.plan import CompressionPlan
+
+ARGS = dict(
+    model="test_tiny",
+    dataset="synthetic",
+    space="prune",
+    budgets=["flops=0.8"],
+    objectives=["acc", "macs"],
+    controller="random",
+    profile=None,
+    finetune_top=2,
+    finetune_epochs=1,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def run(home, tmp_path_factory):
+    out = tmp_path_factory.mktemp("winners")
+    return automc.search(trials=8, out=out, seed=0, **ARGS), out
+
+
+def test_every_winner_loads_through_the_public_loader_and_reproduces_its_test_accuracy(run):
+    result, out = run
+    splits = data.load("synthetic", seed=0)
+    stored = json.loads((out / "pareto.json").read_text())["winners"]
+    assert len(stored) == len(result.winners) >= 1
+    for w in stored:
+        model = automc.load_winner(out, w["trial"])
+        assert isinstance(model, torch.nn.Module) and not model.training
+        assert train.evaluate(model, splits.test)["acc"] == pytest.approx(w["test_acc"], abs=1e-9)
+        assert train.evaluate(model, splits.val)["acc"] == pytest.approx(w["val_acc"], abs=1e-9)
+        again = load_compressed(w["files"]["model"])
+        x = splits.test[0][0].unsqueeze(0)
+        with torch.inference_mode():
+            assert torch.equal(model(x), again(x))
+
+
+def test_every_winner_file_says_what_it_is(run):
+    result, out = run
+    for w in result.winners:
+        wdir = out / "winners" / f"trial{w.trial}"
+        payload = torch.load(wdir / "model.pt", weights_only=True)
+        meta = payload["meta"]
+        assert meta["automc_version"] == automc.__version__
+        assert (meta["model"], meta["dataset"], meta["trial"]) == ("test_tiny", "synthetic", w.trial)
+        assert payload["input_shape"] == meta["input_shape"] == [1, 3, 32, 32]
+        assert payload["num_classes"] == meta["num_classes"] == 10
+        assert meta["base_weights"].endswith(".pt")
+        manifest = json.loads((wdir / "winner.json").read_text())
+        assert manifest["schema"] == "automc/winner" and manifest["automc_version"] == automc.__version__
+        assert manifest["figures"]["test_acc"] == w.figures["test_acc"]
+        assert {"model", "plan", "winner", "onnx"} <= set(manifest["files"])
+        plan = CompressionPlan.from_json((wdir / "plan.json").read_text())
+        assert plan.model == "test_tiny" and plan.fingerprint and plan.to_dict() == w.plan.to_dict()
+        props = {p.key: json.loads(p.value) for p in onnx.load(str(wdir / "model.onnx")).metadata_props}
+        assert props["automc.model"] == "test_tiny" and props["automc.input_shape"] == [1, 3, 32, 32]
+        assert props["automc.automc_version"] == automc.__version__
+
+
+def test_the_recommended_winner_is_named_everywhere_and_loads_without_a_trial(run):
+    result, out = run
+    rec = result.recommendation
+    ok = [w for w in result.winners if w.figures["meets_budget_measured"]]
+    assert rec.trial == max(ok, key=lambda w: w.figures["val_acc"]).trial
+    body = json.loads((out / "pareto.json").read_text())
+    assert body["recommended"]["trial"] == rec.trial
+    assert body["recommended"]["files"]["model"].endswith(f"trial{rec.trial}/model.pt")
+    assert [r["trial"] for r in body["recommended"]["table"]][0] == rec.trial
+    assert f"Ship trial {rec.trial}" in (out / "summary.md").read_text()
+    assert f"automc.load_winner({str(out)!r}, {rec.trial})" in summary_table(result)
+    html = (out / "index.html").read_text()
+    assert "id='recommended'" in html and f"winners/trial{rec.trial}/model.pt" in html
+    x = data.load("synthetic", seed=0).test[0][0].unsqueeze(0)
+    with torch.inference_mode():
+        assert torch.equal(automc.load_winner(out)(x), automc.load_winner(out, rec.trial)(x))
+
+
+def test_measured_latencies_carry_their_spread(run):
+    result, _ = run
+    for fig in [result.base] + [w.figures for w in result.winners]:
+        assert fig["latency_samples"] == 30
+        assert 0 < fig["latency_ms_measured_min"] <= fig["latency_ms_measured_median"]
+        assert fig["latency_ms_measured_iqr"] >= 0
+        assert fig["latency_ms_measured"] == fig["latency_ms_measured_median"]  # no profile: the median
+
+
+def test_loading_names_what_is_wrong(run, tmp_path):
+    _, out = run
+    with pytest.raises(automc.AutomcError, match=r"no winner trial 999 \(winners: trial"):
+        automc.load_winner(out, 999)
+    with pytest.raises(automc.AutomcError, match="no pareto.json"):
+        automc.load_winner(tmp_path)
+
+
+class Payload:
+    """Any object torch.load would have to unpickle."""
+
+
+def test_load_compressed_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "plan": "{}", "model": Payload()}, path)
+    with pytest.raises(automc.AutomcError, match="pickled objects"):
+        load_compressed(path)

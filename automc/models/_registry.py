@@ -28,8 +28,7 @@ REGISTRY: Registry[Factory] = Registry(kind="model")
 """Model name -> ``factory(num_classes, in_channels) -> nn.Module``."""
 
 PREFIX_FORMS: dict[str, str] = {
-    f"{TV_PREFIX}<name>": "any torchvision classification model (random init, 3 channels)",
-    "<package.module>:<factory>": "your own nn.Module class or factory, with --model (--model-kwargs JSON)",
+    f"{TV_PREFIX}<name>": "any torchvision classification model (random init, 3 channels)"
 }
 """Model names :func:`create` accepts beyond :data:`REGISTRY` -> one-line description."""
 

@@ -1,14 +1,22 @@
 """A user's own model, in no registry: a residual add around a depthwise-separable block.
 
 Imported by the tests as ``user_pkg.netdef`` with ``tests/models`` on ``sys.path`` (or
-``PYTHONPATH`` for the command line), the way a user's package is found.
+``PYTHONPATH`` for the command line), the way a user's package is found. When
+``$USER_PKG_IMPORT_LOG`` names a file, importing this module appends a line to it, so a
+test can tell whether a command imported it.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if os.environ.get("USER_PKG_IMPORT_LOG"):
+    with open(os.environ["USER_PKG_IMPORT_LOG"], "a", encoding="utf-8") as log:
+        log.write("imported user_pkg.netdef\n")
 
 
 class SeparableResNet(nn.Module):

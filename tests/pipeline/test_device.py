@@ -1,0 +1,113 @@
+"""``device`` reaches every stage: base training, accuracy evaluation, proxy scoring, fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import automc
+from automc import train
+from automc.device import Placement, resolve
+from automc.errors import AutomcError
+from automc.proxy import ShortTrainProxy
+
+ARGS = dict(
+    model="test_tiny",
+    dataset="synthetic",
+    space="prune",
+    budgets=["flops=0.8"],
+    objectives=["acc", "macs"],
+    controller="random",
+    profile=None,
+    finetune_top=1,
+    finetune_epochs=1,
+    base_epochs=1,
+    proxy="short_train",
+    proxy_steps=2,
+    progress=False,
+    export_onnx=False,
+)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
+    """The devices each stage ran on, recorded from the tensors and placements it received."""
+    seen: dict[str, set[str]] = {"fit": set(), "evaluate": set(), "proxy": set()}
+    fit, evaluate, compute = train._fit, train.evaluate, ShortTrainProxy._compute
+
+    def spy_fit(model, splits, **kw):
+        result = fit(model, splits, **kw)
+        seen["fit"].add(f"{kw['desc']}@{next(model.parameters()).device.type}")
+        return result
+
+    def spy_evaluate(model, dataset, batch_size=256, *, device=None):
+        ran_on = torch.device(device) if device is not None else next(model.parameters()).device
+        seen["evaluate"].add(ran_on.type)
+        return evaluate(model, dataset, batch_size, device=device)
+
+    def spy_compute(self, model):
+        result = compute(self, model)
+        seen["proxy"].add(f"{next(model.parameters()).device.type}/{self._data.device.type}")
+        return result
+
+    monkeypatch.setattr(train, "_fit", spy_fit)
+    monkeypatch.setattr(train, "evaluate", spy_evaluate)
+    monkeypatch.setattr(ShortTrainProxy, "_compute", spy_compute)
+    return seen
+
+
+def _run_on(device: str, tmp_path, seen: dict[str, set[str]]) -> None:
+    kind = torch.device(device).type
+    seed = {"cpu": 0, "cuda": 1}[kind]  # a seed of its own: the base model is trained here, not cached
+    result = automc.search(trials=4, out=tmp_path, seed=seed, device=device, **ARGS)
+    assert result.config.hardware.device == device
+    assert seen["fit"] == {f"train@{kind}", f"finetune@{kind}"}
+    assert seen["evaluate"] == {kind}
+    assert seen["proxy"] == {f"{kind}/{kind}"}
+    assert result.winners
+    # the winners come back to the CPU: their files, MACs and latency do not depend on the device
+    assert all(p.device.type == "cpu" for w in result.winners for p in w.model.parameters())
+    assert all(w.figures["latency_ms_measured"] > 0 for w in result.winners)
+
+
+def test_the_whole_pipeline_runs_on_the_device_it_is_given(home, tmp_path, spy):
+    _run_on("cpu", tmp_path, spy)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_whole_pipeline_runs_on_cuda(home, tmp_path, spy):
+    _run_on("cuda", tmp_path, spy)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("gpu", "must be auto, cpu, cuda or cuda:N"), ("cuda:x", "must be auto, cpu, cuda or cuda:N")],
+)
+def test_bad_device_names_are_refused_naming_the_flag(name, message):
+    with pytest.raises(AutomcError, match=f"--device {message}"):
+        automc.SearchConfig().with_overrides(device=name)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_one_clear_line(tmp_path, capsys):
+    from automc.cli import main
+
+    args = ["search", "--model", "test_tiny", "--dataset", "synthetic", "--profile", "none"]
+    args += ["--device", "cuda", "--out", str(tmp_path)]
+    assert main(args) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("automc: error")]
+    assert len(errors) == 1 and "CUDA is not available" in errors[0]
+    assert resolve("auto") == torch.device("cpu")
+
+
+def test_amp_autocasts_only_on_cuda():
+    assert Placement(device="cpu", amp=True).autocast_dtype() is None
+    assert Placement(device="cuda:0", amp=False).autocast_dtype() is None
+
+
+def test_run_restores_the_callers_thread_count(home, tmp_path):
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    automc.search(trials=2, out=tmp_path, seed=0, threads=target, **{**ARGS, "finetune_top": 0})
+    assert torch.get_num_threads() == before

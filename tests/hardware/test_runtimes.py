@@ -60,10 +60,10 @@ def _ops(path: Path) -> Counter[str]:
     return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
-def test_registry_lists_both_runtimes_and_importing_it_imports_no_torch():
+def test_registry_lists_the_runtimes_and_importing_it_imports_no_torch():
     code = (
         "import sys; from automc.hardware import runtimes; "
-        "assert runtimes.REGISTRY.names() == ['onnxruntime', 'torch'], runtimes.REGISTRY.names(); "
+        "assert runtimes.REGISTRY.names() == ['onnxruntime', 'openvino', 'torch'], runtimes.REGISTRY.names(); "
         "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -253,3 +253,30 @@ def test_a_runtime_that_is_not_installed_is_one_clear_error():
 def test_a_missing_execution_provider_is_one_clear_error():
     with pytest.raises(AutomcError, match="not installed"):
         runtimes.get("onnxruntime", device="cuda")
+
+
+def test_openvino_runs_the_int8_artifact_with_integer_kernels(data, tmp_path):
+    pytest.importorskip("openvino")
+    ov_rt = runtimes.get("openvino")
+    assert ov_rt.precisions == {"fp32", "int8"} and ov_rt.provider == "CPU"
+    net = _model()
+    x = data["test"]
+    ref = net(x).detach().numpy()
+    fp32 = ov_rt.export(net, data["example"], tmp_path / "fp32.onnx")
+    int8 = ov_rt.export(
+        net, data["example"], tmp_path / "int8.onnx", int8_layers=_layers(net), calib=data["calib"]
+    )
+    np.testing.assert_allclose(ov_rt.session(fp32, threads=1)(x.numpy()), ref, atol=1e-3, rtol=1e-3)
+    out8 = ov_rt.session(int8, threads=1)(x.numpy())
+    assert (out8.argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(int8)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    precisions = {
+        op.get_rt_info()["runtimePrecision"].astype(str)
+        for op in compiled.get_runtime_model().get_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "Convolution"
+    }
+    assert precisions == {"u8"}, precisions

@@ -3,6 +3,8 @@
 * ``torch``: PyTorch eager, fp32 (:mod:`~automc.hardware.runtimes.torch_eager`).
 * ``onnxruntime``: ONNX Runtime, fp32 and int8 QDQ on the CPU execution provider; CUDA and
   TensorRT providers where installed (:mod:`~automc.hardware.runtimes.ort`).
+* ``openvino``: OpenVINO on the CPU, the same ONNX artifacts (optional extra ``openvino``;
+  :mod:`~automc.hardware.runtimes.openvino`).
 
 A runtime implements :class:`Runtime`; :func:`get` returns an installed one. Importing this
 package imports neither torch nor onnxruntime. Example::
@@ -37,10 +39,16 @@ REGISTRY.add(
     "automc.hardware.runtimes.ort:OnnxRuntime",
     "ONNX Runtime: fp32 and int8 QDQ on CPU; CUDA/TensorRT providers where installed",
 )
+REGISTRY.add(
+    "openvino",
+    "automc.hardware.runtimes.openvino:OpenVino",
+    "OpenVINO: fp32 and int8 QDQ ONNX on CPU (extra)",
+)
 
 _INSTALL = {
     "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu for cuda/tensorrt)",
     "torch": "pip install torch",
+    "openvino": "pip install 'automc[openvino]'",
 }
 
 

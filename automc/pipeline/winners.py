@@ -52,12 +52,12 @@ def measured_macs(model: Any, example_input: Any) -> int:
 
 
 def float_architecture(base: Any, plan: CompressionPlan, example_input: Any, seed: int = 0) -> Any:
-    """The plan's architecture (pruned, factorised, sparse) at 32 bits, for timing.
+    """The plan's architecture (pruned, factorised, sparse) at 32 bits, for torch-eager timing.
 
     Fake-quantization simulates low-bit arithmetic with extra float ops, so timing the
-    fake-quantized model on a CPU measures the simulation, not a deployment; device
-    profiles price a layer at the precision they measured (the shipped CPU profile: fp32),
-    so the measured latency that is compared with the prediction is the fp32 architecture.
+    fake-quantized model measures the simulation, not a deployment; torch eager executes
+    fp32 only, so its measured latency is that of the fp32 architecture. On a runtime with
+    int8 kernels the fine-tuned winner is re-measured as it ships (:func:`on_runtime`).
     """
     from automc import compress
 
@@ -295,12 +295,15 @@ def finish(
 ) -> Winner:
     """Fine-tune the winner of ``row`` with KD from the base model, measure it and write its files.
 
-    ``latency`` is the winner's entry of :func:`latencies_ms`. The files in
-    ``winners/trialN/`` each say what they are: ``model.pt`` (readable by
-    :func:`automc.compress.load_compressed`: state dict, plan, input shape, classes,
-    ``meta`` = :func:`identity`), ``plan.json`` (the plan, naming the model and its layer
-    fingerprint), ``winner.json`` (identity, figures, files) and ``model.onnx`` (the
-    identity in its metadata properties).
+    ``latency`` is the winner's entry of :func:`latencies_ms`; the fine-tuned model's
+    latency measured on the profile's runtime (:func:`on_runtime`) replaces it when the
+    model could be shipped there. The files in ``winners/trialN/`` each say what they are:
+    ``model.pt`` (readable by :func:`automc.compress.load_compressed`: state dict, plan,
+    input shape, classes, ``meta`` = :func:`identity`), ``plan.json`` (the plan, naming the
+    model and its layer fingerprint), ``winner.json`` (identity, figures, files),
+    ``model.onnx`` (the fake-quantized model, the identity in its metadata properties) and
+    the runtime's artifacts ``deploy.<suffix>`` (what ships: fp32, int8 where the plan
+    says ≤ 8 bits) and ``base.<suffix>`` (the base model it is timed against).
     """
     import json
 

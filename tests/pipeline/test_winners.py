@@ -116,3 +116,10 @@ def test_load_compressed_refuses_pickled_objects(tmp_path):
     torch.save({"state_dict": {}, "plan": "{}", "model": Payload()}, path)
     with pytest.raises(automc.AutomcError, match="pickled objects"):
         load_compressed(path)
+
+
+def test_the_study_names_its_metrics_for_the_dashboard(run):
+    import optuna
+
+    result, _ = run
+    assert optuna.load_study(study_name=result.study, storage=result.storage).metric_names == ["acc", "macs"]

@@ -1,0 +1,91 @@
+"""Empty or doubtful runs say so: nothing feasible, a profile far off this machine (torch-free)."""
+
+from __future__ import annotations
+
+import optuna
+
+from automc.pipeline.outcome import PROFILE_TOLERANCE, warn_if_nothing_feasible, warn_if_profile_off
+from automc.report import ReportData, render
+from automc.search.storage import TrialRecord
+
+LIMITS = {"macs": 10e6, "latency_ms": 3.0}
+
+
+def over_budget(number: int, macs: float, latency_ms: float) -> TrialRecord:
+    cost = {"macs": macs, "latency_ms": latency_ms}
+    return TrialRecord(
+        number=number,
+        state="PRUNED",
+        cost=cost,
+        constraints={m: cost[m] / v - 1 for m, v in LIMITS.items()},
+        feasible=False,
+    )
+
+
+def test_nothing_feasible_names_the_cheapest_candidate_against_the_budget_and_the_levers(capsys):
+    trials = [over_budget(0, 40e6, 6.0), over_budget(1, 12e6, 2.5), over_budget(2, 11e6, 4.0)]
+    assert warn_if_nothing_feasible(trials, LIMITS)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("automc: warning: no feasible candidate in 3 trials")
+    # trial 1 is closest to the budget: its worst ratio is 1.2 (trial 2: 1.33)
+    assert "the cheapest (trial 1) costs macs 12M > 10M, latency_ms 2.5ms <= 3ms" in err
+    assert "loosen the budget" in err and "--trials" in err and "lower keep ratios" in err
+
+
+def test_a_feasible_candidate_silences_the_empty_run_warning(capsys):
+    ok = TrialRecord(number=3, state="COMPLETE", values={"acc": 0.9}, cost={"macs": 5e6, "latency_ms": 1.0})
+    assert not warn_if_nothing_feasible([over_budget(0, 40e6, 6.0), ok], LIMITS)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_profile_off_by_more_than_the_tolerance_names_the_fix(capsys):
+    base = {"latency_ms": 2.02, "latency_ms_measured": 1.12}
+    assert warn_if_profile_off(base, model="resnet20", profile="hw_profiles/cpu-2thread.yaml")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "automc: warning: the profile predicts the base model at 2.02ms"
+    )
+    assert "measured 1.12ms here (+80%)" in err
+    assert err.rstrip().endswith("automc profile --model resnet20 --out hw_profiles/cpu-2thread.yaml")
+
+
+def test_a_profile_within_the_tolerance_or_without_latency_is_quiet(capsys):
+    close = {"latency_ms": 1.0, "latency_ms_measured": 1.0 / (1 + PROFILE_TOLERANCE * 0.9)}
+    assert not warn_if_profile_off(close, model="m", profile="p.yaml")
+    assert not warn_if_profile_off({"latency_ms_measured": 1.0}, model="m", profile="p.yaml")
+    assert capsys.readouterr().err == ""
+
+
+def test_the_report_shows_a_profile_banner_and_an_empty_run_banner(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=url, directions=["maximize", "minimize"])
+    study.set_user_attr(
+        "automc",
+        {
+            "model": "resnet20",
+            "objectives": [["acc", "maximize"], ["macs", "minimize"]],
+            "limits": {"macs": 1e6},
+        },
+    )
+    study.set_user_attr(
+        "base",
+        {
+            "latency_ms": 2.02,
+            "latency_ms_measured": 1.12,
+            "profile_error": 2.02 / 1.12 - 1,
+            "profile_fix": "automc profile --model resnet20 --out cpu.yaml",
+        },
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            user_attrs={"cost": {"macs": 4e7}, "constraints": {"macs": 39.0}, "feasible": False, "plan": {}},
+        )
+    )
+    text = render(ReportData.from_storage(url), tmp_path / "rep")["index.html"].read_text()
+    assert (
+        "class='banner'" in text
+        and "Re-profile here: <code>automc profile --model resnet20 --out cpu.yaml" in text
+    )
+    assert "No candidate met the budget" in text
+    assert "over budget, not scored" in text  # the unscored candidate is drawn as a strip, not at accuracy 0

@@ -97,10 +97,12 @@ class TrainResult:
     bn_recalibrated: int = 0
 
 
-def set_threads() -> int:
-    """Set torch's intra-op threads to ``$OMP_NUM_THREADS`` or the usable cores; return it."""
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to ``threads``, else ``$OMP_NUM_THREADS``, else the usable
+    cores; return it. For a command's whole process (``automc train``); library code scopes
+    its thread settings (``automc.hardware.pinned_threads``)."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    n = int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+    n = threads or (int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0)))
     torch.set_num_threads(n)
     return n
 

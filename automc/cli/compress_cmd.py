@@ -18,7 +18,12 @@ HELP = "Apply a compression plan (prune / low-rank / quantize) to a model and sa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, help="zoo name (automc list models) or tv:<torchvision name>"
+        "--model",
+        required=True,
+        help="zoo name (automc list models), tv:<torchvision name> or package.module:factory of your code",
+    )
+    parser.add_argument(
+        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
     )
     parser.add_argument("--weights", help="state_dict file to load before compressing")
     parser.add_argument("--plan", required=True, help="compression plan JSON")
@@ -31,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from automc import models
     from automc.compress import apply, save_compressed
     from automc.graph import count_macs
+    from automc.models import user
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     shape = parse_input_shape(args.input)
@@ -43,8 +48,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise AutomcError(f"--out: folder {out.parent} does not exist")
-    model = models.create(
-        args.model, num_classes=args.num_classes, in_channels=shape[1], weights=args.weights
+    model = user.from_flag(
+        args.model,
+        args.model_kwargs,
+        num_classes=args.num_classes,
+        in_channels=shape[1],
+        weights=args.weights,
     )
     model.eval()
     x = torch.zeros(*shape)

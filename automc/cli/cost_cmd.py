@@ -28,7 +28,12 @@ SPARSITY_NOTE = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, help="zoo name (automc list models) or tv:<torchvision name>"
+        "--model",
+        required=True,
+        help="zoo name (automc list models), tv:<torchvision name> or package.module:factory of your code",
+    )
+    parser.add_argument(
+        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
     )
     parser.add_argument("--weights", help="state_dict file to load (checked against the model)")
     parser.add_argument("--plan", help="compression plan JSON (default: the uncompressed model)")
@@ -91,13 +96,18 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from automc import graph, models
+    from automc import graph
     from automc.cost.flops import layer_geometry
+    from automc.models import user
     from automc.plan import CompressionPlan
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    model = models.create(
-        args.model, num_classes=args.num_classes, in_channels=shape[1], weights=args.weights
+    model = user.from_flag(
+        args.model,
+        args.model_kwargs,
+        num_classes=args.num_classes,
+        in_channels=shape[1],
+        weights=args.weights,
     )
     model.eval()
     info = graph.trace(model, torch.zeros(shape))

@@ -29,7 +29,20 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model name (automc list models)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="model name (automc list models) or package.module:factory of your code",
+    )
+    parser.add_argument(
+        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the proxy scores: auto (CUDA when available), cpu, cuda, cuda:N",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS)")
     parser.add_argument("--dataset", required=True, help="dataset name (automc list datasets)")
     parser.add_argument(
         "--weights", default=None, help="state_dict to analyse (default: the cached base model)"
@@ -66,13 +79,20 @@ def run(args: argparse.Namespace) -> int:
 
     from automc import graph, sensitivity
     from automc.data import load
-    from automc.models import create, load_weights
+    from automc.device import resolve
+    from automc.models import create, load_weights, user
     from automc.proxy import AdaptiveBNProxy, ProxyData
     from automc.train import base_model, set_threads
 
-    set_threads()
+    device = resolve(args.device)
+    set_threads(args.threads)
     splits = load(args.dataset, args.data_root, seed=args.seed)
-    if args.weights is not None:
+    if user.is_import_path(args.model):  # the user's own model, analysed as it is (or with --weights)
+        model = user.build(args.model, user.parse_kwargs(args.model_kwargs))
+        if args.weights is not None:
+            load_weights(model, args.weights)
+        model.eval()
+    elif args.weights is not None:
         model = create(args.model, num_classes=splits.num_classes, in_channels=splits.in_channels)
         load_weights(model, args.weights)
         model.eval()
@@ -86,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     score = sensitivity.proxy_scorer(
         model,
         example,
-        AdaptiveBNProxy(data=data),
+        AdaptiveBNProxy(data=data).to(device),
         calib_batches=data.calib_inputs if criterion.needs_data else (),
         seed=args.seed,
     )

@@ -1,10 +1,17 @@
-"""``automc train``: train a zoo model on a dataset (or load it from the cache)."""
+"""``automc train``: train a zoo model on a dataset (or load it from the cache), or your own model.
+
+A ``--model package.module:factory`` of the user's code is imported (only because it was
+typed here), trained with the dataset's recipe and, not being a zoo name, not cached:
+``--weights-out`` keeps its weights for ``automc search --model ... --weights``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from automc.cli.search_cmd import add_data_arguments
 from automc.errors import AutomcError
@@ -17,7 +24,12 @@ HELP = "train a base model on a dataset (cached under $AUTOMC_HOME) and print it
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, help="model name (automc list models) or tv:<torchvision name>"
+        "--model",
+        required=True,
+        help="model name (automc list models), tv:<torchvision name> or package.module:factory of your code",
+    )
+    parser.add_argument(
+        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
     )
     parser.add_argument(
         "--dataset", required=True, help="dataset name (automc list datasets) or imagefolder:PATH"
@@ -36,6 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-out", default=None, help="also write the trained state_dict to this path")
     parser.add_argument("--json", action="store_true", help="print the info record as JSON instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--device", default="auto", help="where to train: auto (CUDA when available), cpu, cuda, cuda:N"
+    )
+    parser.add_argument(
+        "--no-amp", dest="amp", action="store_false", help="no mixed precision when training on CUDA"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: $OMP_NUM_THREADS or the usable cores)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,17 +68,23 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from automc.config import SearchConfig
-    from automc.models import create
+    from automc.device import Placement
+    from automc.models import create, user
     from automc.pipeline.setup import load_splits
     from automc.train import base_model, check_lr, set_threads
 
     check_lr(args.lr, "--lr")
     flags = {name: getattr(args, name) for name in DATA_FLAGS}
-    data_cfg = SearchConfig().with_overrides(**{k: v for k, v in flags.items() if v is not None}).data
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    hardware = {"device": args.device, "threads": args.threads, "amp": args.amp}
+    config = SearchConfig().with_overrides(**overrides, **hardware)
+    placement = Placement.of(config.hardware.device, amp=config.hardware.amp)
 
-    set_threads()
+    set_threads(config.hardware.threads)
+    if user.is_import_path(args.model):
+        return _train_user_model(args, config, placement)
     create(args.model)  # an unknown model name fails before the data is read
-    splits = load_splits(data_cfg, seed=args.seed)
+    splits = load_splits(config.data, seed=args.seed)
     model, info = base_model(
         args.model,
         args.dataset,
@@ -63,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         splits=splits,
         progress=not args.no_progress,
+        placement=placement,
     )
     if args.weights_out:
         out = Path(args.weights_out)
@@ -81,4 +112,57 @@ def run(args: argparse.Namespace) -> int:
     print(f"cached weights: {info['weights_path']}")
     if args.weights_out:
         print(f"weights written to: {info['weights_out']}")
+    return 0
+
+
+def _train_user_model(args: argparse.Namespace, config: Any, placement: Any) -> int:
+    """Train the user's ``--model package.module:factory`` with the dataset's recipe (not cached)."""
+    import torch
+
+    from automc import train
+    from automc.models import user
+    from automc.pipeline.setup import load_splits
+
+    if not args.weights_out:
+        raise AutomcError(
+            f"--model {args.model}: your own model is not cached; give --weights-out to keep it"
+        )
+    out = Path(args.weights_out)
+    if out.parent and not out.parent.is_dir():
+        raise AutomcError(f"--weights-out: folder {out.parent} does not exist")
+    net = user.build(args.model, user.parse_kwargs(args.model_kwargs))
+    splits = load_splits(config.data, seed=args.seed)
+    recipe = train.recipe_for(args.dataset, epochs=args.epochs, lr=args.lr)
+    result = train.train(
+        net,
+        splits,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        batch_size=recipe.batch_size,
+        weight_decay=recipe.weight_decay,
+        seed=args.seed,
+        progress=not args.no_progress,
+        placement=placement,
+    )
+    test = train.evaluate(net, splits.test)
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, out)
+    info = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "recipe": asdict(recipe),
+        "test_acc": test["acc"],
+        "val_acc": result.val_acc,
+        "train_seconds": round(result.seconds, 3),
+        "device": str(placement.device),
+        "weights_out": str(out),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    print(
+        f"{args.model} on {args.dataset} (seed {args.seed}, {recipe.epochs} epochs, lr {recipe.lr:g}): "
+        f"trained in {result.seconds:.1f} s on {placement.device}"
+    )
+    print(f"test accuracy: {100 * test['acc']:.2f}%  (val {100 * result.val_acc:.2f}%)")
+    print(f"weights written to: {out}")
     return 0

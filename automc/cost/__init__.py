@@ -40,7 +40,7 @@ from automc.cost.flops import LayerConst, compile_layer, geometry_for
 from automc.cost.formats import BIAS_BITS, CODEBOOK_QUANTIZERS, weight_storage_bits
 from automc.cost.latency import PRECISION_FLAG_KEY
 from automc.cost.report import CostReport
-from automc.errors import UnsupportedLayerError
+from automc.errors import AutomcError, UnsupportedLayerError
 from automc.plan import IDENTITY, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, kept_channels
 from automc.schema.energy import ENERGY_SCHEMA, EnergyTable, load_energy_table_file
 
@@ -323,21 +323,24 @@ _DEFAULT_MODELS: dict[tuple[int, int], CostModel] = {}
 
 
 def estimate(
-    layers: Sequence[LayerSpec],
+    layers: Sequence[LayerSpec] | Any,
     plan: CompressionPlan,
     profile: Any = None,
     *,
     energy_table: EnergyTable | str | Path | None = None,
+    example_input: Any = None,
 ) -> CostReport:
     """Cost of ``plan`` on the model traced as ``layers``: totals, per layer, unsupported layers.
 
     Args:
-        layers: the model's ``LayerSpec`` table (``automc.graph.layers``).
+        layers: the model's ``LayerSpec`` table (``automc.graph.layers``), or the model
+            itself (any ``nn.Module``, traced here on ``example_input``).
         plan: the compression plan.
         profile: device profile (``HwProfile``, name or path) for the buffer size, the
             energy table name and latency; None prices energy with ``energy-45nm`` and its
             default buffer, and leaves latency out.
         energy_table: overrides the profile's energy table (object, name or path).
+        example_input: one input batch, needed when ``layers`` is a model.
 
     Returns:
         A ``CostReport``. ``total`` has ``macs``, ``params``, ``size_bytes``,
@@ -347,7 +350,18 @@ def estimate(
 
     A ``CostModel`` per (profile, energy table) object pair is kept, so repeated calls with
     the same objects reuse the per-model constants; engines should hold a ``CostModel``.
+
+    Raises:
+        AutomcError: a model given without ``example_input``.
     """
+    if hasattr(layers, "named_modules"):  # a torch module (torch is imported only for it)
+        if example_input is None:
+            raise AutomcError(
+                "automc.cost.estimate: a model needs example_input (one input batch) to be traced"
+            )
+        from automc import graph
+
+        layers = graph.layers(layers, example_input)
     if isinstance(profile, str | Path):
         profile = load_profile(profile)
     if isinstance(energy_table, str | Path):

@@ -101,6 +101,25 @@ def build(path: str, kwargs: Mapping[str, Any] | None = None) -> Any:
     return net
 
 
+def from_flag(
+    name: str,
+    kwargs_text: str | None = None,
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    weights: str | None = None,
+) -> Any:
+    """The model a command's ``--model`` flag names: the user's code for an import path
+    (built with the ``--model-kwargs`` JSON ``kwargs_text``: the user typed both), else
+    ``automc.models.create``; ``weights`` (a state_dict file) loaded into it either way."""
+    from automc import models
+
+    if not is_import_path(name):
+        return models.create(name, num_classes=num_classes, in_channels=in_channels, weights=weights)
+    net = build(name, parse_kwargs(kwargs_text))
+    return models.load_weights(net, weights) if weights else net
+
+
 def class_path(module: Any) -> str:
     """``package.module:ClassName`` of a module object: how a search records a user's base model."""
     cls = type(module)

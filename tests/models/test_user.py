@@ -63,3 +63,62 @@ def test_create_never_imports_a_path_it_is_given(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(AutomcError, match="never from a data file"):
         models.create("user_pkg.netdef:build_net")
     assert "user_pkg.netdef" not in sys.modules
+
+
+def test_a_user_module_is_priced_compressed_and_analysed_as_it_is():
+    import torch
+
+    from automc import compress, cost, graph, sensitivity
+    from automc.plan import CompressionPlan, LayerChoice
+
+    net = user.build("user_pkg.netdef:build_net").eval()
+    x = torch.zeros(1, 3, 16, 16)
+    layers = graph.layers(net, x)
+    plan = CompressionPlan(layers={"down": LayerChoice(keep_ratio=0.5)})
+    by_module = cost.estimate(net, plan, example_input=x).total
+    assert by_module == cost.estimate(layers, plan).total
+    assert by_module["macs"] < cost.estimate(net, CompressionPlan(), example_input=x).total["macs"]
+    with pytest.raises(AutomcError, match="needs example_input"):
+        cost.estimate(net, plan)
+    assert compress.apply(net, plan, x).down.out_channels == 8
+    score = sensitivity.proxy_scorer(net, x, _CountingProxy())
+    rows = sensitivity.analyse(layers, score, keeps=[0.5], bits=[8], criterion="l1", quantizer="uniform")
+    assert {r.layer for r in rows if r.param == "keep_ratio"} >= {"down"}
+
+
+class _CountingProxy:
+    """Scores a candidate by its share of the base's parameters (a real, cheap signal)."""
+
+    def evaluate(self, model, plan):
+        return {"acc": float(sum(p.numel() for p in model.parameters()))}
+
+
+def test_cli_trains_and_analyses_a_user_factory(tmp_path, capsys):
+    from automc.cli import main
+
+    weights = tmp_path / "net.pt"
+    train = ["train", "--model", "user_pkg.netdef:build_net", "--model-kwargs", '{"width": 4}']
+    train += ["--dataset", "synthetic", "--epochs", "1", "--device", "cpu", "--no-progress"]
+    assert main(train) == 2  # not cached: the weights must go somewhere
+    assert "give --weights-out" in capsys.readouterr().err
+    assert main([*train, "--weights-out", str(weights), "--json"]) == 0
+    info = __import__("json").loads(capsys.readouterr().out)
+    assert info["device"] == "cpu" and 0.0 <= info["test_acc"] <= 1.0 and weights.is_file()
+    sens = ["sensitivity", "--model", "user_pkg.netdef:build_net", "--model-kwargs", '{"width": 4}']
+    sens += ["--dataset", "synthetic", "--weights", str(weights), "--keep", "0.5", "--bits", "8"]
+    assert main([*sens, "--device", "cpu", "--out", str(tmp_path / "s"), "--val-limit", "64"]) == 0
+    assert (tmp_path / "s" / "sensitivity.csv").is_file()
+
+
+def test_cli_prices_and_compresses_a_user_factory(tmp_path, capsys):
+    import json
+
+    from automc.cli import main
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"layers": {"down": {"keep_ratio": 0.5}}}))
+    model = ["--model", "user_pkg.netdef:build_net", "--model-kwargs", '{"width": 4}', "--input", "1x3x16x16"]
+    assert main(["cost", *model, "--plan", str(plan), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["macs"] > 0
+    assert main(["compress", *model, "--plan", str(plan), "--out", str(tmp_path / "c.pt")]) == 0
+    assert (tmp_path / "c.pt").is_file()

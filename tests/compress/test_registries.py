@@ -1,5 +1,8 @@
 """The compress registries: every lazy entry resolves, and the names are those cost.formats prices."""
 
+import subprocess
+import sys
+
 import pytest
 
 from automc.compress import criteria, lowrank, quantizers
@@ -45,3 +48,15 @@ def test_every_lowrank_method_resolves(name: str) -> None:
 def test_unknown_name_lists_the_known_ones(module, kind: str) -> None:
     with pytest.raises(AutomcError, match=f"unknown {kind} 'nope' \\(known: {module.names()[0]}"):
         module.get("nope")
+
+
+def test_listing_the_registries_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from automc.registry import lookup\n"
+        "for kind in ('criteria', 'quantizers', 'lowrank'):\n"
+        "    assert lookup(kind).describe()\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -47,8 +47,8 @@ def test_shipped_table_has_seed_and_horowitz_figures(table):
     assert table.path.endswith("energy-45nm.yaml")
 
 
-def test_seed_dram_power_figure(table):
-    # 1G connections at 20 Hz, one 32-bit DRAM access (640 pJ) each: 12.8 W (seed 001).
+def test_deep_compression_dram_power_figure(table):
+    # 1G connections at 20 Hz, one 32-bit DRAM access (640 pJ) each: 12.8 W (Han et al., Deep Compression).
     assert dram_power_w(1e9, 20, table=table) == 12.8
     assert dram_power_w(1e9, 20) == 12.8
 

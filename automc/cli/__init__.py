@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; the exit code: 0 ok, 2 bad input, 1 internal error, 130 interrupted,
+    141 the reader of stdout went away (``automc list models | head -1`` ends quietly)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     if not os.environ.get("AUTOMC_DEBUG"):
         # Library warnings (torch deprecations, pickle protocol notes) are noise to a CLI user.
         warnings.filterwarnings("ignore")
@@ -76,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         sys.stderr.write(f"automc: error: {e}\n")
         return e.exit_code
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         sys.stderr.write("automc: interrupted\n")
         return 130

@@ -34,6 +34,31 @@ from automc.errors import AutomcError
 VAL_FRACTION = 0.1
 
 
+def check_images(paths: list[str], where: str) -> None:
+    """Open every image's header and check its structure (``PIL.Image.verify``) without decoding it.
+
+    Raises:
+        AutomcError: naming the first file that is not a readable image, or whose pixel
+            count passes PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
+    """
+    import warnings
+
+    from PIL import Image
+
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    img.verify()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise AutomcError(f"{where}: {path}: refused as a decompression bomb ({e})") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise AutomcError(
+                f"{where}: {path}: not a readable image ({e.__class__.__name__}: {e})"
+            ) from None
+
+
 def load_imagefolder(name: str, path: Path, *, options: DataOptions) -> Splits:
     """Splits of the ImageFolder tree at ``path`` (see the module docstring)."""
     from torchvision import datasets
@@ -59,6 +84,11 @@ def load_imagefolder(name: str, path: Path, *, options: DataOptions) -> Splits:
 
     present = [d for d in (val_dir, test_dir) if d.is_dir()]
     train_full = folder(train_dir)
+    if len(train_full.classes) < 2:
+        raise AutomcError(
+            f"{where}: train/ has {len(train_full.classes)} class folder(s) ({', '.join(train_full.classes)}); "
+            "a classifier needs at least two"
+        )
     held = [folder(d) for d in present]
     for ds, d in zip(held, present):
         if ds.classes != train_full.classes:
@@ -81,6 +111,7 @@ def load_imagefolder(name: str, path: Path, *, options: DataOptions) -> Splits:
         held_name = present[0].name
         test_note = f"{held_name}/" + ("" if held_name == "test" else ", used as test: there is no test/")
         sources = ("train/ minus val", f"seeded stratified {n_val:,} of train/", test_note)
+    check_images([p for ds in (train_full, *held) for p, _ in ds.samples], where)
     files = sorted(p for d in (train_dir, *present) for p in d.rglob("*") if p.is_file())
     relative = [str(p.relative_to(path)) for p in files]
     return Splits(

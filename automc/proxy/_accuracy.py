@@ -75,6 +75,11 @@ class _ValPassProxy(CachedProxy):
             self._teacher_logp = tuple(t.to(device) for t in self._teacher_logp)
         return self
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled with every tensor on the CPU: a Ray worker given no GPU cannot load CUDA
+        tensors; ``automc.search.ray_tune.run_trial`` moves it to the GPU a trial is given."""
+        return {key: _on_cpu(value) for key, value in self.__dict__.items()}
+
     def _compute(self, model: nn.Module) -> dict[str, float]:
         data = self._data
         model.to(data.device)
@@ -104,6 +109,15 @@ class _ValPassProxy(CachedProxy):
         if self._teacher_logp is not None:
             result["kl"] = max(0.0, float(kl_sum) / n)
         return result
+
+
+def _on_cpu(value: object) -> object:
+    """``value`` with its tensors on the CPU (a ``ProxyData`` or a tuple of tensors); anything else as is."""
+    if isinstance(value, ProxyData):
+        return value.to("cpu")
+    if isinstance(value, tuple) and value and all(isinstance(t, torch.Tensor) for t in value):
+        return tuple(t.cpu() for t in value)
+    return value
 
 
 def _teacher_logits(teacher: nn.Module, batches: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

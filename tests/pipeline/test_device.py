@@ -111,3 +111,51 @@ def test_run_restores_the_callers_thread_count(home, tmp_path):
     target = 1 if before != 1 else 2
     automc.search(trials=2, out=tmp_path, seed=0, threads=target, **{**ARGS, "finetune_top": 0})
     assert torch.get_num_threads() == before
+
+
+def _evaluator():
+    from automc import data
+    from automc.pipeline.evaluate import Evaluator
+    from automc.proxy import ProxyData, create
+
+    splits = data.load("synthetic", None, seed=0)
+    proxy = create("adaptive_bn", data=ProxyData.from_splits(splits, calib_batches=1, calib_batch_size=8))
+    return Evaluator(
+        model=None, layers=(), example_input=None, proxy=proxy, cost_model=None, limits={}, objectives=()
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine")
+def test_a_ray_trial_without_cuda_keeps_scoring_on_the_cpu():
+    from automc.search.ray_tune import to_trial_gpu
+
+    evaluator = _evaluator()
+    assert to_trial_gpu(evaluator) is False
+    assert evaluator.proxy.device.type == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_ray_trial_given_a_gpu_scores_on_it():
+    from automc.search.ray_tune import to_trial_gpu
+
+    evaluator = _evaluator()
+    assert to_trial_gpu(evaluator) is True
+    assert evaluator.proxy.device.type == "cuda"
+    assert all(
+        b.device.type == "cpu" for b in evaluator.proxy.calibration_batches()
+    )  # compression stays on the CPU
+
+
+def test_a_pickled_proxy_holds_cpu_tensors_only():
+    """A Ray worker given no GPU unpickles the evaluator: nothing in it may be a CUDA tensor."""
+    import pickle
+
+    evaluator = _evaluator()
+    evaluator.proxy.to("cuda:0" if torch.cuda.is_available() else "cpu")
+    from automc import models
+    from automc.plan import CompressionPlan
+
+    back = pickle.loads(pickle.dumps(evaluator))
+    assert back.proxy.device.type == "cpu"
+    assert 0.0 <= back.proxy.evaluate(models.create("test_tiny"), CompressionPlan())["acc"] <= 1.0

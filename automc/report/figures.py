@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from automc.budget import format_amount
-from automc.report.data import COST_LABELS, ReportData, plan_summary
+from automc.report.data import COST_LABELS, ReportData, kendall_tau, plan_summary
 from automc.search.storage import TrialRecord
 
 MEASURED = {"macs": "macs_measured", "latency_ms": "latency_ms_measured"}
@@ -71,23 +71,24 @@ def _layout(fig: Any, x_title: str, y_title: str) -> None:
 
 
 def _cost_lines(fig: Any, data: ReportData, cost: str, *, base_line: bool = True) -> None:
-    """The base model's cost (dashed, labelled at the top) and the budget (solid, labelled at the bottom)."""
+    """The base model's cost (dashed) and the budget (solid) as vertical lines named in the
+    legend (legend entries cannot collide with the points or with each other, annotations can)."""
+    import plotly.graph_objects as go
+
+    lines = []
     if base_line and data.base.get(cost) is not None:
-        fig.add_vline(
-            x=float(data.base[cost]),
-            line_dash="dash",
-            line_color="grey",
-            annotation_text="base model",
-            annotation_position="top left",
+        value = float(data.base[cost])
+        lines.append(
+            (f"base model {format_amount(cost, value)}", value, {"dash": "dash", "color": "grey", "width": 1})
         )
     limit = (data.meta.get("limits") or {}).get(cost)
     if limit is not None:
-        fig.add_vline(
-            x=float(limit),
-            line_color="#2ca02c",
-            line_width=2,
-            annotation_text=f"budget {format_amount(cost, float(limit))}",
-            annotation_position="bottom right",
+        lines.append(
+            (f"budget {format_amount(cost, float(limit))}", float(limit), {"color": "#2ca02c", "width": 2})
+        )
+    for name, x, line in lines:
+        fig.add_trace(
+            go.Scatter(x=[x, x], y=[0, 1], yaxis="y2", mode="lines", name=name, line=line, hoverinfo="name")
         )
 
 
@@ -234,12 +235,11 @@ def latency_panel(data: ReportData, recommended: int | None) -> Panel | None:
             ],
             textposition="top center",
             marker={"size": 11, "color": ["grey" if n == "base model" else "#ff9f1c" for n, _ in entries]},
-            name="measured",
+            name="base model and fine-tuned winners (measured)",
             hovertemplate="%{text}: %{x:.3f} ms, test acc %{y:.4f}<extra></extra>",
         )
     )
     _cost_lines(fig, data, "latency_ms", base_line=False)
-    fig.update_layout(showlegend=False)
     _layout(fig, "measured latency (ms; bar: inter-quartile range)", "test acc after fine-tune")
     return Panel(
         fid="latency-measured",
@@ -248,3 +248,139 @@ def latency_panel(data: ReportData, recommended: int | None) -> Panel | None:
         "spread (IQR) of the samples.",
         figure=fig,
     )
+
+
+def layer_figures(data: ReportData, layer_order: Sequence[str]) -> list[tuple[str, Any]]:
+    import plotly.graph_objects as go
+
+    figs = []
+    for w in data.winners:
+        layers = (w.get("plan") or {}).get("layers") or {}
+        names = list(layer_order) or sorted(layers)
+        keep = [float(layers.get(n, {}).get("keep_ratio", 1.0)) for n in names]
+        wb = [int(layers.get(n, {}).get("w_bits", 32)) for n in names]
+        ab = [int(layers.get(n, {}).get("a_bits", 32)) for n in names]
+        ranks = [layers.get(n, {}).get("rank") for n in names]
+        esc = [html.escape(n) for n in names]
+        fig = go.Figure()
+        fig.add_trace(go.Bar(x=esc, y=keep, name="keep ratio", yaxis="y"))
+        for field, bits in (("w_bits", wb), ("a_bits", ab)):
+            fig.add_trace(
+                go.Bar(
+                    x=esc,
+                    y=[min(b, 16) / 16 for b in bits],
+                    name=f"{field} / 16",
+                    text=[str(b) for b in bits],
+                    hovertemplate=f"%{{x}}: {field} %{{text}}<extra></extra>",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=esc,
+                y=[1.0 if r is None else 0.5 for r in ranks],
+                mode="markers",
+                name="low rank (0.5 = factorised)",
+                text=["none" if r is None else str(r) for r in ranks],
+                hovertemplate="%{x}: rank %{text}<extra></extra>",
+            )
+        )
+        fig.update_layout(
+            barmode="group",
+            height=360,
+            legend={"x": 1.02, "y": 0.5, "yanchor": "middle"},
+            margin={"l": 50, "r": 20, "t": 30, "b": 120},
+            yaxis={"range": [0, 1.05]},
+        )
+        figs.append((f"trial {w.get('trial')}", fig))
+    return figs
+
+
+def energy_figure(data: ReportData) -> Any:
+    import plotly.graph_objects as go
+
+    entries = []
+    if data.base:
+        entries.append(("base model", data.base))
+    entries += [(f"trial {w.get('trial')}", w) for w in data.winners]
+    entries = [(n, e) for n, e in entries if e.get("energy_compute_mj") is not None]
+    if not entries:
+        return None
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(x=[n for n, _ in entries], y=[e["energy_compute_mj"] for _, e in entries], name="compute")
+    )
+    fig.add_trace(
+        go.Bar(x=[n for n, _ in entries], y=[e["energy_memory_mj"] for _, e in entries], name="memory")
+    )
+    fig.update_layout(
+        barmode="stack",
+        legend={"x": 1.02, "y": 0.5, "yanchor": "middle"},
+        height=340,
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
+    )
+    return fig
+
+
+def fidelity(data: ReportData) -> tuple[Any, Any, dict[str, Any]]:
+    import plotly.graph_objects as go
+
+    stats: dict[str, Any] = {}
+    w = [x for x in data.winners if x.get("proxy_acc") is not None and x.get("test_acc") is not None]
+    stats["proxy_kendall"] = kendall_tau([x["proxy_acc"] for x in w], [x["test_acc"] for x in w])
+    stats["proxy_n"] = len(w)
+    proxy_fig = go.Figure(
+        go.Scatter(
+            x=[x["proxy_acc"] for x in w],
+            y=[x["test_acc"] for x in w],
+            mode="markers+text",
+            text=[f"trial {x.get('trial')}" for x in w],
+            textposition="top center",
+        )
+    )
+    proxy_fig.update_layout(
+        xaxis_title="proxy acc",
+        yaxis_title="test acc after fine-tune",
+        height=340,
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
+    )
+    raw = [
+        (n, e.get("latency_ms"), e.get("latency_ms_measured"))
+        for n, e in ([("base model", data.base)] if data.base else [])
+        + [(f"trial {x.get('trial')}", x) for x in data.winners]
+    ]
+    pts: list[tuple[str, float, float]] = [
+        (n, float(p), float(m)) for n, p, m in raw if p is not None and m is not None
+    ]
+    if pts:
+        errs = [abs(p - m) / m for _, p, m in pts if m > 0]
+        stats["latency_n"] = len(pts)
+        stats["latency_within_10pct"] = sum(e <= 0.10 for e in errs) / len(errs) if errs else None
+        stats["latency_mape"] = sum(errs) / len(errs) if errs else None
+    lat_fig = go.Figure(
+        go.Scatter(
+            x=[m for _, _, m in pts],
+            y=[p for _, p, _ in pts],
+            mode="markers+text",
+            text=[n for n, _, _ in pts],
+            textposition="top center",
+            name="models",
+        )
+    )
+    if pts:
+        hi = max(max(p, m) for _, p, m in pts) * 1.1
+        lat_fig.add_trace(
+            go.Scatter(
+                x=[0, hi],
+                y=[0, hi],
+                mode="lines",
+                name="predicted = measured",
+                line={"dash": "dash", "color": "grey"},
+            )
+        )
+    lat_fig.update_layout(
+        xaxis_title="measured (ms)",
+        yaxis_title="predicted (ms)",
+        height=340,
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
+    )
+    return proxy_fig, lat_fig, stats

@@ -361,7 +361,8 @@ def estimate(
             )
         from automc import graph
 
-        layers = graph.layers(layers, example_input)
+        module: Any = layers
+        layers = graph.layers(module, example_input)
     if isinstance(profile, str | Path):
         profile = load_profile(profile)
     if isinstance(energy_table, str | Path):

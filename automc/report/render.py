@@ -28,9 +28,10 @@ FILES = ("index.html", "pareto.png", "trials.csv", "pareto.json", "summary.md")
 def render(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     """Write every report file into ``out_dir``; returns name -> path.
 
-    Atomic: each file is first written as ``.partial-<name>`` next to its place and all of
-    them are renamed over the old report only when every one was written, so a full disk
-    or a crash leaves the previous report whole.
+    Atomic: each file is first written as ``.partial-<pid>-<name>`` next to its place and
+    all of them are renamed over the old report only when every one was written, so a full
+    disk or a crash leaves the previous report whole (and two processes rendering into one
+    folder never rename each other's files).
 
     Raises:
         AutomcError: a file cannot be written (full disk, read-only folder); the previous
@@ -38,7 +39,7 @@ def render(data: ReportData, out_dir: str | Path) -> dict[str, Path]:
     """
     out = Path(out_dir)
     paths = {name: out / name for name in FILES}
-    partial = {name: out / f".partial-{name}" for name in FILES}
+    partial = {name: out / f".partial-{os.getpid()}-{name}" for name in FILES}
     try:
         out.mkdir(parents=True, exist_ok=True)
         front = set(data.pareto_numbers())

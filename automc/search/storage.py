@@ -340,11 +340,21 @@ def _owned(base: type) -> type:
             with self.live_lock:
                 self.live.add(trial_id)
 
-        def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
-            trial_id = super().create_new_trial(study_id, template_trial)
-            if template_trial is None or template_trial.state == TrialState.RUNNING:
-                self._own(trial_id)
-            return trial_id
+        if hasattr(base, "_create_new_trial"):  # RDB: Optuna's cache calls this one directly
+
+            def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:
+                trial = super()._create_new_trial(study_id, template_trial)
+                if template_trial is None or template_trial.state == TrialState.RUNNING:
+                    self._own(trial._trial_id)
+                return trial
+
+        else:
+
+            def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
+                trial_id = super().create_new_trial(study_id, template_trial)
+                if template_trial is None or template_trial.state == TrialState.RUNNING:
+                    self._own(trial_id)
+                return trial_id
 
         def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
             done = super().set_trial_state_values(trial_id, state, values)

@@ -168,3 +168,69 @@ def test_failing_proxy_fails_only_that_trial(
     assert all(t.user_attrs["failure"] == "" for t in complete)
     assert set(result.pareto) <= {t.number for t in complete}
     assert (tmp_path / "run" / "index.html").is_file()
+
+
+def _running(db: Path) -> bool:
+    """Whether the study holds a RUNNING trial (read-only, like :func:`_mid_trial`)."""
+    if not db.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+            return con.execute("SELECT 1 FROM trials WHERE state = 'RUNNING'").fetchone() is not None
+    except sqlite3.OperationalError:
+        return False
+
+
+def test_two_concurrent_searches_on_one_study_never_interrupt_a_live_trial(
+    home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    storage, study = f"sqlite:///{out / 'study.db'}", "shared"
+    argv = [sys.executable, "-m", "automc", *SEARCH.split(), "--out", str(out), "--study", study]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "AUTOMC_THREADS": "1"}
+    first = subprocess.run([*argv, "--trials", "2"], env=env, capture_output=True, text=True, timeout=400)
+    assert first.returncode == 0, first.stderr[-2000:]
+    total = 30
+    a = subprocess.Popen(
+        [*argv, "--trials", str(total)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not _running(out / "study.db"):  # b starts while a has a trial in flight
+            assert a.poll() is None, f"the first search ended before a trial ran: {a.stderr.read()!r}"
+            assert time.monotonic() < deadline, "no running trial within 240 s"
+            time.sleep(0.05)
+        b = subprocess.run(
+            [*argv, "--trials", str(total)], env=env, capture_output=True, text=True, timeout=400
+        )
+        assert a.wait(timeout=400) == 0, a.stderr.read()[-2000:]
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+        a.stderr.close()
+    assert b.returncode == 0, b.stderr[-2000:]
+    trials = _trials(storage, study)
+    assert len(trials) >= total
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED", "FAIL"}
+    interrupted = [t.number for t in trials if t.user_attrs.get("failure") == "interrupted"]
+    assert not interrupted, f"trials of a live process were marked interrupted: {interrupted}"
+    owners = {t.system_attrs.get("automc_owner", "").rpartition(":")[2] for t in trials if t.number >= 2}
+    assert len(owners) == 2, "both processes ran trials of the study"
+
+
+def test_two_processes_create_one_fresh_sqlite_study_at_once(tmp_path: Path) -> None:
+    code = (
+        "import sys; from automc.search.base import Objective; from automc.search.storage import Recorder; "
+        "Recorder(sys.argv[1], 'fresh', [Objective('acc', 'maximize')], {'model': 'm'}).close()"
+    )
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    summaries = optuna.get_all_study_summaries(url)
+    assert [s.study_name for s in summaries] == ["fresh"]
+    assert summaries[0].user_attrs["automc"] == {"model": "m"}

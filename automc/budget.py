@@ -186,8 +186,8 @@ def format_amount(metric: str, value: float | None) -> str:
 
     Counts (``macs``, ``params``) as ``40.8M`` / ``59.9k``; ``size_bytes`` as ``1.08MB`` /
     ``512B``; ``latency_ms`` as ``2.88ms`` (milliseconds throughout, the unit budgets are
-    given in); ``energy_mj`` as ``0.5mJ``; anything else with 4 significant digits. ``None``
-    or NaN: ``—``.
+    given in); ``energy_mj`` as ``0.5mJ``; accuracies (``acc``, ``val_acc``, ...) with 4
+    decimals; anything else with 4 significant digits. ``None`` or NaN: ``—``.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -198,6 +198,8 @@ def format_amount(metric: str, value: float | None) -> str:
             if abs(value) >= scale:
                 return f"{value / scale:.3g}{prefix}{unit}"
         return f"{value:.3g}{unit}"
+    if "acc" in metric:
+        return f"{value:.4f}"
     if metric.startswith("latency_ms"):
         return f"{value:.3g}ms"
     if metric.startswith("energy"):

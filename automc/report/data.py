@@ -195,7 +195,7 @@ def recommend(winners: Sequence[Mapping[str, Any]]) -> Recommendation:
     """
     if not winners:
         return Recommendation(
-            trial=None, reason="no winner was fine-tuned (finetune.top = 0 or an empty front)"
+            trial=None, reason="no winner was fine-tuned (no feasible candidate, or finetune.top = 0)"
         )
     ok = [w for w in winners if w.get("meets_budget_measured") and w.get("val_acc") is not None]
     best_val = max((float(w["val_acc"]) for w in ok), default=math.nan)

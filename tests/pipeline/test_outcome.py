@@ -89,3 +89,37 @@ def test_the_report_shows_a_profile_banner_and_an_empty_run_banner(tmp_path):
     )
     assert "No candidate met the budget" in text
     assert "over budget, not scored" in text  # the unscored candidate is drawn as a strip, not at accuracy 0
+
+
+def test_a_search_with_nothing_feasible_says_so_in_one_line(home, tmp_path, capsys):
+    from automc.cli import main
+
+    argv = [
+        "search",
+        "--model",
+        "test_tiny",
+        "--dataset",
+        "synthetic",
+        "--space",
+        "prune",
+        "--profile",
+        "none",
+    ]
+    # the space's smallest plan meets 55% of the base MACs, two random candidates do not
+    argv += [
+        "--budget",
+        "flops=0.55",
+        "--trials",
+        "2",
+        "--controller",
+        "random",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("automc: warning:")]
+    assert len(warnings) == 1 and "no feasible candidate in 2 trials: the cheapest (trial" in warnings[0]
+    assert "macs" in warnings[0] and "> 284k" in warnings[0] and "--trials" in warnings[0]
+    assert "recommended: no winner was fine-tuned (no feasible candidate" in captured.out
+    assert "No candidate met the budget" in (tmp_path / "run" / "index.html").read_text()

@@ -123,3 +123,4 @@ def test_a_search_with_nothing_feasible_says_so_in_one_line(home, tmp_path, caps
     assert "macs" in warnings[0] and "> 284k" in warnings[0] and "--trials" in warnings[0]
     assert "recommended: no winner was fine-tuned (no feasible candidate" in captured.out
     assert "No candidate met the budget" in (tmp_path / "run" / "index.html").read_text()
+    assert "\r" not in captured.err and "\x1b[" not in captured.err  # no progress bar off a terminal

@@ -173,10 +173,11 @@ class CostTable:
 class Knapsack:
     """The MILP over a :class:`CostTable`: one value per dimension, budgets as rows."""
 
-    def __init__(self, table: CostTable) -> None:
+    def __init__(self, table: CostTable, *, time_limit_s: float | None = None) -> None:
         import numpy as np
 
         self.table = table
+        self.time_limit_s = time_limit_s
         self.offset: dict[str, int] = {}
         n = 0
         for p in table.params:
@@ -203,6 +204,8 @@ class Knapsack:
                     marg[index[combo[k]]][int(w[c])] = 1.0
                 rows += marg
         self.n_vars = n
+        self.timed_out = 0
+        """Solves stopped by ``time_limit_s`` with a feasible, not proven optimal, point."""
         self.eq = self._matrix(rows)
         self.eq_rhs = np.array([1.0] * self.n_choice_rows + [0.0] * (len(rows) - self.n_choice_rows))
 
@@ -269,10 +272,15 @@ class Knapsack:
             constraints.append(LinearConstraint(self._matrix(rows), -np.inf, np.array(ub)))
         integrality = np.zeros(self.n_vars)
         integrality[: self.n_x] = 1
-        res = milp(objective, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1))
-        if res.status == 2:
+        options = {} if self.time_limit_s is None else {"time_limit": float(self.time_limit_s)}
+        res = milp(
+            objective, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1), options=options
+        )
+        if res.status == 1 and res.x is not None:
+            self.timed_out += 1
+        elif res.status == 2:
             return None
-        if res.status != 0 or res.x is None:
+        if res.status not in (0, 1) or res.x is None:
             raise AutomcError(f"ilp controller: the MILP solver stopped: {res.message}")
         values = dict(table.base)
         for p in table.params:

@@ -73,6 +73,9 @@ class IlpController(Controller):
 
     Options:
         front_size: budget levels of the sweep (default 8).
+        time_limit_s: seconds per MILP solve (default None: solved to optimality); a
+            solve stopped by it returns its best feasible point, counted in
+            ``knapsack.timed_out``.
         cost_report: ``plan -> CostReport``; default ``evaluate.cost``.
         ray: score the probes as parallel Ray tasks (default False).
         address: Ray cluster to join (default ``RAY_ADDRESS`` or a local instance).
@@ -83,6 +86,7 @@ class IlpController(Controller):
     name = "ilp"
     OPTIONS: ClassVar[Mapping[str, Any]] = {
         "front_size": 8,
+        "time_limit_s": None,
         "cost_report": None,
         "ray": False,
         "address": None,
@@ -122,7 +126,7 @@ class IlpController(Controller):
             if o.name in identity and o.name in COST_METRICS
         }
         table = CostTable(space=self.space, report_fn=report_fn, metrics=sorted(swept))
-        knapsack = Knapsack(table)
+        knapsack = Knapsack(table, time_limit_s=self.options["time_limit_s"])
         cheapest = self._check_feasible(knapsack, limits)
         self._score(evaluate)
         self.knapsack = knapsack

@@ -1,4 +1,4 @@
-"""Benchmark the search controllers at equal evaluation budgets -> reports/bench/search.json.
+"""Benchmark the search controllers at equal evaluation budgets and equal wall time -> reports/bench/search.json.
 
 For one model/dataset (default resnet20 on the embedded digits data) and one MACs budget
 (default 30% of the base model), every controller runs ``max(--evals)`` proxy
@@ -11,11 +11,20 @@ Per controller and budget it reports the median and IQR over seeds of:
   to ``(1 - acc, cost / base cost)`` and the fixed reference point ``(1, 1)``;
 * the best proxy accuracy found within the MACs budget.
 
+A controller spelled ``NAME+ilp`` (``optuna-tpe+ilp``, ``optuna-nsga2+ilp``, ``amc+ilp``) is
+warm-started with the ``ilp`` solver's plans. The ``ilp`` solver first scores one probe
+per value of every dimension with the proxy; those probes are not trials, so they are
+reported as ``probes`` next to the trials, and their time is part of the run's wall
+time. At equal wall time (``--wall-seconds``; default: the median run time of the first
+``ilp`` or ``+ilp`` controller) each controller is judged on the trials it had finished
+by then, the solver's probing included.
+
 A uniform-pruning baseline (every keep ratio on the space's grid, bits and ranks at
 identity) is evaluated once; it has only as many distinct plans as grid values.
 Every number in the JSON is measured in this run.
 
-    .venv/bin/python scripts/bench_search.py --seeds 5 --evals 50,150
+    .venv/bin/python scripts/bench_search.py --seeds 5 --evals 50,150 \
+        --controllers random,optuna-tpe,optuna-nsga2,ilp,optuna-tpe+ilp,optuna-nsga2+ilp
 """
 
 from __future__ import annotations
@@ -43,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--controllers", default="random,optuna-tpe,optuna-nsga2")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--evals", default="50,150", help="comma list of evaluation budgets")
+    p.add_argument(
+        "--wall-seconds",
+        default="",
+        help="comma list of wall-time budgets in seconds (default: the first ilp controller's median run time)",
+    )
     p.add_argument("--profile", default="cpu-x86-2core", help="device profile for latency ('' = none)")
     p.add_argument(
         "--base-epochs", type=int, default=None, help="base-model training epochs (default: recipe)"
@@ -90,6 +104,11 @@ def front_figures(
     return out
 
 
+def _stopwatch(finished: list[float], t0: float) -> Any:
+    """An ``on_result`` callback appending each trial's finish time (seconds since ``t0``)."""
+    return lambda *_: finished.append(time.perf_counter() - t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -102,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from automc.plan import CompressionPlan
     from automc.resources import find_space
     from automc.search import Candidate, Recorder, registry
+    from automc.search.solver import SENSITIVITY_ATTR
     from automc.space import SearchSpace
 
     evals = sorted({int(x) for x in args.evals.split(",")})
@@ -159,13 +179,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         return out
 
+    figure_keys = ("hv_acc_macs", "hv_acc_latency", "best_acc_within_macs_budget", "feasible")
     results: dict[str, Any] = {}
-    for name in controllers:
+    runs: dict[str, list[tuple[list[dict[str, Any]], list[float]]]] = {}
+    for spec in controllers:
+        name, _, warm = spec.partition("+")
         per_budget: dict[int, list[dict[str, Any]]] = {n: [] for n in evals}
-        seconds = []
+        seconds, probes = [], []
+        runs[spec] = []
         for seed in range(args.seeds):
-            meta = {"model": args.model, "space": str(space_path), "controller": name, "seed": seed}
-            recorder = Recorder(None, f"{name}-s{seed}", objectives, meta)
+            meta = {"model": args.model, "space": str(space_path), "controller": spec, "seed": seed}
+            recorder = Recorder(None, f"{spec}-s{seed}", objectives, meta)
             ctrl = registry.create(
                 name,
                 space=bound,
@@ -174,22 +198,41 @@ def main(argv: list[str] | None = None) -> int:
                 seed=seed,
                 budgets=limits,
                 cost_fn=cost_fn,
+                **({"warm_start": warm} if warm else {}),
             )
+            finished: list[float] = []
             t0 = time.perf_counter()
-            ctrl.drive(evaluator, max(evals))
+            ctrl.drive(evaluator, max(evals), on_result=_stopwatch(finished, t0))
             seconds.append(time.perf_counter() - t0)
+            probes.append(len(recorder.study.user_attrs.get(SENSITIVITY_ATTR, {}).get("scores", {})))
             rows = rows_of(recorder)
+            runs[spec].append((rows, finished))
             for n in evals:
                 per_budget[n].append(front_figures(rows[:n], base_fig, limits))
-            print(f"bench_search: {name} seed {seed}: {seconds[-1]:.0f}s", file=sys.stderr)
-        results[name] = {
+            print(f"bench_search: {spec} seed {seed}: {seconds[-1]:.0f}s", file=sys.stderr)
+        results[spec] = {
             str(n): {
-                key: summarise([f[key] for f in per_budget[n] if f[key] is not None])
-                for key in ("hv_acc_macs", "hv_acc_latency", "best_acc_within_macs_budget", "feasible")
+                key: summarise([f[key] for f in per_budget[n] if f[key] is not None]) for key in figure_keys
             }
             for n in evals
         }
-        results[name]["seconds_per_run"] = summarise(seconds)
+        results[spec]["seconds_per_run"] = summarise(seconds)
+        results[spec]["probes"] = summarise([float(p) for p in probes])
+    walls = [float(x) for x in args.wall_seconds.split(",") if x.strip()]
+    solver_runs = [c for c in controllers if c == "ilp" or c.endswith("+ilp")]
+    if not walls and solver_runs:
+        walls = [float(results[solver_runs[0]]["seconds_per_run"]["median"])]
+    for spec, seed_runs in runs.items():
+        at_wall = {}
+        for wall in walls:
+            figures = [
+                front_figures([r for r, t in zip(rows, finished) if t <= wall], base_fig, limits)
+                for rows, finished in seed_runs
+            ]
+            at_wall[f"{wall:.1f}s"] = {
+                key: summarise([f[key] for f in figures if f[key] is not None]) for key in figure_keys
+            }
+        results[spec]["equal_wall_time"] = at_wall
 
     recorder = Recorder(None, "uniform", objectives, {"model": args.model, "controller": "uniform"})
     recorder.attach_space(bound)
@@ -221,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "objectives": [o.name for o in objectives],
             "seeds": args.seeds,
             "evals": evals,
+            "wall_seconds": walls,
             "profile": args.profile if profile is not None else None,
             "threads": args.threads,
             "calib_batches": args.calib_batches,

@@ -186,6 +186,21 @@ def test_solver_costs_equal_the_cost_model_and_every_plan_meets_every_budget(pro
     assert macs[0] > macs[-1], "the sweep tightens the budgets level by level"
 
 
+def test_a_time_limit_still_gives_plans_within_budget() -> None:
+    space = toy_space()
+    cm = CostModel()
+    limit = 0.5 * plan_macs(space.layers, CompressionPlan())
+    scorer = Scorer(list(space.layers), cm)
+    ctrl = ilp(space, Recorder(None, "timed", OBJECTIVES, {}), {"macs": limit}, time_limit_s=30.0)
+    ctrl.prepare(scorer)
+    assert ctrl.knapsack is not None and ctrl.knapsack.time_limit_s == 30.0
+    exact = ilp(toy_space(), Recorder(None, "exact", OBJECTIVES, {}), {"macs": limit})
+    exact.prepare(Scorer(list(space.layers), cm))
+    for c, e in zip(solved(ctrl, scorer, 3), solved(exact, scorer, 3)):
+        assert cm.estimate(space.layers, c.plan).total["macs"] <= limit
+        assert ctrl.knapsack.timed_out > 0 or dict(c.values) == dict(e.values)
+
+
 def test_coupled_layers_get_one_choice() -> None:
     space = toy_space()
     keeps = [p for p in space.params if p.field == "keep"]

@@ -11,12 +11,12 @@ from automc.search.base import Controller
 
 
 def test_names_and_descriptions() -> None:
-    assert registry.names() == ["amc", "optuna-gp", "optuna-nsga2", "optuna-tpe", "random", "ray"]
+    assert registry.names() == ["amc", "ilp", "optuna-gp", "optuna-nsga2", "optuna-tpe", "random", "ray"]
     assert list(registry.describe()) == registry.names()
     assert all(isinstance(d, str) and d and "\n" not in d for d in registry.describe().values())
 
 
-@pytest.mark.parametrize("name", ["random", "optuna-tpe", "optuna-nsga2", "optuna-gp"])
+@pytest.mark.parametrize("name", ["random", "optuna-tpe", "optuna-nsga2", "optuna-gp", "ilp"])
 def test_factories_are_controllers(name: str) -> None:
     cls = registry.get_factory(name)
     assert issubclass(cls, Controller) and cls.name == name
@@ -24,7 +24,7 @@ def test_factories_are_controllers(name: str) -> None:
 
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(
-        AutomcError, match="unknown controller 'tpe' \\(known: amc, optuna-gp, optuna-nsga2, optuna-tpe"
+        AutomcError, match="unknown controller 'tpe' \\(known: amc, ilp, optuna-gp, optuna-nsga2, optuna-tpe"
     ):
         registry.create("tpe")
 
@@ -57,7 +57,7 @@ def test_unknown_option_is_an_error() -> None:
     space = SearchSpace.from_dict(dict(TOY_SPACE)).bind(toy_layers())
     recorder = Recorder(None, "s", [Objective.named("acc")], {})
     with pytest.raises(
-        AutomcError, match="unknown option\\(s\\) populaton_size \\(known: population_size\\)"
+        AutomcError, match="unknown option\\(s\\) populaton_size \\(known: population_size, warm_start\\)"
     ):
         registry.create(
             "optuna-nsga2",

@@ -48,10 +48,10 @@ def _assert_same(got: list[dict], want: list[dict]) -> None:
         assert g["feasible"] == w["feasible"]
         assert g["cost"] == pytest.approx(w["cost"], rel=1e-9)
         assert g["constraints"] == pytest.approx(w["constraints"], rel=1e-9, abs=1e-12)
-        assert g["proxy"] == pytest.approx(w["proxy"], rel=1e-6)
+        assert g["proxy"] == pytest.approx(w["proxy"], rel=1e-4)
         if w["feasible"]:
             assert g["state"] == "COMPLETE"
-            assert g["values"] == pytest.approx(w["values"], rel=1e-6)
+            assert g["values"] == pytest.approx(w["values"], rel=1e-4)
         else:
             assert g["state"] == "PRUNED" and g["values"] is None
 

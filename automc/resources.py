@@ -100,7 +100,7 @@ def find_profile(
     """The ``hw_profiles`` file (device profile or energy table) for a path or a name.
 
     Args:
-        name_or_path: a path, or a name such as ``cpu-x86-2core`` or ``energy-45nm``.
+        name_or_path: a path, or a name such as ``cpu-x86-2core-ort`` or ``energy-45nm``.
         schema: when given, the error for an unknown name lists only the files whose text
             carries this ``schema:`` value (device profiles or energy tables).
         what: what the file is, for the error message.

@@ -92,7 +92,7 @@ def _predict_us(layers: Any, plans: list[Any], profile: Any) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="hw_profiles/cpu-x86-2core.yaml")
+    ap.add_argument("--profile", default="hw_profiles/cpu-x86-2core-torch.yaml")
     ap.add_argument("--model", action="append", help="models to validate (default resnet20, mobilenetv2)")
     ap.add_argument("--n", type=int, default=30, help="held-out variants per model (default 30)")
     ap.add_argument("--seed", type=int, default=1000, help="variant seed; the profile uses 0 and 1")

@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="comma list of wall-time budgets in seconds (default: the first ilp controller's median run time)",
     )
-    p.add_argument("--profile", default="cpu-x86-2core", help="device profile for latency ('' = none)")
+    p.add_argument("--profile", default="cpu-x86-2core-ort", help="device profile for latency ('' = none)")
     p.add_argument(
         "--base-epochs", type=int, default=None, help="base-model training epochs (default: recipe)"
     )

@@ -24,7 +24,19 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to measure (default cpu)")
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        metavar="NAME",
+        help="deployment runtime whose kernels are measured (automc list runtimes): torch (eager, fp32) "
+        "or onnxruntime (fp32 and int8 on cpu); default torch",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "tensorrt"],
+        help="where to measure (default cpu; tensorrt: onnxruntime's TensorRT execution provider)",
+    )
     p.add_argument(
         "--threads", type=int, default=2, help="intra-op threads pinned while measuring (default 2)"
     )
@@ -70,7 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--id", dest="profile_id", help="profile id (default: the --out file name)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="profile YAML to write (default hw_profiles/<device>-<threads>thread.yaml)")
+    p.add_argument(
+        "--out", help="profile YAML to write (default hw_profiles/<device>-<threads>thread-<runtime>.yaml)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -85,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if len(shape) != 4:
         raise AutomcError(f"--input: expected NxCxHxW, got {args.input!r}")
     shape = (args.batch, *shape[1:])
-    out = Path(args.out or f"hw_profiles/{args.device}-{args.threads}thread.yaml")
+    from automc.hardware import runtimes
+
+    runtime = runtimes.get(args.runtime, device=args.device)
+    out = Path(args.out or f"hw_profiles/{args.device}-{args.threads}thread-{args.runtime}.yaml")
     profile_id = args.profile_id or out.stem
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", profile_id):
         raise AutomcError(f"--id: {profile_id!r} must be letters, digits, '.', '_' or '-'")
@@ -115,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         cases,
         apply,
         profile_id=profile_id,
-        device=args.device,
+        device="cpu" if args.device == "cpu" else "cuda",
         threads=args.threads,
         batch=args.batch,
         warmup=args.warmup,
@@ -127,10 +144,11 @@ def run(args: argparse.Namespace) -> int:
         statistic=args.statistic,
         seed=args.seed,
         progress=not args.quiet,
+        runtime=runtime,
     )
     dump_hw_profile(profile, out)
     load_hw_profile(out)
-    for name, measured, predicted in recheck(profile, cases):
+    for name, measured, predicted in recheck(profile, cases, runtime=runtime):
         sys.stderr.write(
             f"warning: {name} now runs in {measured:.3f} ms but the profile predicts {predicted:.3f} ms: "
             "the machine's speed changed while profiling (another process or a slow period); "

@@ -7,6 +7,9 @@ table plus a fitted per-network overhead. For a network the profile was measured
     total_ms = network_overhead_ms[net] + table_scale[net] * sum over layers table_ms
              + extra_stage_ms[net] * (number of low-rank-factorised layers)
 
+(with ``int8_table_scale[net]`` instead of ``table_scale[net]`` for the layers priced from
+int8 entries, when the fit has one).
+
 For any other network the global fit is used and the estimate is flagged under
 ``"(network)"`` (see ``automc.schema.hw_profile.LatencyTable``)::
 
@@ -437,6 +440,7 @@ class LatencyPredictor:
         else:
             total = fit.network_overhead_ms
             scale, elem_ms, layer_ms, stage_ms = fit.table_scale, 0.0, 0.0, fit.extra_stage_ms
+        int8_scale = scale if fit is None or fit.int8_table_scale is None else fit.int8_table_scale
         for spec in layers:
             if spec.kind not in LAYER_KINDS:
                 unsupported[spec.name] = f"layer kind {spec.kind!r} has no latency model"
@@ -462,7 +466,8 @@ class LatencyPredictor:
             if hit is None:
                 hit = self._price(layer, n, m, rank, choice.w_bits, choice.a_bits)
                 self._prices[ck] = hit
-            ms = scale * hit[0] + layer_ms + elem_ms * m * layer.out_positions * self.batch
+            ms = (int8_scale if priced_bits == 8 else scale) * hit[0]
+            ms += layer_ms + elem_ms * m * layer.out_positions * self.batch
             if rank is not None:
                 ms += layer_ms + stage_ms
             if hit[1]:

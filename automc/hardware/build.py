@@ -4,10 +4,14 @@ Steps (what ``automc profile`` runs):
     1. Roofline: attainable MAC/s (large matmul), memory bandwidth (large copy) and the
        launch overhead of a trivial conv (:mod:`automc.hardware.table`).
     2. Table: every layer configuration the models and their compressed variants can take,
-       each timed as a standalone ``Conv2d``/``Linear`` with a bias (:mod:`automc.hardware.table`).
+       at every precision the runtime executes (fp32 and int8 on ONNX Runtime CPU), each
+       timed as a standalone ``Conv2d``/``Linear`` with a bias, exported through the runtime
+       (:mod:`automc.hardware.table`).
     3. Overhead fit: a few *training* networks (each base model plus random compressed
        variants, every second one spread around a network-wide compression level so heavily
-       and lightly compressed networks are both seen) are timed end to end; the network-level terms of
+       and lightly compressed networks are both seen; on a runtime with int8 kernels each
+       plan also puts a random share of its layers at int8) are exported through the runtime
+       and timed end to end; the network-level terms of
        ``automc.cost.latency`` are fitted to them by non-negative relative least squares
        (:mod:`automc.hardware.fitting`).
     4. Validation: ``validate`` further random variants per model, never used above, are
@@ -30,15 +34,17 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import torch
 
 from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, predict_latency
 from automc.errors import AutomcError
-from automc.hardware.fitting import _features, fit_network, fit_overhead
+from automc.hardware.fitting import _features, fit_network_mixed, fit_overhead
 from automc.hardware.table import measure_roofline, measure_table, table_configs
-from automc.hardware.timing import measure_as_profiled, measure_model_ms, pinned_threads
+from automc.hardware.timing import measure_as_profiled, pinned_threads
 from automc.hardware.variants import (
+    INT8_SHARE,
     LEVEL_JITTER,
     CompressFn,
     ProfileCase,
@@ -49,6 +55,7 @@ from automc.hardware.variants import (
 )
 from automc.plan import CompressionPlan, layers_fingerprint
 from automc.schema.hw_profile import (
+    PRECISION_BITS,
     STATISTICS,
     DeviceInfo,
     EnergyInfo,
@@ -58,6 +65,9 @@ from automc.schema.hw_profile import (
     NetworkFit,
     RuntimeInfo,
 )
+
+if TYPE_CHECKING:
+    from automc.hardware.runtimes import Runtime
 
 
 def _cpu_name() -> str:
@@ -129,6 +139,7 @@ def build_profile(
     description: str = "",
     seed: int = 0,
     progress: bool = False,
+    runtime: Runtime | None = None,
 ) -> HwProfile:
     """Measure a complete device profile for ``cases`` on this machine (see the module docstring).
 
@@ -152,17 +163,27 @@ def build_profile(
         description: free text; defaults to the processor / GPU name.
         seed: seed of the random variants (training uses ``seed``, validation ``seed + 1``).
         progress: show progress bars.
+        runtime: the deployment runtime measured (``automc.hardware.runtimes.get``); ``None``
+            is torch eager on ``device``. Its name, version, execution provider, graph
+            optimisation and precisions are recorded in the profile's ``runtime`` section.
     """
     if statistic not in STATISTICS:
         raise AutomcError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AutomcError("--device cuda: no CUDA device is available on this machine")
+    if runtime is None:
+        from automc.hardware.runtimes import get
+
+        runtime = get("torch", device=dev.type)
+    precisions = tuple(sorted(runtime.precisions, key=lambda p: -PRECISION_BITS[p]))
+    widths = tuple(PRECISION_BITS[p] for p in precisions)
+    int8_share = INT8_SHARE if "int8" in precisions else None
     with pinned_threads(threads):
         torch.manual_seed(seed)
         if not description:
             description = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
-            description = f"{description}, {threads} threads"
+            description = f"{description}, {runtime.name} {runtime.provider}, {threads} threads"
             if hasattr(os, "getloadavg"):
                 description += f", 1-min load average {os.getloadavg()[0]:.1f} at start"
         roofline = measure_roofline(device=dev)
@@ -171,28 +192,55 @@ def build_profile(
             channel_fractions=channel_fractions,
             rank_fractions=rank_fractions,
             batch=batch,
+            bits=widths,
         )
+
+        def time_networks(
+            which: Sequence[ProfileCase], plans: Sequence[Sequence[CompressionPlan]], desc: str
+        ) -> list[Variant]:
+            return measure_variants(
+                which,
+                plans,
+                compress,
+                device=dev,
+                warmup=warmup,
+                repeats=repeats,
+                seed=seed,
+                statistic=statistic,
+                progress=progress,
+                desc=desc,
+                runtime=runtime,
+                threads=threads,
+            )
 
         def time_bases() -> dict[str, float]:
             return {
-                c.name: measure_model_ms(
-                    c.model, c.example_input.to(dev), warmup=warmup, repeats=repeats, statistic=statistic
-                )
-                for c in cases
+                v.model: v.measured_ms
+                for v in time_networks(cases, [[CompressionPlan()] for _ in cases], "bases")
             }
 
         bases_before = time_bases()
         entries = measure_table(
-            keys, device=dev, warmup=warmup, repeats=repeats, seed=seed, progress=progress
+            keys,
+            device=dev,
+            warmup=warmup,
+            repeats=repeats,
+            seed=seed,
+            progress=progress,
+            runtime=runtime,
+            threads=threads,
         )
         profile = HwProfile(
             device=DeviceInfo(id=profile_id, kind=dev.type, description=description),
             runtime=RuntimeInfo(
-                framework="torch",
-                version=torch.__version__.split("+")[0],
+                framework=runtime.name,
+                version=runtime.version.split("+")[0],
                 threads=threads,
                 batch=batch,
                 dtype="float32",
+                provider=runtime.provider,
+                graph_optimization=runtime.graph_optimization,
+                precisions=precisions,
             ),
             measurement=MeasurementInfo(
                 warmup=warmup, repeats=repeats, statistic=statistic, date=_dt.date.today().isoformat()
@@ -213,7 +261,13 @@ def build_profile(
         # and the validation covers both the middle and the ends of the MACs range.
         def mixed_plans(case: ProfileCase, rng: random.Random, n: int) -> list[CompressionPlan]:
             return [
-                random_plan(case.layers, rng, level_jitter=LEVEL_JITTER if i % 2 else None, model=case.name)
+                random_plan(
+                    case.layers,
+                    rng,
+                    level_jitter=LEVEL_JITTER if i % 2 else None,
+                    model=case.name,
+                    int8_share=int8_share,
+                )
                 for i in range(n)
             ]
 
@@ -227,18 +281,7 @@ def build_profile(
         # every network in a way a deployed model running alone never sees.
         measured = []
         for case, tp, vp in zip(cases, train_plans, val_plans):
-            measured += measure_variants(
-                [case],
-                [tp + vp],
-                compress,
-                device=dev,
-                warmup=warmup,
-                repeats=repeats,
-                seed=seed,
-                statistic=statistic,
-                progress=progress,
-                desc=f"networks ({case.name})",
-            )
+            measured += time_networks([case], [tp + vp], f"networks ({case.name})")
         measured, notes = _to_fastest_phase(measured, bases_before, time_bases())
         if notes:
             profile = replace(
@@ -257,8 +300,12 @@ def build_profile(
         scale, c0, c_layer, c_elem = fit_overhead([(*r[:3], m) for r, m in zip(rows, measured_ms)])
         networks = []
         for case in cases:
-            own = [(r[0], r[3], m) for r, m, v in zip(rows, measured_ms, train) if v.model == case.name]
-            net_scale, net_c0, net_stage = fit_network(own)
+            own = [
+                (r[0] - r[4], r[4], r[3], m)
+                for r, m, v in zip(rows, measured_ms, train)
+                if v.model == case.name
+            ]
+            net_scale, int8_scale, net_c0, net_stage = fit_network_mixed(own)
             networks.append(
                 NetworkFit(
                     model=case.name,
@@ -266,6 +313,7 @@ def build_profile(
                     table_scale=net_scale,
                     network_overhead_ms=net_c0,
                     extra_stage_ms=net_stage,
+                    int8_table_scale=int8_scale if int8_share is not None else None,
                 )
             )
         profile = replace(
@@ -285,7 +333,11 @@ def build_profile(
 
 
 def recheck(
-    profile: HwProfile, cases: Sequence[ProfileCase], *, tolerance: float = 0.15
+    profile: HwProfile,
+    cases: Sequence[ProfileCase],
+    *,
+    tolerance: float = 0.15,
+    runtime: Runtime | None = None,
 ) -> list[tuple[str, float, float]]:
     """Time each case's base model again now and compare it with the profile's prediction.
 
@@ -294,9 +346,24 @@ def recheck(
     its own validation (timed in the same period) cannot see.
 
     Returns:
-        ``(model, measured_ms, predicted_ms)`` for each base model off by more than ``tolerance``.
+        ``(model, measured_ms, predicted_ms)`` for each base model off by more than ``tolerance``
+        (timed on ``runtime``, the profile's; ``None``: torch eager).
     """
-    measured = measure_as_profiled(profile, [c.model for c in cases], cases[0].example_input)
+    if runtime is None or runtime.name == "torch":
+        measured = measure_as_profiled(profile, [c.model for c in cases], cases[0].example_input)
+    else:
+        m = profile.measurement
+        bases = measure_variants(
+            cases,
+            [[CompressionPlan()] for _ in cases],
+            lambda model, plan, x: model,
+            warmup=m.warmup,
+            repeats=m.repeats,
+            statistic=m.statistic,
+            runtime=runtime,
+            threads=profile.runtime.threads,
+        )
+        measured = [v.measured_ms for v in bases]
     off = []
     for case, ms in zip(cases, measured):
         predicted = predict_latency(case.layers, CompressionPlan(), profile).total_ms

@@ -2,7 +2,7 @@
 
 The layer table prices each layer alone; what a whole network adds (a constant, a cost per
 conv/linear call, per output element, per factorised layer's second call, and a scale on
-the table) is fitted here by non-negative relative least squares: once over all profiled
+the table, a separate one on its int8 entries) is fitted here by non-negative relative least squares: once over all profiled
 networks (:func:`fit_overhead`) and once per network (:func:`fit_network`). numpy only.
 """
 
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 def _features(
     layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
-) -> tuple[float, float, float, float]:
-    """(table-only latency, conv/linear calls, output elements, factorised layers) under ``plan``."""
+) -> tuple[float, float, float, float, float]:
+    """(table-only latency, conv/linear calls, output elements, factorised layers, the part of
+    the table-only latency priced from int8 entries) under ``plan``; ``profile`` must carry no
+    fitted terms (:func:`table_only`)."""
     bare = predict_latency(layers, plan, profile)
     table_ms = bare.total_ms - profile.latency.network_overhead_ms
     keep = plan.group_keep(layers)
@@ -37,7 +39,13 @@ def _features(
         elems += layer_geometry(s, plan.choice(s.name), keep).out_channels * oh * ow
     factorised = sum(1 for name in bare.per_layer_ms if plan.choice(name).rank is not None)
     calls = len(bare.per_layer_ms) + factorised
-    return table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised)
+    int8_ms = 0.0
+    if 8 in profile.runtime.native_bits:
+        for name, ms in bare.per_layer_ms.items():
+            c = plan.choice(name)
+            if max(c.w_bits, c.a_bits) <= 8 and bare.simulated.get(name, 8) == 8:
+                int8_ms += ms
+    return table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised), int8_ms
 
 
 def _nonneg_lstsq(
@@ -78,6 +86,40 @@ def fit_overhead(rows: Sequence[tuple[float, float, float, float]]) -> tuple[flo
         coef = _nonneg_lstsq(design, data[:, 3] - data[:, 0], w, [1, 2, 3])
         coef[0] = 1.0
     return float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3])
+
+
+def fit_network_mixed(
+    rows: Sequence[tuple[float, float, float, float]],
+) -> tuple[float, float, float, float]:
+    """Fit ``measured = scale * float_table + int8_scale * int8_table + overhead + stage * factorised``.
+
+    Args:
+        rows: ``(float_table_ms, int8_table_ms, factorised_layers, measured_ms)`` per network:
+            the table latency of its layers priced from float entries and from int8 entries.
+
+    Returns:
+        ``(table_scale, int8_table_scale, network_overhead_ms, extra_stage_ms)``, every term
+        >= 0, minimising relative squared error (see :func:`fit_network`). The int8 scale
+        needs a spread in ``int8_table_ms``; without one it is ``table_scale`` (one scale
+        for the whole table).
+    """
+    data = np.asarray(rows, dtype=np.float64)
+    w = 1.0 / data[:, 3]
+    design = np.column_stack([data[:, 0], np.ones(len(data)), data[:, 2], data[:, 1]])
+    mixed = len(data) >= 4 and np.ptp(data[:, 1]) > 1e-9 and np.ptp(data[:, 0]) > 1e-9
+    if not mixed:
+        total = [(f + q, k, m) for f, q, k, m in data.tolist()]
+        scale, overhead, stage = fit_network(total)
+        return scale, scale, overhead, stage
+    active = [0, 1, 3]
+    if len(data) >= 5 and np.ptp(data[:, 2]) > 0:
+        active.append(2)
+    coef = _nonneg_lstsq(design, data[:, 3], w, active)
+    if coef[0] <= 0 or coef[3] <= 0:
+        total = [(f + q, k, m) for f, q, k, m in data.tolist()]
+        scale, overhead, stage = fit_network(total)
+        return scale, scale, overhead, stage
+    return float(coef[0]), float(coef[3]), float(coef[1]), float(coef[2])
 
 
 def fit_network(rows: Sequence[tuple[float, float, float]]) -> tuple[float, float, float]:
@@ -140,10 +182,10 @@ def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profi
     bare = table_only(profile)
     rows = []
     for v in variants:
-        table_ms, _, _, factorised = _features(layers, v.plan, bare)
-        rows.append((table_ms, factorised, v.measured_ms))
+        table_ms, _, _, factorised, int8_ms = _features(layers, v.plan, bare)
+        rows.append((table_ms - int8_ms, int8_ms, factorised, v.measured_ms))
     out = []
-    for i, (table_ms, factorised, _) in enumerate(rows):
-        scale, overhead, stage = fit_network(rows[:i] + rows[i + 1 :])
-        out.append(overhead + scale * table_ms + stage * factorised)
+    for i, (float_ms, int8_ms, factorised, _) in enumerate(rows):
+        scale, int8_scale, overhead, stage = fit_network_mixed(rows[:i] + rows[i + 1 :])
+        out.append(overhead + scale * float_ms + int8_scale * int8_ms + stage * factorised)
     return out

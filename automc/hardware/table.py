@@ -2,23 +2,40 @@
 
 The table holds every layer configuration the models and their compressed variants can
 take (:func:`table_configs`: each layer's shape x a grid of channel counts, plus the two
-low-rank factors), each timed as a standalone ``Conv2d``/``Linear`` with a bias
-(deployment folds BatchNorm into it). The roofline is the attainable MAC/s (large matmul),
-memory bandwidth (large copy) and the launch overhead of a trivial conv.
+low-rank factors), at every precision the runtime executes, each timed as a standalone
+``Conv2d``/``Linear`` with a bias (deployment folds BatchNorm into it). On torch eager the
+layer module itself is called; on another runtime (``automc.hardware.runtimes``) each
+configuration is exported through the runtime as a single-layer model (fp32, or int8 QDQ
+for an 8-bit entry) and its session is timed, batch as profiled. The roofline is the
+attainable fp32 MAC/s (large matmul), memory bandwidth (large copy) and the launch
+overhead of a trivial conv, measured in torch: it only prices configurations outside the
+table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, layer_stages
-from automc.hardware.timing import time_callables
+from automc.hardware.timing import Timing, time_callables
 from automc.plan import LayerSpec
 from automc.schema.hw_profile import ConfigKey, LatencyEntry, Roofline
+
+if TYPE_CHECKING:
+    from automc.hardware.runtimes import Runtime
+
+SESSIONS_PER_ROUND = 1
+"""Table configurations whose runtime sessions are alive (and timed interleaved) at once: one,
+because an ONNX Runtime session's idle worker threads spin, and the spinning threads of
+other live sessions would share the cores with the one being timed."""
 
 
 def table_configs(
@@ -27,10 +44,12 @@ def table_configs(
     channel_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
     rank_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
     batch: int = 1,
-    bits: int = 32,
+    bits: int | Sequence[int] = 32,
     lowrank: bool = True,
 ) -> list[ConfigKey]:
-    """Every table configuration the models and their compressed variants can take (sorted)."""
+    """Every table configuration the models and their compressed variants can take (sorted),
+    at each of ``bits`` (one width or several: ``(32, 8)`` for fp32 and int8)."""
+    widths = (bits,) if isinstance(bits, int) else tuple(bits)
     keys: set[ConfigKey] = set()
     for layers in layer_lists:
         for spec in layers:
@@ -38,7 +57,7 @@ def table_configs(
             stages = [plain] + (list(factors) if factors is not None and lowrank else [])
             for st in stages:
                 for n, m in st.grid_points():
-                    keys.add(st.key(n, m, bits, batch))
+                    keys.update(st.key(n, m, b, batch) for b in widths)
     return sorted(keys)
 
 
@@ -53,6 +72,25 @@ def _module_for(key: ConfigKey, device: torch.device) -> tuple[nn.Module, torch.
     return mod.eval().to(device), x.to(device)
 
 
+def _runtime_fns(
+    keys: Sequence[ConfigKey], runtime: Runtime, threads: int, workdir: Path
+) -> list[Callable[[], Any]]:
+    """One session call per configuration: the layer exported alone through ``runtime``."""
+    fns: list[Callable[[], Any]] = []
+    for i, key in enumerate(keys):
+        mod, x = _module_for(key, torch.device("cpu"))
+        int8 = ("0",) if key[12] <= 8 else ()
+        artifact = runtime.export(
+            nn.Sequential(mod),
+            x,
+            workdir / f"layer{i}{runtime.suffix}",
+            int8_layers=int8,
+            calib=[x] if int8 else (),
+        )
+        fns.append(functools.partial(runtime.session(artifact, threads=threads), x.numpy()))
+    return fns
+
+
 def measure_table(
     keys: Sequence[ConfigKey],
     *,
@@ -62,26 +100,55 @@ def measure_table(
     sample_ms: float = 0.25,
     seed: int = 0,
     progress: bool = False,
+    runtime: Runtime | None = None,
+    threads: int = 1,
 ) -> list[LatencyEntry]:
     """Time each configuration as a standalone layer; return the table entries.
 
-    Only float (32-bit) entries are measured: a fake-quantized layer runs at float speed.
+    Args:
+        keys: the configurations (:func:`table_configs`).
+        device: where torch eager runs them.
+        warmup: untimed calls per configuration.
+        repeats: samples per configuration.
+        sample_ms: target duration of one sample.
+        seed: shuffling seed of the interleaved rounds.
+        progress: show a progress bar.
+        runtime: a non-torch runtime times each configuration exported through it (8-bit
+            keys as int8) in rounds of :data:`SESSIONS_PER_ROUND` sessions; ``None`` or the
+            torch runtime call the layer module (32-bit keys only: a fake-quantized layer
+            runs at float speed there).
+        threads: intra-op threads of the runtime's sessions.
     """
     dev = torch.device(device)
-    fns = []
-    for key in keys:
-        mod, x = _module_for(key, dev)
-        fns.append(lambda mod=mod, x=x: mod(x))
-    timings = time_callables(
-        fns,
-        device=dev,
-        warmup=warmup,
-        repeats=repeats,
-        sample_ms=sample_ms,
-        seed=seed,
-        progress=progress,
-        desc="layer table",
-    )
+    timings: list[Timing] = []
+    if runtime is None or runtime.name == "torch":
+        fns = []
+        for key in keys:
+            mod, x = _module_for(key, dev)
+            fns.append(lambda mod=mod, x=x: mod(x))
+        timings = time_callables(
+            fns,
+            device=dev,
+            warmup=warmup,
+            repeats=repeats,
+            sample_ms=sample_ms,
+            seed=seed,
+            progress=progress,
+            desc="layer table",
+        )
+    else:
+        with tempfile.TemporaryDirectory(prefix="automc-table-") as tmp:
+            for start in range(0, len(keys), SESSIONS_PER_ROUND):
+                chunk = keys[start : start + SESSIONS_PER_ROUND]
+                timings += time_callables(
+                    _runtime_fns(chunk, runtime, threads, Path(tmp)),
+                    warmup=warmup,
+                    repeats=repeats,
+                    sample_ms=sample_ms,
+                    seed=seed + start,
+                    progress=progress,
+                    desc=f"layer table {start + len(chunk)}/{len(keys)}",
+                )
     entries = []
     for key, t in zip(keys, timings):
         kind, ih, iw, n, m, kh, kw, sh, sw, ph, pw, groups, bits, batch = key

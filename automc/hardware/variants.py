@@ -7,10 +7,14 @@ A profile's network-level terms are fitted to random variants of each model
 
 from __future__ import annotations
 
+import functools
 import random
+import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,9 +22,12 @@ from torch import nn
 from automc.cost.flops import layer_geometry
 from automc.cost.latency import fidelity, predict_latency
 from automc.errors import AutomcError
-from automc.hardware.timing import fold_bn, time_callables
-from automc.plan import NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
+from automc.hardware.timing import Timing, fold_bn, time_callables
+from automc.plan import LAYER_KINDS, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, ValidationInfo
+
+if TYPE_CHECKING:
+    from automc.hardware.runtimes import Runtime
 
 CompressFn = Callable[[nn.Module, CompressionPlan, torch.Tensor], nn.Module]
 
@@ -48,6 +55,10 @@ LEVEL_JITTER = 0.2
 RANK_SHARE = (0.0, 0.8)
 """Range of the per-plan probability that a conv/linear layer is factorised (``random_plan``)."""
 
+INT8_SHARE = (0.0, 1.0)
+"""Range of the per-plan probability that a layer runs at int8 (``random_plan`` on a runtime
+that executes int8)."""
+
 
 def random_plan(
     layers: Sequence[LayerSpec],
@@ -58,6 +69,7 @@ def random_plan(
     rank_probability: float | None = None,
     rank_range: tuple[float, float] = (0.2, 0.9),
     model: str = "",
+    int8_share: tuple[float, float] | None = None,
 ) -> CompressionPlan:
     """A random fp32 plan: a keep ratio per dependency group, random ranks on some layers.
 
@@ -73,6 +85,11 @@ def random_plan(
     range from unfactorised to mostly factorised (a search's winners often factorise
     most layers) and the profile's fit can tell the cost of a factorised layer's second
     call from the network's fixed overhead.
+
+    With ``int8_share`` (a runtime that executes int8), each layer runs at 8 weight and
+    activation bits with a per-plan probability drawn from that range, so plans mix int8
+    and fp32 layers in every proportion; the draws come after all others, so the pruning
+    and ranks of a seeded plan do not depend on it.
     """
     if rank_probability is None:
         rank_probability = rng.uniform(*RANK_SHARE)
@@ -94,6 +111,12 @@ def random_plan(
             rank = max(1, int(round(rng.uniform(*rank_range) * spec.max_rank)))
         if keep < 1.0 or rank is not None:
             choices[spec.name] = LayerChoice(keep_ratio=keep, rank=rank)
+    if int8_share is not None:
+        share = rng.uniform(*int8_share)
+        for spec in layers:
+            if spec.kind in LAYER_KINDS and rng.random() < share:
+                old = choices.get(spec.name, LayerChoice())
+                choices[spec.name] = replace(old, w_bits=8, a_bits=8)
     return CompressionPlan(layers=choices, model=model, fingerprint=layers_fingerprint(layers))
 
 
@@ -113,6 +136,36 @@ class Variant:
     measured_ms: float
 
 
+def network_fns(
+    nets: Sequence[tuple[nn.Module, CompressionPlan, torch.Tensor]],
+    runtime: Runtime | None,
+    *,
+    threads: int,
+    workdir: Path,
+    device: torch.device | str = "cpu",
+) -> list[Callable[[], Any]]:
+    """One call of each network as deployed on ``runtime``.
+
+    ``None`` or the torch runtime: the BN-folded module on ``device``. Another runtime: the
+    network exported through it (the layers its plan puts at <= 8 bits as int8, calibrated
+    on the example input) and loaded as a session with ``threads`` intra-op threads.
+    """
+    from automc.hardware.runtimes import int8_layers
+
+    fns: list[Callable[[], Any]] = []
+    dev = torch.device(device)
+    for i, (net, plan, x) in enumerate(nets):
+        if runtime is None or runtime.name == "torch":
+            fns.append(functools.partial(fold_bn(net).to(dev), x.to(dev)))
+            continue
+        int8 = int8_layers(plan) if "int8" in runtime.precisions else frozenset()
+        artifact = runtime.export(
+            net, x, workdir / f"net{i}{runtime.suffix}", int8_layers=int8, calib=[x] if int8 else ()
+        )
+        fns.append(functools.partial(runtime.session(artifact, threads=threads), x.numpy()))
+    return fns
+
+
 def measure_variants(
     cases: Sequence[ProfileCase],
     plans: Sequence[Sequence[CompressionPlan]],
@@ -125,29 +178,44 @@ def measure_variants(
     statistic: str = "median",
     progress: bool = False,
     desc: str = "networks",
+    runtime: Runtime | None = None,
+    threads: int = 1,
 ) -> list[Variant]:
-    """Compress each case by each of its plans, fold BN and time all networks interleaved.
+    """Compress each case by each of its plans and time the networks as deployed on ``runtime``
+    (:func:`network_fns`; torch eager when ``None``): on torch all of them interleaved, on
+    another runtime one session at a time (an idle session's worker threads spin and would
+    slow the session being timed).
 
     ``measured_ms`` is the ``statistic`` (``median`` or ``min``) of each network's samples.
     """
-    dev = torch.device(device)
     nets: list[tuple[str, CompressionPlan, nn.Module, torch.Tensor]] = []
     for case, case_plans in zip(cases, plans):
-        x = case.example_input.to(dev)
         for plan in case_plans:
             net = case.model if not plan.layers else compress(case.model, plan, case.example_input)
-            nets.append((case.name, plan, fold_bn(net).to(dev), x))
-    fns = [lambda net=net, x=x: net(x) for _, _, net, x in nets]
-    timings = time_callables(
-        fns,
-        device=dev,
-        warmup=warmup,
-        repeats=repeats,
-        sample_ms=2.0,
-        seed=seed,
-        progress=progress,
-        desc=desc,
-    )
+            nets.append((case.name, plan, net, case.example_input))
+    # an ONNX Runtime session's idle worker threads spin: time its sessions one at a time
+    per_round = max(1, len(nets)) if runtime is None or runtime.name == "torch" else 1
+    timings: list[Timing] = []
+    with tempfile.TemporaryDirectory(prefix="automc-networks-") as tmp:
+        for start in range(0, len(nets), per_round):
+            fns = network_fns(
+                [(net, plan, x) for _, plan, net, x in nets[start : start + per_round]],
+                runtime,
+                threads=threads,
+                workdir=Path(tmp),
+                device=device,
+            )
+            timings += time_callables(
+                fns,
+                device=str(device),
+                warmup=warmup,
+                repeats=repeats,
+                sample_ms=2.0,
+                seed=seed + start,
+                progress=progress,
+                desc=desc,
+            )
+            del fns
     by_name = {c.name: c for c in cases}
     return [
         Variant(

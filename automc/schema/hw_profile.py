@@ -5,7 +5,7 @@ measured layer latencies (``latency.table``), a roofline for configurations outs
 table, the fitted per-network overhead terms, the energy table to use, and how well the
 profile predicted real compressed networks it was not built from (``validation``).
 Profiles are written by ``automc profile`` (``automc.hardware``) and read by
-``automc.cost.latency``. Example: ``hw_profiles/cpu-x86-2core.yaml``.
+``automc.cost.latency``. Example: ``hw_profiles/cpu-x86-2core-ort.yaml``.
 
 Every problem of a file is collected and raised as one ``ConfigError`` line naming the
 file and each bad field (unknown keys, missing fields, wrong types, non-finite or
@@ -78,7 +78,7 @@ class DeviceInfo:
     """Which machine was measured.
 
     Attributes:
-        id: short profile name, e.g. ``cpu-x86-2core``.
+        id: short profile name, e.g. ``cpu-x86-2core-ort``.
         kind: ``cpu``, ``cuda``, ``mps``, ``xpu``, ``npu`` or ``other``.
         description: free text (CPU model, GPU name).
     """
@@ -252,6 +252,10 @@ class NetworkFit:
         extra_stage_ms: cost of the second call of each low-rank-factorised layer inside
             the network (dispatch, its intermediate tensor), beyond both stages' table
             latencies. Optional in the file (0 when absent: profiles measured before it).
+        int8_table_scale: factor applied to the table latencies of the layers priced from
+            int8 entries, when it differs from ``table_scale`` (an int8 layer alone pays for
+            quantizing its input and dequantizing its output, inside a chain of int8 layers
+            it does not). ``None`` (absent in the file): ``table_scale``.
     """
 
     model: str
@@ -259,15 +263,19 @@ class NetworkFit:
     table_scale: float
     network_overhead_ms: float
     extra_stage_ms: float = 0.0
+    int8_table_scale: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model,
             "fingerprint": self.fingerprint,
             "table_scale": _round_sig(self.table_scale),
             "network_overhead_ms": _round_sig(self.network_overhead_ms),
             "extra_stage_ms": _round_sig(self.extra_stage_ms),
         }
+        if self.int8_table_scale is not None:
+            out["int8_table_scale"] = _round_sig(self.int8_table_scale)
+        return out
 
 
 @dataclass(frozen=True)
@@ -565,12 +573,13 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
         d = p.mapping(item, field)
         if d is None:
             continue
-        p.keys(d, field, required=_NETWORK_KEYS, optional={"extra_stage_ms"})
+        p.keys(d, field, required=_NETWORK_KEYS, optional={"extra_stage_ms", "int8_table_scale"})
         model = p.string(d, "model", field)
         fp = p.string(d, "fingerprint", field)
         scale = p.number(d, "table_scale", field, positive=True)
         oh = p.number(d, "network_overhead_ms", field)
         stage = p.number(d, "extra_stage_ms", field) if "extra_stage_ms" in d else 0.0
+        int8_scale = p.number(d, "int8_table_scale", field, positive=True, required=False)
         if model and fp and scale is not None and oh is not None and stage is not None:
             out.append(
                 NetworkFit(
@@ -579,6 +588,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
                     table_scale=float(scale),
                     network_overhead_ms=float(oh),
                     extra_stage_ms=float(stage),
+                    int8_table_scale=None if int8_scale is None else float(int8_scale),
                 )
             )
     return tuple(out)
@@ -759,7 +769,7 @@ def _with_table_precisions(
     """The runtime with its precisions checked against the table (or taken from it when absent)."""
     table_bits = sorted({e.bits for e in latency.entries}, reverse=True)
     if not explicit:
-        by_bits = {b: n for n, b in reversed(PRECISION_BITS.items())}
+        by_bits = {b: n for n, b in reversed(list(PRECISION_BITS.items()))}
         stray = [b for b in table_bits if b not in by_bits]
         if stray:
             p.add("latency.table", f"holds {stray[0]}-bit entries, which match no precision")
@@ -841,7 +851,7 @@ def dump_hw_profile(profile: HwProfile, path: str | Path) -> Path:
 
 
 def resolve_profile(name_or_path: str | Path) -> HwProfile:
-    """Load a profile given a path or a name (``cpu-x86-2core`` -> ``hw_profiles/cpu-x86-2core.yaml``).
+    """Load a profile given a path or a name (``cpu-x86-2core-ort`` -> ``hw_profiles/cpu-x86-2core-ort.yaml``).
 
     A name is looked up in ``./hw_profiles`` first, then among the profiles shipped with
     automc (``automc.resources.find_profile``). An unknown name raises ``AutomcError``

@@ -95,7 +95,7 @@ def test_measure_models_ms_times_with_the_given_threads_and_restores_the_count()
 
 
 def test_measure_as_profiled_uses_the_profiles_threads_and_restores_the_count() -> None:
-    shipped = load_hw_profile(find_profile("cpu-x86-2core"))
+    shipped = load_hw_profile(find_profile("cpu-x86-2core-torch"))
     before = torch.get_num_threads()
     profile = replace(
         shipped,

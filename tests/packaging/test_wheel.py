@@ -99,14 +99,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def test_the_wheel_ships_the_spaces_and_profiles_inside_the_package(installed: Installed) -> None:
     probe = (
         "import automc, automc.resources as r; print(automc.__file__); "
-        "print(r.find_space('joint')); print(r.find_profile('cpu-x86-2core')); "
+        "print(r.find_space('joint')); print(r.find_profile('cpu-x86-2core-ort')); "
         "print(','.join(r.shipped_spaces())); print(','.join(r.shipped_profiles()))"
     )
     out = _checked([installed.python, "-c", probe], cwd=installed.cwd, env=installed.env).splitlines()
     package = Path(out[0]).parent
     assert package.is_relative_to(installed.venv), f"automc imported from {package}, not the fresh venv"
     assert Path(out[1]) == package / "search_spaces" / "joint.yaml"
-    assert Path(out[2]) == package / "hw_profiles" / "cpu-x86-2core.yaml"
+    assert Path(out[2]) == package / "hw_profiles" / "cpu-x86-2core-ort.yaml"
     assert out[3].split(",") == sorted(p.stem for p in (ROOT / "search_spaces").glob("*.yaml"))
     assert out[4].split(",") == sorted(p.stem for p in (ROOT / "hw_profiles").glob("*.yaml"))
     assert (package / "py.typed").is_file()
@@ -117,7 +117,7 @@ def test_the_installed_cli_lists_and_searches_with_the_shipped_defaults(installe
     assert listed.returncode == 0, listed.stderr
     assert "test_tiny" in listed.stdout
 
-    # the default space (joint) and profile (cpu-x86-2core) are the shipped files
+    # the default space (joint) and profile (cpu-x86-2core-ort) are the shipped files
     out = installed.cwd / "run"
     argv = ["search", "--model", "test_tiny", "--dataset", "synthetic", "--budget", "flops=0.8"]
     argv += ["--trials", "3", "--finetune-top", "0", "--proxy", "adaptive_bn", "--no-onnx", "--quiet"]
@@ -125,7 +125,7 @@ def test_the_installed_cli_lists_and_searches_with_the_shipped_defaults(installe
     assert done.returncode == 0, done.stderr
     assert (out / "index.html").is_file()
     config = (out / "config.yaml").read_text(encoding="utf-8")
-    assert "space: joint" in config and "profile: cpu-x86-2core" in config
+    assert "space: joint" in config and "profile: cpu-x86-2core-ort" in config
     with (out / "trials.csv").open(encoding="utf-8") as f:
         trials = list(csv.DictReader(f))
     assert len(trials) == 3

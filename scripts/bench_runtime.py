@@ -1,0 +1,216 @@
+"""What the deployment runtime buys, and how well the ONNX Runtime profile predicts it, on this CPU.
+
+Every figure is measured inside this one run (batch 1, ``--threads`` intra-op threads):
+
+* ``speedup``: per model (default resnet20 and mobilenetv2, random weights, CIFAR input
+  1x3x32x32), torch eager (BatchNorm folded), ONNX Runtime fp32 and ONNX Runtime int8 (every
+  conv/linear layer int8, QDQ static quantization) are timed one after another (an idle ONNX
+  Runtime session's worker threads spin, so sessions are not interleaved);
+  ``ort_fp32_vs_torch`` = torch ms / ORT fp32 ms and ``ort_int8_vs_fp32`` = ORT fp32 ms /
+  ORT int8 ms (both > 1 mean the second is faster).
+* ``fidelity``: ``--n`` held-out random variants per model that mix pruning, low rank and
+  int8/fp32 layers (``automc.hardware.random_plan`` with ``int8_share``; seeds disjoint
+  from the profile's), exported through ONNX Runtime and timed interleaved with the
+  profile's repeats, warm-up and statistic. Against the profile's predictions:
+  ``within_10pct``, ``rmspe``, ``spearman``; the baselines on the same networks:
+  ``macs_spearman`` (MACs only) and ``bitops_spearman`` (sum of MACs x w_bits x a_bits).
+  ``overall`` pools both models (its Spearman is the worse model's, as a profile's is).
+
+The machine's 1-minute load average is recorded before and after: other processes share
+the CPU and slow some periods down.
+
+Run: ``python scripts/bench_runtime.py`` (writes ``reports/bench/runtime.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"within_10pct": 0.9, "spearman": 0.95}
+
+
+def _bitops(layers: Any, plan: Any) -> float:
+    from automc.cost.flops import layer_geometry
+
+    keep = plan.group_keep(layers)
+    total = 0.0
+    for spec in layers:
+        choice = plan.choice(spec.name)
+        total += layer_geometry(spec, choice, keep).macs * choice.w_bits * choice.a_bits
+    return total
+
+
+def _speedups(case: Any, runtime: Any, threads: int, repeats: int) -> dict[str, float]:
+    """torch eager, ORT fp32 and ORT all-int8 of ``case``'s base model, timed one after another."""
+    import functools
+
+    from automc.hardware.runtimes import int8_layers
+    from automc.hardware.timing import fold_bn, pinned_threads, time_callables
+    from automc.plan import CompressionPlan, LayerChoice
+
+    x = case.example_input
+    all_int8 = CompressionPlan(layers={s.name: LayerChoice(w_bits=8, a_bits=8) for s in case.layers})
+    with tempfile.TemporaryDirectory() as tmp, pinned_threads(threads):
+        fp32 = runtime.export(case.model, x, Path(tmp) / "fp32.onnx")
+        int8 = runtime.export(
+            case.model, x, Path(tmp) / "int8.onnx", int8_layers=int8_layers(all_int8), calib=[x]
+        )
+        folded = fold_bn(case.model)
+        xn = x.numpy()
+        fns: list[Callable[[], Any]] = [
+            functools.partial(folded, x),
+            functools.partial(runtime.session(fp32, threads=threads), xn),
+            functools.partial(runtime.session(int8, threads=threads), xn),
+        ]
+        # one at a time: an idle ONNX Runtime session's worker threads spin
+        torch_t, fp32_t, int8_t = (
+            time_callables([fn], warmup=10, repeats=repeats, sample_ms=2.0)[0] for fn in fns
+        )
+    return {
+        "torch_eager_ms": round(torch_t.min_ms, 4),
+        "ort_fp32_ms": round(fp32_t.min_ms, 4),
+        "ort_int8_ms": round(int8_t.min_ms, 4),
+        "ort_fp32_vs_torch": round(torch_t.min_ms / fp32_t.min_ms, 3),
+        "ort_int8_vs_fp32": round(fp32_t.min_ms / int8_t.min_ms, 3),
+        "ort_fp32_vs_torch_median": round(torch_t.median_ms / fp32_t.median_ms, 3),
+        "ort_int8_vs_fp32_median": round(fp32_t.median_ms / int8_t.median_ms, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="hw_profiles/cpu-x86-2core-ort.yaml")
+    ap.add_argument("--model", action="append", help="models (default resnet20, mobilenetv2)")
+    ap.add_argument("--n", type=int, default=30, help="held-out variants per model (default 30)")
+    ap.add_argument("--seed", type=int, default=1000, help="variant seed; the profile uses 0 and 1")
+    ap.add_argument("--repeats", type=int, help="samples per network (default: the profile's repeats)")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "bench" / "runtime.json"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from automc import compress, graph, models
+    from automc.cost.latency import fidelity, predict_latency, spearman
+    from automc.hardware import LEVEL_JITTER, ProfileCase, measure_variants, random_plan
+    from automc.hardware.runtimes import get
+    from automc.hardware.variants import INT8_SHARE
+    from automc.schema.hw_profile import resolve_profile
+
+    profile = resolve_profile(args.profile)
+    runtime = get(profile.runtime.framework)
+    threads = profile.runtime.threads
+    repeats = args.repeats or profile.measurement.repeats
+    torch.manual_seed(args.seed)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    rng = random.Random(args.seed)
+    speedup: dict[str, dict[str, float]] = {}
+    per_model: dict[str, dict[str, float]] = {}
+    points: dict[str, list[list[float]]] = {}
+    pred_all: list[float] = []
+    meas_all: list[float] = []
+    for name in args.model or ["resnet20", "mobilenetv2"]:
+        model = models.create(name).eval()
+        x = torch.randn(profile.runtime.batch, 3, 32, 32)
+        case = ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
+        speedup[name] = _speedups(case, runtime, threads, repeats)
+        print(f"{name}: {json.dumps(speedup[name])}", file=sys.stderr)
+        plans = [
+            random_plan(
+                case.layers,
+                rng,
+                level_jitter=LEVEL_JITTER if i % 2 else None,
+                model=name,
+                int8_share=INT8_SHARE,
+            )
+            for i in range(args.n)
+        ]
+        variants = measure_variants(
+            [case],
+            [plans],
+            lambda m, p, x: compress.apply(m, p, x),
+            warmup=profile.measurement.warmup,
+            repeats=repeats,
+            seed=args.seed,
+            statistic=profile.measurement.statistic,
+            runtime=runtime,
+            threads=threads,
+            progress=True,
+            desc=f"{name} variants",
+        )
+        predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in variants]
+        measured = [v.measured_ms for v in variants]
+        row = fidelity(predicted, measured)
+        row["macs_spearman"] = spearman([float(v.macs) for v in variants], measured)
+        row["bitops_spearman"] = spearman([_bitops(case.layers, v.plan) for v in variants], measured)
+        row["int8_layer_share_mean"] = sum(
+            sum(v.plan.choice(s.name).w_bits == 8 for s in case.layers) / len(case.layers) for v in variants
+        ) / len(variants)
+        per_model[name] = {k: (int(v) if k == "n" else round(float(v), 4)) for k, v in row.items()}
+        points[name] = [
+            [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, variants)
+        ]
+        pred_all += predicted
+        meas_all += measured
+        print(f"{name}: {json.dumps(per_model[name])}", file=sys.stderr)
+    pooled = fidelity(pred_all, meas_all)
+    overall = {
+        "n": int(pooled["n"]),
+        "within_10pct": round(pooled["within_10pct"], 4),
+        "rmspe": round(pooled["rmspe"], 4),
+        "spearman": min(r["spearman"] for r in per_model.values()),
+        "macs_spearman": min(r["macs_spearman"] for r in per_model.values()),
+        "bitops_spearman": min(r["bitops_spearman"] for r in per_model.values()),
+    }
+    met = {
+        "within_10pct": overall["within_10pct"] >= TARGETS["within_10pct"],
+        "spearman": overall["spearman"] >= TARGETS["spearman"],
+        "spearman_above_baselines": all(
+            r["spearman"] > max(r["macs_spearman"], r["bitops_spearman"]) for r in per_model.values()
+        ),
+    }
+    result: dict[str, Any] = {
+        "command": "python scripts/bench_runtime.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": dt.date.today().isoformat(),
+        "profile": args.profile,
+        "runtime": {
+            "name": runtime.name,
+            "version": runtime.version,
+            "provider": runtime.provider,
+            "graph_optimization": runtime.graph_optimization,
+            "torch": torch.__version__,
+        },
+        "threads": threads,
+        "batch": profile.runtime.batch,
+        "seed": args.seed,
+        "repeats": repeats,
+        "statistic": profile.measurement.statistic,
+        "load_average_1min_before": round(load_before, 2),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "speedup": speedup,
+        "fidelity": {"overall": overall, "per_model": per_model},
+        "targets": TARGETS,
+        "targets_met": met,
+        "points_predicted_measured_macs": points,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}: {json.dumps(overall)} targets met: {json.dumps(met)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

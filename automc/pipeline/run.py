@@ -251,6 +251,10 @@ def _search(config: SearchConfig, module: Any, data: Any = None, evaluate: Any =
     study_name = checks.check_study_name(config.output.study or name)
     url = storage_url(config.output.storage, out_dir)
     checks.check_outputs(out_dir=out_dir, url=url, study=study_name)
+    if config.controller.name == "ray":
+        from automc.search.ray_tune import preflight
+
+        preflight(_controller_options(config, out_dir))
     if config.output.new_study:
         study_name = checks.fresh_study(url, study_name)
     run_dir = checks.run_folder(out_dir, study_name)

@@ -17,9 +17,15 @@ callback on the driver records it in the run's Optuna storage through the ``Reco
   (c-TPE) instead of being fed penalised objectives. Failed and non-finite results are
   told as FAIL. The recorded study carries the constraints too, so infeasible trials
   never reach the study's ``best_trials`` / the Pareto front.
-* Failures: a trial whose worker dies is retried (``FailureConfig(max_failures=2)``); an
+* Failures: a trial whose worker dies is retried (``FailureConfig(max_failures=2)``),
+  with one ``automc: ray:`` line on stderr per retry instead of Tune's traceback; an
   exception raised by ``evaluate`` fails only that trial (recorded with its reason,
   not retried).
+* Checks: :func:`preflight` (called before the base model trains) refuses an address
+  whose GCS port does not answer within :data:`CONNECT_TIMEOUT_S` seconds and, on a local
+  cluster, more GPUs or CPUs per trial than this machine has; :meth:`RayController.drive`
+  refuses per-trial resources that no node of the joined cluster has (a trial would
+  wait for them forever).
 * Resume: ``n_trials`` counts the finished trials in the storage; a rerun runs only the
   rest and seeds the searcher with the recorded complete trials.
 * Each trial records the Ray node id and host name that ran it (user attr ``info``:
@@ -37,6 +43,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -61,6 +68,8 @@ FAILURE_KEY = "automc_failure"
 NODE_KEY = "automc_node_id"
 HOST_KEY = "automc_hostname"
 MAX_FAILURES = 2
+CONNECT_TIMEOUT_S = 10.0
+"""Seconds to wait for a cluster's GCS port to accept a connection."""
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -356,22 +365,48 @@ class RayController(Controller):
         return Path(tempfile.mkdtemp(prefix="automc-ray-"))
 
     def _init_ray(self) -> bool:
-        """Connect to or start Ray; returns whether this call started it."""
+        """Connect to or start Ray; returns whether this call started it.
+
+        Raises:
+            AutomcError: the cluster does not answer, or refuses the connection (for
+                example a missing or wrong ``RAY_AUTH_TOKEN`` on a token-auth cluster).
+        """
         import ray
 
         if ray.is_initialized():
             return False
         address = self.options["address"] or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            num_cpus = self.options["num_cpus"]
-            ray.init(
-                num_cpus=None if num_cpus is None else int(num_cpus),
-                include_dashboard=False,
-                log_to_driver=False,
-            )
+        try:
+            if address:
+                check_reachable(address)
+                ray.init(address=address, log_to_driver=False, logging_level="error")
+            else:
+                num_cpus = self.options["num_cpus"]
+                ray.init(
+                    num_cpus=None if num_cpus is None else int(num_cpus),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level="error",
+                )
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+            first = " ".join(str(e).split())[:300]
+            raise AutomcError(
+                f"--ray-address {address or '(local)'}: cannot start or join Ray: {first}"
+            ) from None
         return True
+
+    def _check_cluster(self, cpus: float, gpus: float) -> None:
+        """Refuse per-trial resources no alive node of the cluster has."""
+        import ray
+
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        for key, need, flag in (("CPU", cpus, "--cpus-per-trial"), ("GPU", gpus, "--gpus-per-trial")):
+            most = max((float(r.get(key, 0)) for r in nodes), default=0.0)
+            if need > most:
+                raise AutomcError(
+                    f"{flag} {need:g}: no node of the Ray cluster has that many ({key}s per node: at most "
+                    f"{most:g}); a trial would wait forever"
+                )
 
     def drive(self, evaluate: Evaluate, n_trials: int, *, on_result: OnResult | None = None) -> None:
         """Run the remaining ``n_trials - completed`` trials in parallel Ray workers.
@@ -391,6 +426,8 @@ class RayController(Controller):
         try:
             cpus = int(self.options["cpus_per_trial"])
             gpus = float(self.options["gpus_per_trial"])
+            self._check_cluster(cpus, gpus)
+            _quiet_tune_errors()
             concurrent = self.options["max_concurrent"]
             if concurrent is None:
                 concurrent = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
@@ -453,6 +490,85 @@ class RayController(Controller):
         return candidate, usable, reason
 
 
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse an address where no Ray cluster answers, within about ``timeout_s`` seconds.
+
+    ``host:port`` (or ``ray://host:port``) must accept a TCP connection and then answer a
+    GCS request (its cluster id) as a Ray head does; the request runs in a child process
+    so Ray's own retry logging stays out of the user's terminal. ``auto`` and port-less
+    addresses are left to ``ray.init``.
+    """
+    import socket
+    import subprocess
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    hint = "start it with 'ray start --head', fix the address, or set RAY_AUTH_MODE/RAY_AUTH_TOKEN as on the head"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise AutomcError(
+            f"--ray-address {address}: no Ray cluster answers there ({reason}); {hint}"
+        ) from None
+    probe = "import sys; from ray._raylet import GcsClient; GcsClient(address=sys.argv[1], cluster_id=None).cluster_id"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, hostport], capture_output=True, text=True, timeout=2 * timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise AutomcError(
+            f"--ray-address {address}: no Ray cluster answers there (no reply in {2 * timeout_s:g} s); {hint}"
+        ) from None
+    if done.returncode != 0:
+        last = next((ln.strip() for ln in reversed(done.stderr.splitlines()) if ln.strip()), "no reply")
+        raise AutomcError(f"--ray-address {address}: no Ray cluster answers there ({last[:200]}); {hint}")
+
+
+def preflight(options: Mapping[str, Any]) -> None:
+    """Cheap checks of the Ray options before any training (see the module docstring).
+
+    ``options`` are the controller options (``address``, ``cpus_per_trial``,
+    ``gpus_per_trial``); without an address the local machine is the cluster.
+    """
+    address = options.get("address") or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(str(address))
+        return
+    gpus, cpus = float(options.get("gpus_per_trial") or 0), float(options.get("cpus_per_trial") or 1)
+    have_cpus = float(os.cpu_count() or 1)
+    if cpus > have_cpus:
+        raise AutomcError(f"--cpus-per-trial {cpus:g}: this machine has {have_cpus:g} CPUs")
+    if gpus > 0:
+        import torch
+
+        have = torch.cuda.device_count()
+        if gpus > have:
+            raise AutomcError(f"--gpus-per-trial {gpus:g}: this machine has {have} GPU(s)")
+
+
+def _quiet_tune_errors() -> None:
+    """Tune logs each failed trial with its whole traceback; the callback writes one line instead."""
+    import logging
+
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune", "ray.train._internal.session"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of a failed trial's error file (the exception), or ``see <file>``."""
+    path = getattr(trial, "error_file", None)
+    if not path:
+        return "no error file"
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return f"see {path}"
+    return lines[-1][:200] if lines else f"see {path}"
+
+
 def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
@@ -462,10 +578,25 @@ def _recording_callback(controller: RayController, on_result: OnResult | None) -
     from ray.tune import Callback
 
     class RecordingCallback(Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.retries: dict[str, int] = {}
+
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._finish(trial, errored=False)
 
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+            sys.stderr.write(
+                f"automc: ray: trial {trial.trial_id}: worker failed ({_error_line(trial)}); "
+                f"retry {self.retries[trial.trial_id]} of {MAX_FAILURES}\n"
+            )
+
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            sys.stderr.write(
+                f"automc: ray: trial {trial.trial_id}: worker failed {MAX_FAILURES + 1} times "
+                f"({_error_line(trial)}); recorded as failed\n"
+            )
             self._finish(trial, errored=True)
 
         def _finish(self, trial: Any, *, errored: bool) -> None:

@@ -320,6 +320,14 @@ def _retry_creation(make: Any, attempts: int = 8) -> Any:
 _OWNED: dict[type, type] = {}
 
 
+def _restore_owned(base: type, state: dict[str, Any]) -> Any:
+    """Unpickle an :func:`_owned` storage (its class is made at run time, so not importable)."""
+    cls = _owned(base)
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj
+
+
 def _owned(base: type) -> type:
     """``base`` (an Optuna storage class) whose trials asked here record their owner and
     heartbeat; ``live`` holds the ids of this process's running trials."""
@@ -331,6 +339,23 @@ def _owned(base: type) -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.live: set[int] = set()
+            self.live_lock = threading.Lock()
+
+        def __getstate__(self) -> dict[str, Any]:
+            state = dict(super().__getstate__())
+            state.pop("live_lock", None)
+            state["live"] = set()
+            return state
+
+        def __reduce__(self) -> tuple[Any, ...]:  # picklable (Ray ships the searcher's storage)
+            return (_restore_owned, (base, self.__getstate__()))
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            restore = getattr(super(), "__setstate__", None)
+            if restore is not None:
+                restore(state)
+            else:
+                self.__dict__.update(state)
             self.live_lock = threading.Lock()
 
         def _own(self, trial_id: int) -> None:
@@ -511,6 +536,19 @@ class Recorder:
 
     def close(self) -> None:
         """Stop the heartbeat thread (the trials still running here then go stale)."""
+        self._stop.set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled copy (Ray ships its controller's callback) has no heartbeat thread: the
+        heart beats in the process that asked the trials."""
+        state = dict(self.__dict__)
+        state.pop("_stop", None)
+        state.pop("_beat", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._stop = threading.Event()
         self._stop.set()
 
     def attach_space(self, space: BoundSpace) -> None:

@@ -6,6 +6,9 @@ import io
 import json
 import math
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -14,6 +17,7 @@ import pytest
 from automc.errors import AutomcError
 from automc.plan import Measurement
 from automc.search import Candidate, Objective, Recorder, create
+from automc.search.storage import OWNER_ATTR
 from automc.space import SearchSpace
 from automc.testing.controller_contract import TOY_SPACE, synthetic_evaluate, toy_layers
 
@@ -94,8 +98,15 @@ def test_stale_running_trial_is_marked_interrupted_on_load(db: Path) -> None:
     url = f"sqlite:///{db}"
     ctl = controller(url, name="optuna-nsga2")
     ctl.drive(synthetic_evaluate(ctl.space.layers), 2)
-    ctl.ask()  # the process "dies" with this trial RUNNING
-    assert ctl.recorder.study.trials[-1].state == optuna.trial.TrialState.RUNNING
+    ctl.ask()
+    running = ctl.recorder.study.trials[-1]
+    assert running.state == optuna.trial.TrialState.RUNNING
+    again = Recorder(url, "study", OBJECTIVES, dict(META, controller="optuna-nsga2"))
+    assert again.study.trials[-1].state == optuna.trial.TrialState.RUNNING, "its owner is alive"
+    again.close()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = f"{socket.gethostname()}:{int(dead.stdout)}"  # the process "died" with this trial RUNNING
+    ctl.recorder.storage.set_trial_system_attr(running._trial_id, OWNER_ATTR, owner)
     recorder = Recorder(url, "study", OBJECTIVES, dict(META, controller="optuna-nsga2"))
     stale = recorder.study.trials[-1]
     assert stale.state == optuna.trial.TrialState.FAIL

@@ -57,9 +57,11 @@ def _mentions(path: Path, schema: str | None) -> bool:
     if schema is None:
         return True
     try:
-        return schema in path.read_text(encoding="utf-8")[:2000]
+        with path.open("rb") as f:
+            head = f.read(2000)
     except OSError:
         return False
+    return schema in head.decode("utf-8", errors="replace")
 
 
 def _candidates(folder: str, package: str) -> dict[str, Path]:

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from automc.config import SearchConfig
     from automc.device import Placement
     from automc.models import create, user
-    from automc.pipeline.setup import load_splits
+    from automc.pipeline.setup import announce_data, load_splits
     from automc.train import base_model, check_lr, set_threads
 
     check_lr(args.lr, "--lr")
@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return _train_user_model(args, config, placement)
     create(args.model)  # an unknown model name fails before the data is read
     splits = load_splits(config.data, seed=args.seed)
+    announce_data(splits)
     model, info = base_model(
         args.model,
         args.dataset,
@@ -121,7 +122,7 @@ def _train_user_model(args: argparse.Namespace, config: Any, placement: Any) -> 
 
     from automc import train
     from automc.models import user
-    from automc.pipeline.setup import load_splits
+    from automc.pipeline.setup import announce_data, load_splits
 
     if not args.weights_out:
         raise AutomcError(
@@ -132,6 +133,7 @@ def _train_user_model(args: argparse.Namespace, config: Any, placement: Any) -> 
         raise AutomcError(f"--weights-out: folder {out.parent} does not exist")
     net = user.build(args.model, user.parse_kwargs(args.model_kwargs))
     splits = load_splits(config.data, seed=args.seed)
+    announce_data(splits)
     recipe = train.recipe_for(args.dataset, epochs=args.epochs, lr=args.lr)
     result = train.train(
         net,

@@ -158,8 +158,8 @@ def load_splits(data_cfg: Any, *, seed: int, given: Any = None) -> Any:
     """The run's data: ``given`` (the user's ``Splits``) or ``data_cfg.dataset`` loaded with the
     config's conversion options; ``data_cfg.augment`` overrides the data's augmentation.
 
-    Which split is which, the conversion, normalisation and augmentation are printed in
-    one ``automc: data:`` line on stderr.
+    :func:`announce_data` prints which split is which, the conversion, normalisation and
+    augmentation in one ``automc: data:`` line.
     """
     from dataclasses import replace
 
@@ -179,8 +179,16 @@ def load_splits(data_cfg: Any, *, seed: int, given: Any = None) -> Any:
         splits = data_mod.load(data_cfg.dataset, root=data_cfg.root, seed=seed, options=options)
     if data_cfg.augment is not None:
         splits = replace(splits, augment=data_cfg.augment)
-    sys.stderr.write(f"automc: data: {splits.summary()}\n")
     return splits
+
+
+def announce_data(splits: Any) -> None:
+    """One ``automc: data:`` line on stderr: which split is which, conversion, normalisation, augmentation.
+
+    A search prints it once the cheap checks and the base model are through, so that a refused
+    run prints its one error line and nothing else.
+    """
+    sys.stderr.write(f"automc: data: {splits.summary()}\n")
 
 
 def _untrained(config: SearchConfig, splits: Any, model: Any = None) -> Any:
@@ -348,6 +356,7 @@ def prepare(
     limits = budget_mod.resolve(list(budgets), base_cost)
     budget_mod.check_feasible_space(bound, cost_fn, limits, budgets=budgets, base_cost=base_cost)
     base, base_info = _base_model(config, splits, net, given=model is not None, placement=placement)
+    announce_data(splits)
     base.eval()
     device = placement.device
     score = scorer(evaluate, device)

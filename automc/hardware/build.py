@@ -18,7 +18,7 @@ Steps (what ``automc profile`` runs):
        timed end to end and compared with the predictions (:mod:`automc.hardware.variants`).
 
 Each model's fit and validation networks are timed in one phase. The base model is also
-timed alone before the table and after the last phase; a phase that ran slow as a whole
+timed alone before the table and after the last phase; on torch eager, a phase that ran slow as a whole
 (a slow period of a shared machine lasts minutes) is scaled back to the fastest of those
 timings before steps 3-4 (:func:`_to_fastest_phase`; noted in ``device.description``).
 Every timing follows :mod:`automc.hardware.timing`; the profile's ``statistic`` (``min`` by
@@ -42,7 +42,7 @@ from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, predict_latency
 from automc.errors import AutomcError
 from automc.hardware.fitting import _features, fit_network_mixed, fit_overhead
 from automc.hardware.table import measure_roofline, measure_table, table_configs
-from automc.hardware.timing import measure_as_profiled, pinned_threads
+from automc.hardware.timing import measure_as_profiled, measure_model_ms, pinned_threads
 from automc.hardware.variants import (
     INT8_SHARE,
     LEVEL_JITTER,
@@ -214,12 +214,15 @@ def build_profile(
             )
 
         def time_bases() -> dict[str, float]:
+            """Each base model timed alone in torch eager (the phase rescale's reference)."""
             return {
-                v.model: v.measured_ms
-                for v in time_networks(cases, [[CompressionPlan()] for _ in cases], "bases")
+                c.name: measure_model_ms(
+                    c.model, c.example_input.to(dev), warmup=warmup, repeats=repeats, statistic=statistic
+                )
+                for c in cases
             }
 
-        bases_before = time_bases()
+        bases_before = time_bases() if runtime.name == "torch" else {}
         entries = measure_table(
             keys,
             device=dev,
@@ -282,7 +285,11 @@ def build_profile(
         measured = []
         for case, tp, vp in zip(cases, train_plans, val_plans):
             measured += time_networks([case], [tp + vp], f"networks ({case.name})")
-        measured, notes = _to_fastest_phase(measured, bases_before, time_bases())
+        notes: list[str] = []
+        if runtime.name == "torch":
+            # only an interleaved phase runs slow as a whole; another runtime's networks are
+            # timed one session at a time, so its base timing speaks for itself alone
+            measured, notes = _to_fastest_phase(measured, bases_before, time_bases())
         if notes:
             profile = replace(
                 profile, device=replace(profile.device, description=f"{description}; {'; '.join(notes)}")

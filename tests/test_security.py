@@ -112,17 +112,26 @@ def test_every_torch_load_in_the_package_is_weights_only() -> None:
 
 
 def test_package_source_uses_safe_load_only() -> None:
-    forbidden = re.compile(
-        r"yaml\.(load|unsafe_load|full_load|load_all|unsafe_load_all)\(|Loader\s*=|UnsafeLoader"
-    )
-    hits = [
-        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+    """No unsafe YAML entry point anywhere; every ``Loader=`` given to PyYAML is one of the two
+    loaders of ``automc.schema.common``, and both construct only plain data (SafeConstructor)."""
+    import yaml
+
+    from automc.schema import common
+
+    forbidden = re.compile(r"yaml\.(unsafe_load|full_load|load_all|unsafe_load_all)\(|UnsafeLoader|FullLoader")
+    loader_arg = re.compile(r"yaml\.\w+\(.*Loader\s*=\s*(\w+)")
+    lines = [
+        (f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}", line)
         for path in PACKAGE.rglob("*.py")
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if forbidden.search(line)
     ]
-    assert not hits
-    assert "yaml.safe_load" in (PACKAGE / "schema" / "common.py").read_text(encoding="utf-8")
+    assert not [where for where, line in lines if forbidden.search(line)]
+    loaders = {m.group(1): where for where, line in lines if (m := loader_arg.search(line))}
+    assert loaders and set(loaders) <= {"_SafeLoader", "_StrictLoader"}, loaders
+    assert all(where.startswith("schema/common.py") for where in loaders.values())
+    for cls in (common._SafeLoader, common._StrictLoader):
+        assert issubclass(cls, yaml.constructor.SafeConstructor)
+        assert not issubclass(cls, yaml.constructor.FullConstructor)
 
 
 @pytest.mark.parametrize("loader", ["profile", "space"])
@@ -172,12 +181,13 @@ class XssNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-def test_script_in_study_and_layer_names_is_escaped_in_the_report(tmp_path: Path) -> None:
+def test_script_in_study_and_layer_names_is_escaped_in_the_report(tmp_path: Path, request) -> None:
     models.register(XSS_MODEL)(XssNet)
+    request.addfinalizer(lambda: models.REGISTRY.remove(XSS_MODEL))
     weights = tmp_path / "xss.pt"
     torch.save(XssNet(num_classes=10, in_channels=3).state_dict(), weights)
     out = tmp_path / "run"
-    study = "<script>window.pwned=1</script>"
+    study = "<img src=x onerror=window.pwned=1>"  # a study name holds no path separator
     argv = [
         "search",
         "--model",
@@ -199,8 +209,8 @@ def test_script_in_study_and_layer_names_is_escaped_in_the_report(tmp_path: Path
     ]
     assert main(argv) == 0
     page = (out / "index.html").read_text(encoding="utf-8")
-    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page, "the study name reaches the page, escaped"
-    assert "window.pwned" in page and "<script>window.pwned" not in page
+    assert "&lt;img src=x onerror=window.pwned=1&gt;" in page, "the study name reaches the page, escaped"
+    assert "window.pwned" in page and "<img src=x onerror" not in page
     assert "alert(1)" in page, "the layer name reaches the page"
     assert XSS not in page
     assert len(re.findall(r"<script\b", page)) == len(re.findall(r"</script>", page))

@@ -48,7 +48,7 @@ def test_bad_csv(tmp_path):
     bad.write_text("layer,kind,value\n")
     with pytest.raises(AutomcError, match="header"):
         sensitivity.read_csv(bad)
-    with pytest.raises(AutomcError, match="cannot read"):
+    with pytest.raises(AutomcError, match="missing.csv: file not found"):
         sensitivity.read_csv(tmp_path / "missing.csv")
 
 

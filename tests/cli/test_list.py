@@ -32,7 +32,7 @@ def test_list_models(capsys) -> None:
 def test_list_datasets(capsys) -> None:
     assert main(["list", "datasets"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["cifar10", "digits", "synthetic", "imagefolder:PATH"]
+    assert names == ["cifar10", "digits", "fashion-mnist", "mnist", "synthetic", "imagefolder:PATH"]
 
 
 def test_list_controllers_in_sorted_order_aligned(capsys) -> None:
@@ -40,6 +40,7 @@ def test_list_controllers_in_sorted_order_aligned(capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [
         "amc",
+        "ilp",
         "optuna-gp",
         "optuna-nsga2",
         "optuna-tpe",

@@ -106,7 +106,7 @@ def test_short_train_proxy_scores_the_search_and_is_part_of_the_resume_key(home,
     assert study.user_attrs["automc"]["proxy"] == "short_train (3 steps)"
     scored = [t.user_attrs["proxy"] for t in study.trials if t.user_attrs.get("proxy")]
     assert scored and all(set(p) == {"acc", "loss", "kl"} for p in scored)
-    with pytest.raises(automc.AutomcError, match="proxy differs"):
+    with pytest.raises(automc.AutomcError, match="proxy.name differs"):
         automc.search(trials=4, out=tmp_path, seed=0, proxy="adaptive_bn", **args)
 
 

@@ -143,6 +143,12 @@ def token_cluster(tmp_path: Path):
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)
                 node.wait()
+        # a killed head leaves its address behind, and a later ray.init() would try to join it
+        from ray._common.utils import get_ray_address_file
+
+        current = Path(get_ray_address_file(None))
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 SEARCH_CLI = (

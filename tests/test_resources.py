@@ -52,7 +52,11 @@ def test_the_current_directorys_folder_comes_before_the_shipped_files(
     assert resources.find_space("joint") == tmp_path / "search_spaces" / "joint.yaml"
     assert resources.find_space("mine") == tmp_path / "search_spaces" / "mine.yaml"
     assert resources.find_profile("measured") == tmp_path / "hw_profiles" / "measured.yaml"
-    assert resources.profile_names("automc/hw-profile") == ["cpu-x86-2core-ort", "cpu-x86-2core-torch", "measured"]
+    assert resources.profile_names("automc/hw-profile") == [
+        "cpu-x86-2core-ort",
+        "cpu-x86-2core-torch",
+        "measured",
+    ]
     assert "mine" not in resources.shipped_spaces()
 
 
@@ -67,5 +71,7 @@ def test_an_unknown_name_is_one_error_listing_the_known_ones(
     assert "\n" not in msg
     with pytest.raises(AutomcError, match=r"unknown energy table 'energy-7nm' \(known: energy-45nm;"):
         resources.find_profile("energy-7nm", schema="automc/energy-table", what="energy table")
-    with pytest.raises(AutomcError, match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-ort, cpu-x86-2core-torch;"):
+    with pytest.raises(
+        AutomcError, match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-ort, cpu-x86-2core-torch;"
+    ):
         resources.find_profile("gpu", schema="automc/hw-profile")

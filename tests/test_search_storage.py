@@ -104,7 +104,9 @@ def test_stale_running_trial_is_marked_interrupted_on_load(db: Path) -> None:
     again = Recorder(url, "study", OBJECTIVES, dict(META, controller="optuna-nsga2"))
     assert again.study.trials[-1].state == optuna.trial.TrialState.RUNNING, "its owner is alive"
     again.close()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     owner = f"{socket.gethostname()}:{int(dead.stdout)}"  # the process "died" with this trial RUNNING
     ctl.recorder.storage.set_trial_system_attr(running._trial_id, OWNER_ATTR, owner)
     recorder = Recorder(url, "study", OBJECTIVES, dict(META, controller="optuna-nsga2"))

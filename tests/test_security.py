@@ -118,7 +118,9 @@ def test_package_source_uses_safe_load_only() -> None:
 
     from automc.schema import common
 
-    forbidden = re.compile(r"yaml\.(unsafe_load|full_load|load_all|unsafe_load_all)\(|UnsafeLoader|FullLoader")
+    forbidden = re.compile(
+        r"yaml\.(unsafe_load|full_load|load_all|unsafe_load_all)\(|UnsafeLoader|FullLoader"
+    )
     loader_arg = re.compile(r"yaml\.\w+\(.*Loader\s*=\s*(\w+)")
     lines = [
         (f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}", line)

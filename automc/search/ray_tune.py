@@ -40,6 +40,7 @@ Importing this module needs neither ray nor optuna.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -379,14 +380,14 @@ class RayController(Controller):
         try:
             if address:
                 check_reachable(address)
-                ray.init(address=address, log_to_driver=False, logging_level="error")
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
                 num_cpus = self.options["num_cpus"]
                 ray.init(
                     num_cpus=None if num_cpus is None else int(num_cpus),
                     include_dashboard=False,
                     log_to_driver=False,
-                    logging_level="error",
+                    logging_level=logging.ERROR,
                 )
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
             first = " ".join(str(e).split())[:300]

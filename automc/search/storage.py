@@ -322,7 +322,7 @@ _OWNED: dict[type, type] = {}
 
 def _restore_owned(base: type, state: dict[str, Any]) -> Any:
     """Unpickle an :func:`_owned` storage (its class is made at run time, so not importable)."""
-    cls = _owned(base)
+    cls: Any = _owned(base)
     obj = cls.__new__(cls)
     obj.__setstate__(state)
     return obj
@@ -494,7 +494,7 @@ class Recorder:
 
         from optuna.trial import TrialState
 
-        live = getattr(self._storage, "live", set())
+        live: set[int] = getattr(self._storage, "live", set())
         beating = getattr(self._storage, "heartbeat_interval", None) is not None
         stale = set(self._storage._get_stale_trial_ids(self.study._study_id)) if beating else set()
         old = datetime.now() - timedelta(seconds=GRACE_PERIOD_S)

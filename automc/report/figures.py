@@ -33,6 +33,34 @@ class Panel:
     figure: Any
 
 
+def trace_groups(
+    data: ReportData, front: Sequence[int] | set[int], cost: str
+) -> list[tuple[str, list[TrialRecord], bool, str, float]]:
+    """The scored candidates of both plots, grouped: ``(label, rows, cross marker, colour, opacity)``.
+
+    Feasible, infeasible (faded) and the Pareto front sorted by ``cost``; the over-budget
+    candidates that were never scored are drawn separately (no accuracy to plot them at).
+    """
+    scored = [t for t in data.trials if t.complete]
+    return [
+        (
+            "feasible (proxy)",
+            [t for t in scored if t.feasible and t.number not in front],
+            False,
+            "#8fa8c8",
+            1.0,
+        ),
+        ("infeasible (proxy)", [t for t in scored if not t.feasible], True, "#c0a0a0", 0.4),
+        (
+            "Pareto front (proxy)",
+            sorted((t for t in scored if t.number in front), key=lambda t: t.metric(cost)),
+            False,
+            "#d62728",
+            1.0,
+        ),
+    ]
+
+
 def primary(data: ReportData) -> str:
     """The maximised objective (the accuracy) the figures plot upwards."""
     return next((n for n, d in data.objectives if d == "maximize"), data.objectives[0][0])
@@ -102,26 +130,9 @@ def pareto_panels(data: ReportData, front: set[int], recommended: int | None) ->
     panels = []
     for i, cost in enumerate(cost_axes(data)):
         fig = go.Figure()
-        scored = [t for t in data.trials if t.complete]
-        groups = [
-            (
-                "feasible (proxy)",
-                [t for t in scored if t.feasible and t.number not in front],
-                "circle",
-                "#8fa8c8",
-                1.0,
-            ),
-            ("infeasible (proxy)", [t for t in scored if not t.feasible], "x", "#c0a0a0", 0.4),
-            (
-                "Pareto front (proxy)",
-                sorted((t for t in scored if t.number in front), key=lambda t: t.metric(cost)),
-                "circle",
-                "#d62728",
-                1.0,
-            ),
-        ]
-        for label, rows, symbol, color, opacity in groups:
+        for label, rows, is_x, color, opacity in trace_groups(data, front, cost):
             if rows:
+                symbol = "x" if is_x else "circle"
                 fig.add_trace(
                     go.Scatter(
                         x=[t.metric(cost) for t in rows],

@@ -18,7 +18,7 @@ from automc.budget import format_amount
 from automc.cost.latency import PRECISION_FLAG_KEY
 from automc.errors import AutomcError
 from automc.report.data import COST_LABELS, ReportData, recommend
-from automc.report.figures import MEASURED, RUG_Y, cost_axes, primary
+from automc.report.figures import MEASURED, RUG_Y, cost_axes, primary, trace_groups
 from automc.report.page import page
 from automc.report.tables import budget_text, recommendation_rows, trial_counts, winner_rows
 
@@ -138,27 +138,10 @@ def _write_png(data: ReportData, front: set[int], path: Path) -> None:
     axes_names = cost_axes(data)
     fig, axes = plt.subplots(1, len(axes_names), figsize=(5.2 * len(axes_names), 4.6), squeeze=False)
     rec = recommend(data.winners).trial
-    scored = [t for t in data.trials if t.complete]
     for ax, cost in zip(axes[0], axes_names):
-        groups = [
-            (
-                "feasible (proxy)",
-                [t for t in scored if t.feasible and t.number not in front],
-                "o",
-                "#8fa8c8",
-                1.0,
-            ),
-            ("infeasible (proxy)", [t for t in scored if not t.feasible], "x", "#c0a0a0", 0.4),
-            (
-                "Pareto front (proxy)",
-                sorted((t for t in scored if t.number in front), key=lambda t: t.metric(cost)),
-                "o",
-                "#d62728",
-                1.0,
-            ),
-        ]
-        for label, rows, marker, color, alpha in groups:
+        for label, rows, is_x, color, alpha in trace_groups(data, front, cost):
             if rows:
+                marker = "x" if is_x else "o"
                 xs, ys = [t.metric(cost) for t in rows], [t.metric(acc) for t in rows]
                 ax.scatter(xs, ys, s=18, marker=marker, color=color, alpha=alpha, label=label)
                 if label.startswith("Pareto"):

@@ -59,6 +59,15 @@ class Recipe:
     batch_size: int
     weight_decay: float
 
+    def settings(self) -> dict[str, Any]:
+        """The recipe as the keyword arguments of :func:`train`."""
+        return {
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "weight_decay": self.weight_decay,
+        }
+
 
 DEFAULT_RECIPES: dict[str, Recipe] = {
     "digits": Recipe(epochs=15, lr=0.1, batch_size=64, weight_decay=5e-4),
@@ -657,11 +666,8 @@ def base_model(
     result = train(
         model,
         splits,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        batch_size=recipe.batch_size,
+        **recipe.settings(),
         seed=seed,
-        weight_decay=recipe.weight_decay,
         progress=progress,
         placement=placement,
     )

@@ -138,10 +138,7 @@ def _train_user_model(args: argparse.Namespace, config: Any, placement: Any) -> 
     result = train.train(
         net,
         splits,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        batch_size=recipe.batch_size,
-        weight_decay=recipe.weight_decay,
+        **recipe.settings(),
         seed=args.seed,
         progress=not args.no_progress,
         placement=placement,

@@ -232,10 +232,7 @@ def _base_model(
         result = train.train(
             net,
             splits,
-            epochs=recipe.epochs,
-            lr=recipe.lr,
-            batch_size=recipe.batch_size,
-            weight_decay=recipe.weight_decay,
+            **recipe.settings(),
             seed=config.seed,
             progress=progress_enabled(config),
             placement=placement,

@@ -3,6 +3,7 @@ timing that imports no torch where the runtime does not need it, and clear error
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from collections import Counter
@@ -16,7 +17,7 @@ import torch
 from automc import compress, graph, models
 from automc.errors import AutomcError
 from automc.hardware import runtimes
-from automc.hardware.runtimes.deploy import deployable, onnx_layer_nodes
+from automc.hardware.runtimes.deploy import INPUT_RANGE, deployable, onnx_layer_nodes
 from automc.hardware.runtimes.ort_session import load
 from automc.hardware.runtimes.winner import ship
 from automc.plan import CompressionPlan, LayerChoice
@@ -280,3 +281,37 @@ def test_openvino_runs_the_int8_artifact_with_integer_kernels(data, tmp_path):
         if op.get_rt_info()["layerType"].astype(str) == "Convolution"
     }
     assert precisions == {"u8"}, precisions
+
+
+def test_a_clamped_activation_range_ships_with_the_layer(ort, data, tmp_path):
+    """A fine-tuned network computes with its 8-bit inputs clamped to the calibrated range; the
+    deployable network, its fp32 artifact and its int8 artifact clamp there too (without the
+    clamp the network is another function: demo winners lost half their accuracy)."""
+    net = _model()
+    layers = {"conv2": LayerChoice(w_bits=8, a_bits=8), "down_conv": LayerChoice(w_bits=4, a_bits=8)}
+    plan = CompressionPlan(model="test_residual", layers=layers)
+    small = compress.apply(net, plan, data["example"], calib_batches=data["calib"]).eval()
+    for name in layers:  # a narrow range, as fine-tuning with a frozen grid leaves it
+        small.get_submodule(name).set_act_range(0.0, 0.25)
+    x = data["test"]
+    ref = small(x).detach().numpy()
+    scale = float(np.abs(ref).max())
+    unclamped = copy.deepcopy(small)
+    for name in layers:
+        unclamped.get_submodule(name).a_bits = 32
+    assert np.abs(unclamped(x).detach().numpy() - ref).max() > 0.2 * scale  # the clamp matters
+    plain = deployable(small)
+    assert not any(isinstance(m, compress.quant.QuantMixin) for m in plain.modules())
+    ranges = {n: getattr(m, INPUT_RANGE) for n, m in plain.named_modules() if hasattr(m, INPUT_RANGE)}
+    assert ranges == {n: (0.0, pytest.approx(0.25)) for n in layers}
+    assert np.abs(plain(x).detach().numpy() - ref).max() < 0.02 * scale
+    fp32, _ = ship(
+        ort, small, CompressionPlan(model="test_residual"), data["example"], tmp_path / "f.onnx", calib=()
+    )
+    assert _ops(fp32)["Clip"] == len(layers)
+    np.testing.assert_allclose(ort.session(fp32, threads=1)(x.numpy()), plain(x).detach().numpy(), atol=1e-4)
+    int8, names = ship(ort, small, plan, data["example"], tmp_path / "q.onnx", calib=data["calib"])
+    assert names == ("conv2", "down_conv")
+    out8 = ort.session(int8, threads=1)(x.numpy())
+    assert np.abs(out8 - ref).max() < 0.05 * scale
+    assert (out8.argmax(1) == ref.argmax(1)).mean() >= 0.95

@@ -3,9 +3,12 @@
 :func:`deployable` turns the fake-quantized, masked model that automc trains into the plain
 network a runtime executes: every conv/linear becomes a plain ``nn.Conv2d`` / ``nn.Linear``
 holding the weight it computes with (sparsity mask applied, weight quantizer applied), and
-BatchNorm is folded. :func:`onnx_layer_nodes` maps automc layer names to the ONNX nodes that
-compute them, through the weight initialisers (``layer1.0.conv1.weight``), which
-``torch.onnx.export`` names after the module path.
+BatchNorm is folded. A layer whose input activation is fake-quantized at ≤ 8 bits keeps its
+calibrated activation range as a clip of its input (:data:`INPUT_RANGE`): a network
+fine-tuned with that clamp computes another function without it (and int8 calibration on
+the unclamped network picks other ranges). :func:`onnx_layer_nodes` maps automc layer names
+to the ONNX nodes that compute them, through the weight initialisers
+(``layer1.0.conv1.weight``), which ``torch.onnx.export`` names after the module path.
 """
 
 from __future__ import annotations
@@ -24,10 +27,26 @@ from automc.compress.sparsity import MASK
 from automc.errors import AutomcError
 from automc.hardware.timing import fold_bn
 
-__all__ = ["WEIGHTED_OPS", "deployable", "export_onnx", "onnx_layer_nodes"]
+__all__ = ["INPUT_RANGE", "WEIGHTED_OPS", "deployable", "export_onnx", "onnx_layer_nodes"]
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 """ONNX ops that compute a conv/linear layer."""
+
+INPUT_RANGE = "automc_input_range"
+"""Attribute of a deployable conv/linear: ``(lo, hi)``, the range of the unsigned grid of
+≤ 8 bits its input was fake-quantized on; its forward pre-hook clamps the input to it."""
+
+
+def _clip_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    lo, hi = getattr(module, INPUT_RANGE)
+    return (args[0].clamp(lo, hi), *args[1:])
+
+
+def _input_range(module: nn.Module) -> tuple[float, float] | None:
+    if not isinstance(module, QuantMixin) or module.a_bits > 8:
+        return None
+    scale, zero = float(module.act_scale), int(module.act_zero_point)
+    return (-zero * scale, (module.quant_levels - zero) * scale)
 
 
 def _effective_weight(module: nn.Module) -> torch.Tensor:
@@ -71,8 +90,10 @@ def deployable(model: nn.Module) -> nn.Module:
     """A float eval-mode copy of ``model`` as it deploys: plain layers with the weights they
     compute with (masked, quantized by the layer's weight quantizer), BatchNorm folded.
 
-    Activation fake-quantization is dropped: a runtime quantizes activations itself (int8
-    layers) or keeps them float.
+    A layer whose input is fake-quantized at ≤ 8 bits clamps its input to the calibrated
+    range of that grid (:data:`INPUT_RANGE`, a forward pre-hook that ``torch.onnx.export``
+    writes as ``Clip``); the rounding onto the grid is left to the runtime (its int8 kernels
+    quantize the layer's input, calibrated on this network). Wider activation grids are dropped.
     """
     out = copy.deepcopy(model).eval()
     swaps = [
@@ -80,11 +101,17 @@ def deployable(model: nn.Module) -> nn.Module:
         for name, m in out.named_modules()
         if isinstance(m, (nn.Conv2d, nn.Linear)) and (isinstance(m, QuantMixin) or hasattr(m, MASK))
     ]
+    ranges = {name: r for name, m in swaps if (r := _input_range(m)) is not None}
     for name, m in swaps:
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         setattr(parent, child, _plain(m))
-    return fold_bn(out)
+    out = fold_bn(out)
+    for name, r in ranges.items():
+        layer = out.get_submodule(name)
+        setattr(layer, INPUT_RANGE, r)
+        layer.register_forward_pre_hook(_clip_input)
+    return out
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, out: Path) -> Path:

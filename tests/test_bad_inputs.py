@@ -21,22 +21,16 @@ import yaml
 
 from automc.cli import main
 from automc.pipeline import search
+from automc.testing.search import TINY_SEARCH
 
 BAD = Path(__file__).parent / "data" / "bad"
 MANIFEST = yaml.safe_load((BAD / "cases.yaml").read_text(encoding="utf-8"))
 CASES: list[dict[str, Any]] = MANIFEST["cases"]
-SEARCH_ARGS = dict(
-    model="test_tiny",
-    dataset="synthetic",
-    space="prune",
-    budgets=["flops=0.8"],
-    objectives=["acc", "macs"],
-    controller="random",
-    profile=None,
-    finetune_top=0,
-    export_onnx=False,
-    progress=False,
-)
+SEARCH_ARGS = {
+    **TINY_SEARCH,
+    "finetune_top": 0,
+    "export_onnx": False,
+}
 
 
 class Payload:

@@ -10,23 +10,17 @@ from automc import train
 from automc.device import Placement, resolve
 from automc.errors import AutomcError
 from automc.proxy import ShortTrainProxy
+from automc.testing.search import TINY_SEARCH
 
-ARGS = dict(
-    model="test_tiny",
-    dataset="synthetic",
-    space="prune",
-    budgets=["flops=0.8"],
-    objectives=["acc", "macs"],
-    controller="random",
-    profile=None,
-    finetune_top=1,
-    finetune_epochs=1,
-    base_epochs=1,
-    proxy="short_train",
-    proxy_steps=2,
-    progress=False,
-    export_onnx=False,
-)
+ARGS = {
+    **TINY_SEARCH,
+    "finetune_top": 1,
+    "finetune_epochs": 1,
+    "base_epochs": 1,
+    "proxy": "short_train",
+    "proxy_steps": 2,
+    "export_onnx": False,
+}
 
 
 @pytest.fixture

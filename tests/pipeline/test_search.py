@@ -12,19 +12,13 @@ import pytest
 import automc
 from automc.cli import main
 from automc.pareto import non_dominated
+from automc.testing.search import TINY_SEARCH
 
-ARGS = dict(
-    model="test_tiny",
-    dataset="synthetic",
-    space="prune",
-    budgets=["flops=0.8"],
-    objectives=["acc", "macs"],
-    controller="random",
-    profile=None,
-    finetune_top=2,
-    finetune_epochs=1,
-    progress=False,
-)
+ARGS = {
+    **TINY_SEARCH,
+    "finetune_top": 2,
+    "finetune_epochs": 1,
+}
 
 
 @pytest.fixture(scope="module")

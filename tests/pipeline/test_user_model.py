@@ -13,21 +13,16 @@ import pytest
 
 import automc
 from automc.cli import main
+from automc.testing.search import TINY_SEARCH
 
 USER_PKG_PARENT = Path(__file__).parents[1] / "models"
-ARGS = dict(
-    dataset="synthetic",
-    space="prune",
-    budgets=["flops=0.8"],
-    objectives=["acc", "macs"],
-    controller="random",
-    profile=None,
-    finetune_top=1,
-    finetune_epochs=1,
-    base_epochs=2,
-    progress=False,
-    device="cpu",
-)
+ARGS = {
+    **{k: v for k, v in TINY_SEARCH.items() if k != "model"},  # the model is the test's own module
+    "finetune_top": 1,
+    "finetune_epochs": 1,
+    "base_epochs": 2,
+    "device": "cpu",
+}
 CLI_ARGS = [
     "--dataset", "synthetic", "--space", "prune", "--budget", "flops=0.8", "--objectives", "acc,macs",
     "--controller", "random", "--profile", "none", "--finetune-top", "1", "--finetune-epochs", "1",

@@ -13,19 +13,13 @@ from automc import data, train
 from automc.compress import load_compressed
 from automc.pipeline import summary_table
 from automc.plan import CompressionPlan
+from automc.testing.search import TINY_SEARCH
 
-ARGS = dict(
-    model="test_tiny",
-    dataset="synthetic",
-    space="prune",
-    budgets=["flops=0.8"],
-    objectives=["acc", "macs"],
-    controller="random",
-    profile=None,
-    finetune_top=2,
-    finetune_epochs=1,
-    progress=False,
-)
+ARGS = {
+    **TINY_SEARCH,
+    "finetune_top": 2,
+    "finetune_epochs": 1,
+}
 
 
 @pytest.fixture(scope="module")

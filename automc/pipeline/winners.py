@@ -139,8 +139,9 @@ class Shipped:
     """A model as it ships on the profile's runtime (:func:`on_runtime`).
 
     Attributes:
-        figures: ``runtime``, ``test_acc_runtime``, ``speedup_measured`` over the base on
-            the same runtime, ``base_latency_ms_runtime``, ``runtime_int8_layers`` (count);
+        figures: ``runtime``, ``test_acc_runtime``, ``val_acc_runtime``, ``speedup_measured``
+            (base latency / model latency, the two artifacts timed interleaved in one run),
+            ``base_latency_ms_runtime`` (that run's base timing), ``runtime_int8_layers`` (count);
             or ``runtime`` and ``runtime_error`` when the model could not be shipped.
         latency: the ``latency_ms_measured*`` figures on the runtime (empty on an error).
         files: ``artifact`` and ``base_artifact`` paths.
@@ -218,6 +219,7 @@ def on_runtime(
             repeats=m.repeats if m else 30,
         )
         acc = runtime_accuracy(rt, path, setup.splits.test, threads=threads)
+        val_acc = runtime_accuracy(rt, path, setup.splits.val, threads=threads)
     except Exception as e:  # noqa: BLE001 - shipping is measured, not required; the reason is reported
         return _shipped_error(name, e)
     statistic = m.statistic if m else "median"
@@ -226,12 +228,37 @@ def on_runtime(
         "runtime": rt.name,
         "runtime_int8_layers": len(int8),
         "test_acc_runtime": float(acc),
+        "val_acc_runtime": float(val_acc),
         "base_latency_ms_runtime": base_t.value(statistic),
         "speedup_measured": base_t.value(statistic) / latency["latency_ms_measured"],
     }
     return Shipped(
         figures=figures, latency=latency, files={"artifact": str(path), "base_artifact": str(base_path)}
     )
+
+
+RUNTIME_ACC_TOLERANCE = 0.005
+"""How far (accuracy, 0.5 points) a shipped artifact's test accuracy may fall below the PyTorch one."""
+
+
+def runtime_accuracy_check(trial: int, figures: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"runtime_acc_ok": bool}`` for a winner shipped to a runtime (``{}`` otherwise): whether
+    its artifact's test accuracy is within :data:`RUNTIME_ACC_TOLERANCE` of the PyTorch
+    (fake-quant) one. Prints one ``automc: warning:`` line when it is not."""
+    import sys
+
+    if "test_acc_runtime" not in figures or "test_acc" not in figures:
+        return {}
+    runtime, pt = float(figures["test_acc_runtime"]), float(figures["test_acc"])
+    ok = runtime >= pt - RUNTIME_ACC_TOLERANCE
+    if not ok:
+        print(
+            f"automc: warning: winner trial {trial} reaches {runtime:.2%} test accuracy as shipped on "
+            f"{figures.get('runtime')} ({pt:.2%} in PyTorch): its artifact does not compute what was "
+            "fine-tuned and it is not recommended",
+            file=sys.stderr,
+        )
+    return {"runtime_acc_ok": ok}
 
 
 def base_on_runtime(setup: SearchSetup) -> dict[str, Any]:
@@ -362,6 +389,7 @@ def finish(
     figures.update(latency)
     figures.update(latency_flags(report))
     figures.update(shipped.figures)
+    figures.update(runtime_accuracy_check(row.number, figures))
     ident = {**identity(setup, config), "trial": row.number}
     files = {
         "model": str(wdir / "model.pt"),

@@ -169,8 +169,10 @@ class Recommendation:
     Attributes:
         trial: the recommended trial (``None`` when no winner meets every budget by measurement).
         reason: one sentence saying why.
-        rows: one row per winner (``trial``, ``val_acc``, ``test_acc``, ``macs_measured``,
-            ``latency_ms_measured``, ``meets_budget_measured``, ``verdict``), recommended first.
+        rows: one row per winner (``trial``, ``val_acc``, ``val_acc_runtime``, ``test_acc``,
+            ``test_acc_runtime``, ``runtime_acc_ok``, ``macs_measured``, ``latency_ms_measured``,
+            ``meets_budget_measured``, ``verdict``), recommended first; the runtime figures are
+            ``None`` for a winner not shipped to a runtime.
     """
 
     trial: int | None
@@ -186,20 +188,35 @@ def _cost_key(w: Mapping[str, Any]) -> tuple[float, float]:
     return (math.inf if lat is None else float(lat), math.inf if macs is None else float(macs))
 
 
+def _val(w: Mapping[str, Any]) -> float | None:
+    """The val accuracy a winner is chosen by: that of its shipped artifact run by the runtime
+    (``val_acc_runtime``) where one was measured, else the PyTorch one."""
+    acc = w.get("val_acc_runtime", w.get("val_acc"))
+    return None if acc is None else float(acc)
+
+
 def recommend(winners: Sequence[Mapping[str, Any]]) -> Recommendation:
     """The most accurate winner on val among those meeting every budget by *measured* cost.
 
-    Test accuracy is never used to choose (it is the held-out estimate of the choice).
-    Within :data:`TIE_ACC` of the best val accuracy the cheaper winner (measured latency,
-    then measured MACs) is chosen.
+    The val accuracy is that of the artifact that ships (``val_acc_runtime``, measured
+    through the runtime) where the winner was shipped, so a winner whose artifact loses
+    accuracy is not chosen for its PyTorch figure; a winner flagged ``runtime_acc_ok``
+    false (its artifact's test accuracy far below the PyTorch one) is never chosen. Test
+    accuracy is never used to rank (it is the held-out estimate of the choice). Within
+    :data:`TIE_ACC` of the best val accuracy the cheaper winner (measured latency, then
+    measured MACs) is chosen.
     """
     if not winners:
         return Recommendation(
             trial=None, reason="no winner was fine-tuned (no feasible candidate, or finetune.top = 0)"
         )
-    ok = [w for w in winners if w.get("meets_budget_measured") and w.get("val_acc") is not None]
-    best_val = max((float(w["val_acc"]) for w in ok), default=math.nan)
-    tied = sorted((w for w in ok if float(w["val_acc"]) >= best_val - TIE_ACC), key=_cost_key)
+    ok = [
+        w
+        for w in winners
+        if w.get("meets_budget_measured") and _val(w) is not None and w.get("runtime_acc_ok") is not False
+    ]
+    best_val = max((_val(w) or 0.0 for w in ok), default=math.nan)
+    tied = sorted((w for w in ok if (_val(w) or 0.0) >= best_val - TIE_ACC), key=_cost_key)
     pick = tied[0] if tied else None
 
     def verdict(w: Mapping[str, Any]) -> str:
@@ -210,18 +227,26 @@ def recommend(winners: Sequence[Mapping[str, Any]]) -> Recommendation:
             return "over budget by measurement" + (
                 " (" + ", ".join(f"{m} +{v:.0%}" for m, v in over.items()) + ")" if over else ""
             )
-        if w.get("val_acc") is None:
+        if _val(w) is None:
             return "no val accuracy recorded"
+        if w.get("runtime_acc_ok") is False:
+            return (
+                f"its {w.get('runtime')} artifact loses accuracy (test {float(w['test_acc_runtime']):.4f} "
+                f"there, {float(w['test_acc']):.4f} in PyTorch)"
+            )
         if w in tied:
             return "tied on val, costlier"
-        return f"less accurate on val ({float(w['val_acc']) - best_val:+.4f})"
+        return f"less accurate on val ({(_val(w) or 0.0) - best_val:+.4f})"
 
     order = ([pick] if pick is not None else []) + [w for w in winners if w is not pick]
     rows = tuple(
         {
             "trial": int(w.get("trial", -1)),
             "val_acc": w.get("val_acc"),
+            "val_acc_runtime": w.get("val_acc_runtime"),
             "test_acc": w.get("test_acc"),
+            "test_acc_runtime": w.get("test_acc_runtime"),
+            "runtime_acc_ok": w.get("runtime_acc_ok"),
             "macs_measured": w.get("macs_measured"),
             "latency_ms_measured": w.get("latency_ms_measured"),
             "latency_ms_measured_iqr": w.get("latency_ms_measured_iqr"),
@@ -230,16 +255,21 @@ def recommend(winners: Sequence[Mapping[str, Any]]) -> Recommendation:
         }
         for w in order
     )
+    broken = sum(1 for w in winners if w.get("runtime_acc_ok") is False)
     if pick is None:
         return Recommendation(
             trial=None,
-            reason=f"none of the {len(winners)} fine-tuned winners meets every budget by measured cost",
+            reason=f"none of the {len(winners)} fine-tuned winners meets every budget by measured cost"
+            + (" with a runtime artifact that keeps its accuracy" if broken else ""),
             rows=rows,
         )
+    on = f"val on {pick['runtime']}" if "val_acc_runtime" in pick and pick.get("runtime") else "val"
     why = (
-        f"trial {pick.get('trial')}: the most accurate on val ({float(pick['val_acc']):.4f}) of the "
+        f"trial {pick.get('trial')}: the most accurate on {on} ({_val(pick) or 0.0:.4f}) of the "
         f"{len(ok)} of {len(winners)} fine-tuned winners that meet every budget by measured cost"
     )
+    if broken:
+        why += f" and ship an artifact that keeps its accuracy ({broken} do not)"
     if len(tied) > 1:
         why += f"; {len(tied) - 1} other within {TIE_ACC} on val, this one is cheaper by measured latency"
     return Recommendation(trial=int(pick.get("trial", -1)), reason=why, rows=rows)

@@ -123,6 +123,22 @@ def _quantize(fp32: Path, out: Path, *, exclude: list[str], calib: Sequence[Any]
         _quantize_static(fp32, out, Reader(), exclude)
     finally:
         root.setLevel(level)
+    _drop_unused_constants(out)
+
+
+def _drop_unused_constants(path: Path) -> None:
+    """Remove the ``Constant`` nodes nothing reads: the bounds of the ``Clip`` nodes the
+    quantizer folded into a ``QuantizeLinear`` (ONNX Runtime warns about each on loading)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    dead = [n for n in graph.node if n.op_type == "Constant" and not set(n.output) & used]
+    if dead:
+        for node in dead:
+            graph.node.remove(node)
+        onnx.save(model, str(path))
 
 
 def _quantize_static(fp32: Path, out: Path, reader: Any, exclude: list[str]) -> None:

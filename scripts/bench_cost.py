@@ -119,7 +119,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
-    from automc.hardware import LEVEL_JITTER, ProfileCase, measure_variants, random_plan, refit_loo_ms
+    from automc.hardware import (
+        LEVEL_JITTER,
+        ProfileCase,
+        TimingProtocol,
+        measure_variants,
+        random_plan,
+        refit_loo_ms,
+    )
     from automc.plan import CompressionPlan
     from automc.schema.hw_profile import resolve_profile
 
@@ -157,10 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                 [case],
                 [pop_plans + pop_plans + [base_plan]],
                 lambda m, p, x: compress.apply(m, p, x),
-                warmup=warmup,
-                repeats=repeats,
-                seed=args.seed,
-                statistic=profile.measurement.statistic,
+                TimingProtocol(
+                    warmup=warmup, repeats=repeats, statistic=profile.measurement.statistic, seed=args.seed
+                ),
                 progress=True,
                 desc=f"{name} ({pop})",
             )

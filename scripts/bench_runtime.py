@@ -56,7 +56,7 @@ def _speedups(case: Any, runtime: Any, threads: int, repeats: int) -> dict[str, 
     import functools
 
     from automc.hardware.runtimes import int8_layers
-    from automc.hardware.timing import fold_bn, pinned_threads, time_callables
+    from automc.hardware.timing import TimingProtocol, fold_bn, pinned_threads, time_callables
     from automc.plan import CompressionPlan, LayerChoice
 
     x = case.example_input
@@ -75,7 +75,7 @@ def _speedups(case: Any, runtime: Any, threads: int, repeats: int) -> dict[str, 
         ]
         # one at a time: an idle ONNX Runtime session's worker threads spin
         torch_t, fp32_t, int8_t = (
-            time_callables([fn], warmup=10, repeats=repeats, sample_ms=2.0)[0] for fn in fns
+            time_callables([fn], TimingProtocol(warmup=10, repeats=repeats, sample_ms=2.0))[0] for fn in fns
         )
     return {
         "torch_eager_ms": round(torch_t.min_ms, 4),
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
-    from automc.hardware import LEVEL_JITTER, ProfileCase, measure_variants, random_plan
+    from automc.hardware import LEVEL_JITTER, ProfileCase, TimingProtocol, measure_variants, random_plan
     from automc.hardware.runtimes import get
     from automc.hardware.variants import INT8_SHARE
     from automc.schema.hw_profile import resolve_profile
@@ -140,12 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             [case],
             [plans],
             lambda m, p, x: compress.apply(m, p, x),
-            warmup=profile.measurement.warmup,
-            repeats=repeats,
-            seed=args.seed,
-            statistic=profile.measurement.statistic,
+            TimingProtocol(
+                warmup=profile.measurement.warmup,
+                repeats=repeats,
+                statistic=profile.measurement.statistic,
+                threads=threads,
+                seed=args.seed,
+            ),
             runtime=runtime,
-            threads=threads,
             progress=True,
             desc=f"{name} variants",
         )

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS
-    from automc.hardware import ProfileCase, build_profile, recheck
+    from automc.hardware import ProfileCase, ProfileSettings, build_profile, recheck
     from automc.plan import CompressionPlan
     from automc.schema.hw_profile import dump_hw_profile, load_hw_profile
 
@@ -128,9 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return compress.apply(model, plan, x)
 
     fractions = args.fractions or DEFAULT_CHANNEL_FRACTIONS
-    profile = build_profile(
-        cases,
-        apply,
+    settings = ProfileSettings(
         profile_id=profile_id,
         device="cpu" if args.device == "cpu" else "cuda",
         threads=args.threads,
@@ -143,9 +141,8 @@ def run(args: argparse.Namespace) -> int:
         rank_fractions=fractions,
         statistic=args.statistic,
         seed=args.seed,
-        progress=not args.quiet,
-        runtime=runtime,
     )
+    profile = build_profile(cases, apply, settings, runtime=runtime, progress=not args.quiet)
     dump_hw_profile(profile, out)
     load_hw_profile(out)
     for name, measured, predicted in recheck(profile, cases, runtime=runtime):

@@ -32,7 +32,7 @@ import os
 import platform
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -42,7 +42,7 @@ from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, predict_latency
 from automc.errors import AutomcError
 from automc.hardware.fitting import _features, fit_network_mixed, fit_overhead
 from automc.hardware.table import measure_roofline, measure_table, table_configs
-from automc.hardware.timing import measure_as_profiled, measure_model_ms, pinned_threads
+from automc.hardware.timing import TimingProtocol, measure_as_profiled, measure_model_ms, pinned_threads
 from automc.hardware.variants import (
     INT8_SHARE,
     LEVEL_JITTER,
@@ -119,33 +119,11 @@ def _to_fastest_phase(
     return [replace(v, measured_ms=v.measured_ms * factor.get(v.model, 1.0)) for v in measured], notes
 
 
-def build_profile(
-    cases: Sequence[ProfileCase],
-    compress: CompressFn,
-    *,
-    profile_id: str,
-    device: str = "cpu",
-    threads: int = 2,
-    batch: int = 1,
-    warmup: int = 5,
-    repeats: int = 30,
-    train_variants: int = 6,
-    validate: int = 30,
-    channel_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
-    rank_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS,
-    energy_table: str = "energy-45nm",
-    onchip_buffer_bytes: int = 1 << 20,
-    statistic: str = "min",
-    description: str = "",
-    seed: int = 0,
-    progress: bool = False,
-    runtime: Runtime | None = None,
-) -> HwProfile:
-    """Measure a complete device profile for ``cases`` on this machine (see the module docstring).
+@dataclass(frozen=True, kw_only=True)
+class ProfileSettings:
+    """What a device profile is measured with (``automc profile``'s options).
 
-    Args:
-        cases: the models to profile, with inputs at batch size ``batch``.
-        compress: ``compress(model, plan, example_input) -> nn.Module`` (``automc.compress.apply``).
+    Attributes:
         profile_id: the profile's ``device.id``.
         device: ``cpu`` or ``cuda`` (or ``cuda:N``).
         threads: intra-op threads pinned while measuring (restored afterwards).
@@ -161,15 +139,62 @@ def build_profile(
         statistic: ``min`` or ``median`` of the samples: what every latency in the profile
             (table, overhead fit, validation) means; see :mod:`automc.hardware.timing`.
         description: free text; defaults to the processor / GPU name.
-        seed: seed of the random variants (training uses ``seed``, validation ``seed + 1``).
-        progress: show progress bars.
-        runtime: the deployment runtime measured (``automc.hardware.runtimes.get``); ``None``
-            is torch eager on ``device``. Its name, version, execution provider, graph
-            optimisation and precisions are recorded in the profile's ``runtime`` section.
+        seed: seed of the random variants (training uses ``seed``, validation ``seed + 1``)
+            and of the timing rounds.
     """
-    if statistic not in STATISTICS:
-        raise AutomcError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
-    dev = torch.device(device)
+
+    profile_id: str
+    device: str = "cpu"
+    threads: int = 2
+    batch: int = 1
+    warmup: int = 5
+    repeats: int = 30
+    train_variants: int = 6
+    validate: int = 30
+    channel_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS
+    rank_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS
+    energy_table: str = "energy-45nm"
+    onchip_buffer_bytes: int = 1 << 20
+    statistic: str = "min"
+    description: str = ""
+    seed: int = 0
+
+    @property
+    def timing(self) -> TimingProtocol:
+        """The timing protocol of every measurement: warm-up, repeats, statistic, threads, seed."""
+        return TimingProtocol(
+            warmup=self.warmup,
+            repeats=self.repeats,
+            statistic=self.statistic,
+            threads=self.threads,
+            seed=self.seed,
+        )
+
+
+def build_profile(
+    cases: Sequence[ProfileCase],
+    compress: CompressFn,
+    settings: ProfileSettings,
+    *,
+    runtime: Runtime | None = None,
+    progress: bool = False,
+) -> HwProfile:
+    """Measure a complete device profile for ``cases`` on this machine (see the module docstring).
+
+    Args:
+        cases: the models to profile, with inputs at batch size ``settings.batch``.
+        compress: ``compress(model, plan, example_input) -> nn.Module`` (``automc.compress.apply``).
+        settings: what the profile is measured with.
+        runtime: the deployment runtime measured (``automc.hardware.runtimes.get``); ``None``
+            is torch eager on ``settings.device``. Its name, version, execution provider, graph
+            optimisation and precisions are recorded in the profile's ``runtime`` section.
+        progress: show progress bars.
+    """
+    timing = settings.timing
+    description = settings.description
+    if settings.statistic not in STATISTICS:
+        raise AutomcError(f"statistic must be one of {', '.join(STATISTICS)}, got {settings.statistic!r}")
+    dev = torch.device(settings.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AutomcError("--device cuda: no CUDA device is available on this machine")
     if runtime is None:
@@ -179,19 +204,19 @@ def build_profile(
     precisions = tuple(sorted(runtime.precisions, key=lambda p: -PRECISION_BITS[p]))
     widths = tuple(PRECISION_BITS[p] for p in precisions)
     int8_share = INT8_SHARE if "int8" in precisions else None
-    with pinned_threads(threads):
-        torch.manual_seed(seed)
+    with pinned_threads(settings.threads):
+        torch.manual_seed(settings.seed)
         if not description:
             description = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
-            description = f"{description}, {runtime.name} {runtime.provider}, {threads} threads"
+            description = f"{description}, {runtime.name} {runtime.provider}, {settings.threads} threads"
             if hasattr(os, "getloadavg"):
                 description += f", 1-min load average {os.getloadavg()[0]:.1f} at start"
         roofline = measure_roofline(device=dev)
         keys = table_configs(
             [c.layers for c in cases],
-            channel_fractions=channel_fractions,
-            rank_fractions=rank_fractions,
-            batch=batch,
+            channel_fractions=settings.channel_fractions,
+            rank_fractions=settings.rank_fractions,
+            batch=settings.batch,
             bits=widths,
         )
 
@@ -199,61 +224,51 @@ def build_profile(
             which: Sequence[ProfileCase], plans: Sequence[Sequence[CompressionPlan]], desc: str
         ) -> list[Variant]:
             return measure_variants(
-                which,
-                plans,
-                compress,
-                device=dev,
-                warmup=warmup,
-                repeats=repeats,
-                seed=seed,
-                statistic=statistic,
-                progress=progress,
-                desc=desc,
-                runtime=runtime,
-                threads=threads,
+                which, plans, compress, timing, device=dev, progress=progress, desc=desc, runtime=runtime
             )
 
         def time_bases() -> dict[str, float]:
             """Each base model timed alone in torch eager (the phase rescale's reference)."""
             return {
                 c.name: measure_model_ms(
-                    c.model, c.example_input.to(dev), warmup=warmup, repeats=repeats, statistic=statistic
+                    c.model,
+                    c.example_input.to(dev),
+                    warmup=settings.warmup,
+                    repeats=settings.repeats,
+                    statistic=settings.statistic,
                 )
                 for c in cases
             }
 
         bases_before = time_bases() if runtime.name == "torch" else {}
-        entries = measure_table(
-            keys,
-            device=dev,
-            warmup=warmup,
-            repeats=repeats,
-            seed=seed,
-            progress=progress,
-            runtime=runtime,
-            threads=threads,
-        )
+        entries = measure_table(keys, timing, device=dev, progress=progress, runtime=runtime)
         profile = HwProfile(
-            device=DeviceInfo(id=profile_id, kind=dev.type, description=description),
+            device=DeviceInfo(id=settings.profile_id, kind=dev.type, description=description),
             runtime=RuntimeInfo(
                 framework=runtime.name,
                 version=runtime.version.split("+")[0],
-                threads=threads,
-                batch=batch,
+                threads=settings.threads,
+                batch=settings.batch,
                 dtype="float32",
                 provider=runtime.provider,
                 graph_optimization=runtime.graph_optimization,
                 precisions=precisions,
             ),
             measurement=MeasurementInfo(
-                warmup=warmup, repeats=repeats, statistic=statistic, date=_dt.date.today().isoformat()
+                warmup=settings.warmup,
+                repeats=settings.repeats,
+                statistic=settings.statistic,
+                date=_dt.date.today().isoformat(),
             ),
             roofline=roofline,
-            energy=EnergyInfo(table=energy_table, onchip_buffer_bytes=onchip_buffer_bytes),
+            energy=EnergyInfo(table=settings.energy_table, onchip_buffer_bytes=settings.onchip_buffer_bytes),
             latency=LatencyTable(
                 network_overhead_ms=0.0,
                 grid=MappingProxyType(
-                    {"channel_fractions": tuple(channel_fractions), "rank_fractions": tuple(rank_fractions)}
+                    {
+                        "channel_fractions": tuple(settings.channel_fractions),
+                        "rank_fractions": tuple(settings.rank_fractions),
+                    }
                 ),
                 entries=tuple(entries),
             ),
@@ -274,10 +289,10 @@ def build_profile(
                 for i in range(n)
             ]
 
-        rng = random.Random(seed)
-        train_plans = [[CompressionPlan()] + mixed_plans(c, rng, train_variants) for c in cases]
-        vrng = random.Random(seed + 1)
-        val_plans = [mixed_plans(c, vrng, validate) for c in cases]
+        rng = random.Random(settings.seed)
+        train_plans = [[CompressionPlan()] + mixed_plans(c, rng, settings.train_variants) for c in cases]
+        vrng = random.Random(settings.seed + 1)
+        val_plans = [mixed_plans(c, vrng, settings.validate) for c in cases]
         # Each model's fit and held-out networks are timed in ONE interleaved run, so both see
         # the same machine state; models are timed one after another, not mixed, because
         # mixing thousands of distinct conv shapes evicts the runtime's kernel caches and slows
@@ -334,7 +349,7 @@ def build_profile(
                 networks=tuple(networks),
             ),
         )
-        if validate > 0:
+        if settings.validate > 0:
             profile = replace(profile, validation=validation_info(profile, cases, held_out))
         return profile
 
@@ -359,16 +374,12 @@ def recheck(
     if runtime is None or runtime.name == "torch":
         measured = measure_as_profiled(profile, [c.model for c in cases], cases[0].example_input)
     else:
-        m = profile.measurement
         bases = measure_variants(
             cases,
             [[CompressionPlan()] for _ in cases],
             lambda model, plan, x: model,
-            warmup=m.warmup,
-            repeats=m.repeats,
-            statistic=m.statistic,
+            TimingProtocol.as_profiled(profile),
             runtime=runtime,
-            threads=profile.runtime.threads,
         )
         measured = [v.measured_ms for v in bases]
     off = []

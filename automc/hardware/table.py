@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, layer_stages
-from automc.hardware.timing import Timing, time_callables
+from automc.hardware.timing import DEFAULT_TIMING, Timing, TimingProtocol, time_callables
 from automc.plan import LayerSpec
 from automc.schema.hw_profile import ConfigKey, LatencyEntry, Roofline
 
@@ -93,31 +94,24 @@ def _runtime_fns(
 
 def measure_table(
     keys: Sequence[ConfigKey],
+    protocol: TimingProtocol = DEFAULT_TIMING,
     *,
     device: torch.device | str = "cpu",
-    warmup: int = 5,
-    repeats: int = 30,
-    sample_ms: float = 0.25,
-    seed: int = 0,
     progress: bool = False,
     runtime: Runtime | None = None,
-    threads: int = 1,
 ) -> list[LatencyEntry]:
     """Time each configuration as a standalone layer; return the table entries.
 
     Args:
         keys: the configurations (:func:`table_configs`).
+        protocol: how each configuration is timed; its ``session_threads`` are the intra-op
+            threads of the runtime's sessions, its ``seed`` shuffles the interleaved rounds.
         device: where torch eager runs them.
-        warmup: untimed calls per configuration.
-        repeats: samples per configuration.
-        sample_ms: target duration of one sample.
-        seed: shuffling seed of the interleaved rounds.
         progress: show a progress bar.
         runtime: a non-torch runtime times each configuration exported through it (8-bit
             keys as int8) in rounds of :data:`SESSIONS_PER_ROUND` sessions; ``None`` or the
             torch runtime call the layer module (32-bit keys only: a fake-quantized layer
             runs at float speed there).
-        threads: intra-op threads of the runtime's sessions.
     """
     dev = torch.device(device)
     timings: list[Timing] = []
@@ -126,26 +120,14 @@ def measure_table(
         for key in keys:
             mod, x = _module_for(key, dev)
             fns.append(lambda mod=mod, x=x: mod(x))
-        timings = time_callables(
-            fns,
-            device=dev,
-            warmup=warmup,
-            repeats=repeats,
-            sample_ms=sample_ms,
-            seed=seed,
-            progress=progress,
-            desc="layer table",
-        )
+        timings = time_callables(fns, protocol, device=dev, progress=progress, desc="layer table")
     else:
         with tempfile.TemporaryDirectory(prefix="automc-table-") as tmp:
             for start in range(0, len(keys), SESSIONS_PER_ROUND):
                 chunk = keys[start : start + SESSIONS_PER_ROUND]
                 timings += time_callables(
-                    _runtime_fns(chunk, runtime, threads, Path(tmp)),
-                    warmup=warmup,
-                    repeats=repeats,
-                    sample_ms=sample_ms,
-                    seed=seed + start,
+                    _runtime_fns(chunk, runtime, protocol.session_threads, Path(tmp)),
+                    replace(protocol, seed=protocol.seed + start),
                     progress=progress,
                     desc=f"layer table {start + len(chunk)}/{len(keys)}",
                 )
@@ -183,10 +165,8 @@ def measure_roofline(*, device: torch.device | str = "cpu", repeats: int = 5) ->
     tiny, tx = _module_for(("conv2d", 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 32, 1), dev)
     t_mm, t_copy, t_tiny = time_callables(
         [lambda: torch.mm(a, b), lambda: dst.copy_(src), lambda: tiny(tx)],
+        TimingProtocol(warmup=2, repeats=repeats, sample_ms=2.0),
         device=dev,
-        warmup=2,
-        repeats=repeats,
-        sample_ms=2.0,
     )
     peak = size**3 / (t_mm.median_ms * 1e-3)
     bandwidth = 2 * src.numel() * 4 / (t_copy.median_ms * 1e-3)

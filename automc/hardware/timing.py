@@ -110,15 +110,54 @@ def _sample_ms(fn: Callable[[], Any], inner: int, device: str) -> float:
     return (time.perf_counter() - t0) * 1e3 / inner
 
 
+@dataclass(frozen=True, kw_only=True)
+class TimingProtocol:
+    """How a workload is timed (see the module docstring).
+
+    Attributes:
+        warmup: untimed calls per callable before sampling.
+        repeats: samples per callable.
+        statistic: ``median`` or ``min``: the sample statistic a latency means
+            (:meth:`Timing.value`).
+        threads: intra-op threads the workload runs with (pinned for torch, the thread count
+            of a runtime's session); ``None`` leaves torch's count as it is, and a runtime's
+            session then gets one thread.
+        sample_ms: target duration of one sample (back-to-back calls are averaged).
+        rewarm: untimed calls right before each sample, so every sample is taken with the
+            workload's weights and activations in cache, as when a deployed model runs
+            alone (interleaving alone would time cold caches and overstate latency).
+        seed: shuffling seed of the interleaved rounds.
+    """
+
+    warmup: int = 5
+    repeats: int = 30
+    statistic: str = "median"
+    threads: int | None = None
+    sample_ms: float = 0.25
+    rewarm: int = 2
+    seed: int = 0
+
+    @classmethod
+    def as_profiled(cls, profile: HwProfile) -> TimingProtocol:
+        """``profile``'s threads, warm-up, repeats and statistic (other fields at their defaults)."""
+        m = profile.measurement
+        return cls(warmup=m.warmup, repeats=m.repeats, statistic=m.statistic, threads=profile.runtime.threads)
+
+    @property
+    def session_threads(self) -> int:
+        """Intra-op threads of a runtime's session: ``threads``, one when ``None``."""
+        return 1 if self.threads is None else self.threads
+
+
+DEFAULT_TIMING = TimingProtocol()
+"""The protocol's defaults: 5 warm-up calls, 30 samples of ~0.25 ms, the median."""
+
+
 def time_callables(
     fns: Sequence[Callable[[], Any]],
+    protocol: TimingProtocol = DEFAULT_TIMING,
     *,
     device: torch.device | str = "cpu",
-    warmup: int = 5,
-    repeats: int = 30,
-    sample_ms: float = 0.25,
-    seed: int = 0,
-    rewarm: int = 2,
     progress: bool = False,
     desc: str = "timing",
 ) -> list[Timing]:
@@ -126,21 +165,18 @@ def time_callables(
 
     Args:
         fns: the callables; each call runs the workload once.
+        protocol: warm-up, repeats, sample duration, re-warm calls and shuffling seed; its
+            ``threads`` and ``statistic`` are the callers' to apply (the callables run as given
+            and every statistic is returned).
         device: where they run (``cuda`` is timed with CUDA events; callables that return
             host arrays, like runtime sessions, are timed as ``cpu``).
-        warmup: untimed calls per callable before sampling.
-        repeats: samples per callable.
-        sample_ms: target duration of one sample (back-to-back calls are averaged).
-        seed: shuffling seed.
-        rewarm: untimed calls right before each sample, so every sample is taken with the
-            workload's weights and activations in cache, as when a deployed model runs
-            alone (interleaving alone would time cold caches and overstate latency).
         progress: show a progress bar.
         desc: progress bar label.
 
     Returns:
         One :class:`Timing` per callable, in order.
     """
+    warmup, repeats, sample_ms = protocol.warmup, protocol.repeats, protocol.sample_ms
     dev = str(device)
     inner: list[int] = []
     bar = _progress(len(fns) * (1 + repeats), desc, progress)
@@ -158,11 +194,11 @@ def time_callables(
                 bar.update(1)
         samples: list[list[float]] = [[] for _ in fns]
         order = list(range(len(fns)))
-        rng = random.Random(seed)
+        rng = random.Random(protocol.seed)
         for _ in range(repeats):
             rng.shuffle(order)
             for i in order:
-                for _ in range(rewarm):
+                for _ in range(protocol.rewarm):
                     fns[i]()
                 samples[i].append(_sample_ms(fns[i], inner[i], dev))
             if bar is not None:
@@ -238,7 +274,7 @@ def measure_models_ms(
     with pinned_threads(threads):
         nets = [(fold_bn(m) if fold else copy.deepcopy(m).eval()).to(x.device) for m in models]
         fns: list[Callable[[], Any]] = [functools.partial(net, x) for net in nets]
-        timings = time_callables(fns, device=str(x.device), warmup=warmup, repeats=repeats)
+        timings = time_callables(fns, TimingProtocol(warmup=warmup, repeats=repeats), device=str(x.device))
     return [t.value(statistic) for t in timings]
 
 
@@ -284,7 +320,7 @@ def time_artifacts(
         fns: list[Callable[[], Any]] = [
             functools.partial(runtime.session(Path(a), threads=threads), x) for a in artifacts
         ]
-        return time_callables(fns, warmup=warmup, repeats=repeats)
+        return time_callables(fns, TimingProtocol(warmup=warmup, repeats=repeats))
     finally:
         if before is not None:
             sys.modules["torch"].set_num_threads(before)

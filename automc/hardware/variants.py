@@ -22,7 +22,7 @@ from torch import nn
 from automc.cost.flops import layer_geometry
 from automc.cost.latency import fidelity, predict_latency
 from automc.errors import AutomcError
-from automc.hardware.timing import Timing, fold_bn, time_callables
+from automc.hardware.timing import DEFAULT_TIMING, Timing, TimingProtocol, fold_bn, time_callables
 from automc.plan import LAYER_KINDS, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, ValidationInfo
 
@@ -166,27 +166,30 @@ def network_fns(
     return fns
 
 
+NETWORK_SAMPLE_MS = 2.0
+"""Target duration (ms) of one sample of a whole network (:func:`measure_variants`), whatever the
+protocol's ``sample_ms`` (which is sized for single layers)."""
+
+
 def measure_variants(
     cases: Sequence[ProfileCase],
     plans: Sequence[Sequence[CompressionPlan]],
     compress: CompressFn,
+    protocol: TimingProtocol = DEFAULT_TIMING,
     *,
     device: torch.device | str = "cpu",
-    warmup: int = 5,
-    repeats: int = 30,
-    seed: int = 0,
-    statistic: str = "median",
     progress: bool = False,
     desc: str = "networks",
     runtime: Runtime | None = None,
-    threads: int = 1,
 ) -> list[Variant]:
     """Compress each case by each of its plans and time the networks as deployed on ``runtime``
     (:func:`network_fns`; torch eager when ``None``): on torch all of them interleaved, on
     another runtime one session at a time (an idle session's worker threads spin and would
     slow the session being timed).
 
-    ``measured_ms`` is the ``statistic`` (``median`` or ``min``) of each network's samples.
+    Each network is timed by ``protocol`` with samples of :data:`NETWORK_SAMPLE_MS`; a
+    runtime's sessions get its ``session_threads``. ``measured_ms`` is the protocol's
+    ``statistic`` (``median`` or ``min``) of each network's samples.
     """
     nets: list[tuple[str, CompressionPlan, nn.Module, torch.Tensor]] = []
     for case, case_plans in zip(cases, plans):
@@ -201,17 +204,14 @@ def measure_variants(
             fns = network_fns(
                 [(net, plan, x) for _, plan, net, x in nets[start : start + per_round]],
                 runtime,
-                threads=threads,
+                threads=protocol.session_threads,
                 workdir=Path(tmp),
                 device=device,
             )
             timings += time_callables(
                 fns,
+                replace(protocol, sample_ms=NETWORK_SAMPLE_MS, seed=protocol.seed + start),
                 device=str(device),
-                warmup=warmup,
-                repeats=repeats,
-                sample_ms=2.0,
-                seed=seed + start,
                 progress=progress,
                 desc=desc,
             )
@@ -222,7 +222,7 @@ def measure_variants(
             model=name,
             plan=plan,
             macs=plan_macs(by_name[name].layers, plan),
-            measured_ms=t.value(statistic),
+            measured_ms=t.value(protocol.statistic),
         )
         for (name, plan, _, _), t in zip(nets, timings)
     ]

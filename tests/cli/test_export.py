@@ -30,7 +30,7 @@ ARGS = dict(
 def _ort_profile(folder: Path) -> Path:
     """A small profile of test_tiny, recorded as measured on ONNX Runtime's CPU provider."""
     from automc import compress, data, graph, models
-    from automc.hardware import ProfileCase, build_profile
+    from automc.hardware import ProfileCase, ProfileSettings, build_profile
     from automc.schema.hw_profile import dump_hw_profile
 
     torch.manual_seed(0)
@@ -40,14 +40,16 @@ def _ort_profile(folder: Path) -> Path:
     prof = build_profile(
         [case],
         lambda m, p, xx: compress.apply(m, p, xx),
-        profile_id="tiny-ort",
-        threads=1,
-        warmup=1,
-        repeats=3,
-        train_variants=2,
-        validate=0,
-        channel_fractions=(1.0,),
-        rank_fractions=(1.0,),
+        ProfileSettings(
+            profile_id="tiny-ort",
+            threads=1,
+            warmup=1,
+            repeats=3,
+            train_variants=2,
+            validate=0,
+            channel_fractions=(1.0,),
+            rank_fractions=(1.0,),
+        ),
     )
     ort = runtimes.get("onnxruntime")
     info = replace(

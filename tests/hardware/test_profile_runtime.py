@@ -11,7 +11,7 @@ import torch
 from automc import compress, graph, models
 from automc.cli import main
 from automc.cost.latency import predict_latency
-from automc.hardware import ProfileCase, build_profile, random_plan, table_configs
+from automc.hardware import ProfileCase, ProfileSettings, build_profile, random_plan, table_configs
 from automc.hardware.runtimes import REGISTRY, get
 from automc.plan import CompressionPlan, LayerChoice
 from automc.resources import find_profile
@@ -74,14 +74,16 @@ def test_tiny_onnxruntime_profile_end_to_end(tmp_path: Path) -> None:
     prof = build_profile(
         [case],
         apply,
-        profile_id="tiny-ort",
-        threads=1,
-        warmup=1,
-        repeats=3,
-        train_variants=5,
-        validate=4,
-        channel_fractions=(0.5, 1.0),
-        rank_fractions=(0.5, 1.0),
+        ProfileSettings(
+            profile_id="tiny-ort",
+            threads=1,
+            warmup=1,
+            repeats=3,
+            train_variants=5,
+            validate=4,
+            channel_fractions=(0.5, 1.0),
+            rank_fractions=(0.5, 1.0),
+        ),
         runtime=runtime,
     )
     rt = prof.runtime

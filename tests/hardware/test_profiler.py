@@ -16,6 +16,7 @@ from automc.cost.latency import layer_stages, predict_latency
 from automc.errors import AutomcError
 from automc.hardware import (
     ProfileCase,
+    ProfileSettings,
     Variant,
     build_profile,
     fit_network,
@@ -106,16 +107,12 @@ def test_level_jitter_spreads_plans_across_compression_levels() -> None:
 
 
 def tiny_profile(case: ProfileCase, fractions: tuple[float, ...] = (0.5, 1.0), **kwargs: Any) -> HwProfile:
-    """A quick 1-thread profile of ``case`` (few repeats); ``kwargs`` override ``build_profile``'s."""
+    """A quick 1-thread profile of ``case`` (few repeats); ``kwargs`` override its :class:`ProfileSettings`."""
     opts: dict[str, Any] = dict(threads=1, warmup=1, repeats=3, train_variants=2, validate=2) | kwargs
-    return build_profile(
-        [case],
-        lambda m, p, x: compress.apply(m, p, x),
-        profile_id="tiny",
-        channel_fractions=fractions,
-        rank_fractions=fractions,
-        **opts,
+    settings = ProfileSettings(
+        profile_id="tiny", channel_fractions=fractions, rank_fractions=fractions, **opts
     )
+    return build_profile([case], lambda m, p, x: compress.apply(m, p, x), settings)
 
 
 def test_build_profile_end_to_end(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from torch import nn
 
 from automc import models
 from automc.hardware import (
+    TimingProtocol,
     fold_bn,
     measure_as_profiled,
     measure_model_ms,
@@ -52,7 +53,7 @@ def test_fold_bn_keeps_outputs_and_removes_batchnorm() -> None:
 def test_time_callables_orders_cheap_and_expensive_work() -> None:
     a = torch.randn(192, 192)
     cheap, costly = time_callables(
-        [lambda: a.add(1.0), lambda: a @ a @ a], warmup=2, repeats=7, sample_ms=0.2
+        [lambda: a.add(1.0), lambda: a @ a @ a], TimingProtocol(warmup=2, repeats=7, sample_ms=0.2)
     )
     assert cheap.count == 7 and costly.count == 7
     assert 0 < cheap.median_ms < costly.median_ms

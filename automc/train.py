@@ -50,23 +50,61 @@ SHIFT_PIXELS = 4
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """Hyper-parameters of a base-model training run (part of the cache key)."""
+    """Hyper-parameters of a training run (of a base model: part of the cache key).
+
+    Attributes:
+        epochs: passes over the training set.
+        lr: peak learning rate.
+        batch_size: training batch size.
+        weight_decay: SGD weight decay.
+    """
 
     epochs: int
     lr: float
-    batch_size: int
-    weight_decay: float
+    batch_size: int = 64
+    weight_decay: float = 5e-4
 
-    def settings(self) -> dict[str, Any]:
-        """The recipe as the keyword arguments of :func:`train`."""
-        return {
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "weight_decay": self.weight_decay,
-        }
+
+@dataclass(frozen=True, kw_only=True)
+class FitOptions:
+    """How a training run is carried out (not what it learns from).
+
+    Attributes:
+        seed: ``torch.manual_seed``, batch order and augmentation draws.
+        progress: progress on stderr: a bar on a terminal, else one line per epoch.
+        placement: where to train (``automc.device.Placement``); ``None`` = where the
+            model's parameters are, in full precision.
+    """
+
+    seed: int = 0
+    progress: bool = True
+    placement: Placement | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distillation:
+    """Knowledge distillation from a teacher (:func:`kd_loss`).
+
+    Attributes:
+        teacher: the model distilled from (eval mode, no gradients; not moved).
+        temperature: softmax temperature, positive.
+        alpha: weight of the distillation term in [0, 1] (``1 - alpha``: the labels).
+
+    Raises:
+        AutomcError: a temperature or alpha out of range.
+    """
+
+    teacher: nn.Module
+    temperature: float = 4.0
+    alpha: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise AutomcError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if not self.temperature > 0:
+            raise AutomcError(f"temperature must be positive, got {self.temperature!r}")
 
 
 DEFAULT_RECIPES: dict[str, Recipe] = {
@@ -77,6 +115,8 @@ DEFAULT_RECIPES: dict[str, Recipe] = {
     "mnist": Recipe(epochs=10, lr=0.1, batch_size=128, weight_decay=5e-4),
 }
 FALLBACK_RECIPE = Recipe(epochs=30, lr=0.05, batch_size=64, weight_decay=5e-4)
+FINETUNE_RECIPE = Recipe(epochs=5, lr=0.01, batch_size=64, weight_decay=5e-4)
+"""The default recipe of :func:`finetune`."""
 
 
 @dataclass(frozen=True)
@@ -273,19 +313,17 @@ def _fit(
     model: nn.Module,
     splits: Splits,
     *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float,
-    seed: int,
+    recipe: Recipe,
+    options: FitOptions,
+    augment: bool | str,
     loss_fn: LossFn,
     teacher: nn.Module | None,
-    augment: bool | str,
-    progress: bool,
     desc: str,
-    placement: Placement | None,
 ) -> TrainResult:
     from tqdm.auto import tqdm
+
+    epochs, lr, batch_size = recipe.epochs, recipe.lr, recipe.batch_size
+    seed, progress, placement = options.seed, options.progress, options.placement
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise AutomcError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -306,7 +344,7 @@ def _fit(
     losses: list[float] = []
     bn_recalibrated = 0
     if epochs > 0 and params:
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay)
         steps_per_epoch = math.ceil(len(splits.train) / batch_size)  # type: ignore[arg-type]
         total = max(1, epochs * steps_per_epoch)
         warmup = max(1, int(WARMUP_FRACTION * total))
@@ -375,26 +413,22 @@ def _fit(
 def train(
     model: nn.Module,
     splits: Splits,
+    recipe: Recipe,
     *,
-    epochs: int,
-    lr: float = 0.1,
-    batch_size: int = 64,
-    seed: int = 0,
-    weight_decay: float = 5e-4,
     augment: bool | str = True,
-    progress: bool = True,
-    placement: Placement | None = None,
+    options: FitOptions = FitOptions(),
 ) -> TrainResult:
     """Train ``model`` in place on ``splits.train`` with cross-entropy; returns in eval mode.
 
-    SGD with momentum 0.9 (Nesterov), linear warm-up over the first 5% of steps, then
-    a per-step cosine decay to zero. ``augment``: ``True`` = ``splits.augment``, ``False``
+    SGD with momentum 0.9 (Nesterov) and the ``recipe``'s epochs, peak lr, batch size and
+    weight decay; linear warm-up over the first 5% of steps, then a per-step cosine decay
+    to zero. ``augment``: ``True`` = ``splits.augment``, ``False``
     = none, or ``none``/``crop`` (random shifts of up to 4 pixels)/``flip`` (random
-    horizontal flips)/``crop+flip``. Seeded with ``torch.manual_seed(seed)``
+    horizontal flips)/``crop+flip``. Seeded with ``torch.manual_seed(options.seed)``
     and a seeded loader; bit-for-bit repeatable on CPU with the same thread count.
-    ``placement`` (``automc.device.Placement``) moves the model to its device (in place;
-    it stays there) and autocasts on CUDA when it asks for mixed precision; by default
-    the model trains where its parameters are, in full precision.
+    ``options.placement`` (``automc.device.Placement``) moves the model to its device (in
+    place; it stays there) and autocasts on CUDA when it asks for mixed precision; by
+    default the model trains where its parameters are, in full precision.
 
     Raises:
         AutomcError: bad hyper-parameters, or a non-finite loss (divergence).
@@ -402,51 +436,38 @@ def train(
     return _fit(
         model,
         splits,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        weight_decay=weight_decay,
-        seed=seed,
+        recipe=recipe,
+        options=options,
+        augment=augment,
         loss_fn=_ce_loss,
         teacher=None,
-        augment=augment,
-        progress=progress,
         desc="train",
-        placement=placement,
     )
 
 
 def finetune(
     student: nn.Module,
     splits: Splits,
+    recipe: Recipe = FINETUNE_RECIPE,
     *,
-    teacher: nn.Module | None = None,
-    epochs: int = 5,
-    lr: float = 0.01,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
-    seed: int = 0,
-    batch_size: int = 64,
-    weight_decay: float = 5e-4,
+    distillation: Distillation | None = None,
     augment: bool | str = True,
-    progress: bool = True,
-    placement: Placement | None = None,
+    options: FitOptions = FitOptions(),
 ) -> TrainResult:
-    """Fine-tune a compressed ``student`` in place, distilling from ``teacher`` if given.
+    """Fine-tune a compressed ``student`` in place, distilling from a teacher if given.
 
-    With a teacher the loss is :func:`kd_loss` (teacher in eval mode, no gradients; a
-    copy on the student's device when it lives elsewhere, the teacher itself is not
-    moved); without one it is plain cross-entropy. Same optimiser, schedule and
-    ``placement`` as :func:`train`.
+    With a ``distillation`` the loss is :func:`kd_loss` (teacher in eval mode, no
+    gradients; a copy on the student's device when it lives elsewhere, the teacher itself
+    is not moved); without one it is plain cross-entropy. Same optimiser, schedule and
+    ``options`` as :func:`train`.
     Fake-quant modules are ordinary modules with straight-through estimators, so
     quantized students train as is. Returns with the student in eval mode.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise AutomcError(f"alpha must be in [0, 1], got {alpha!r}")
-    if not temperature > 0:
-        raise AutomcError(f"temperature must be positive, got {temperature!r}")
     loss_fn: LossFn = _ce_loss
-    if teacher is not None:
+    teacher = None
+    if distillation is not None:
+        teacher = distillation.teacher
+        temperature, alpha = distillation.temperature, distillation.alpha
 
         def loss_fn(s: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return kd_loss(s, y, t, temperature=temperature, alpha=alpha)
@@ -454,17 +475,12 @@ def finetune(
     return _fit(
         student,
         splits,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        weight_decay=weight_decay,
-        seed=seed,
+        recipe=recipe,
+        options=options,
+        augment=augment,
         loss_fn=loss_fn,
         teacher=teacher,
-        augment=augment,
-        progress=progress,
         desc="finetune",
-        placement=placement,
     )
 
 
@@ -593,12 +609,10 @@ def base_model(
     *,
     epochs: int | None = None,
     lr: float | None = None,
-    seed: int = 0,
     data_root: str | Path | None = None,
     cache_dir: str | Path | None = None,
     splits: Splits | None = None,
-    progress: bool = True,
-    placement: Placement | None = None,
+    options: FitOptions = FitOptions(),
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A trained base model, from the cache or trained now and cached.
 
@@ -618,12 +632,12 @@ def base_model(
         epochs: overrides the dataset's default recipe epochs.
         lr: overrides the recipe's peak learning rate (e.g. 0.02 for ``tv:efficientnet_b0``
             on digits, which does not learn at the default 0.1).
-        seed: training seed (weights init, batch order, augmentation).
         data_root: folder of on-disk datasets (cifar10, fashion-mnist, mnist, imagefolder).
         cache_dir: cache root; default ``automc_home()``.
         splits: already loaded data for ``dataset_name`` (skips loading it again).
-        progress: progress on stderr: a bar on a terminal, else one line per epoch.
-        placement: where to train (``automc.device.Placement``); default the CPU.
+        options: the training seed (weights init, batch order, augmentation; also the
+            data seed and part of the cache key), progress on stderr, and where to train
+            (``placement``; default the CPU).
 
     Returns:
         ``(model in eval mode on the CPU, info)``; info holds ``test_acc``, ``test_loss``,
@@ -634,6 +648,7 @@ def base_model(
     from automc.data import load
     from automc.models import create
 
+    seed = options.seed
     if splits is None:
         splits = load(dataset_name, data_root, seed=seed)
     recipe = recipe_for(dataset_name, epochs=epochs, lr=lr)
@@ -663,14 +678,7 @@ def base_model(
         f"automc: base model: training {model_name} on {dataset_name} (seed {seed}, {recipe.epochs} epochs, "
         f"lr {recipe.lr:g}, augment {splits.augment}): {why_retrain(key, root)}\n"
     )
-    result = train(
-        model,
-        splits,
-        **recipe.settings(),
-        seed=seed,
-        progress=progress,
-        placement=placement,
-    )
+    result = train(model, splits, recipe, options=options)
     test = evaluate(model, splits.test)
     model.cpu()
     info = {

@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     from automc import compress, data, graph
     from automc.compress.criteria.clustering import epruner_keep_ratio
     from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
-    from automc.train import base_model, evaluate, finetune
+    from automc.train import FitOptions, Recipe, base_model, evaluate, finetune
 
     started = time.perf_counter()
     splits = data.load("digits", None, seed=0)
-    base, info = base_model("resnet20", "digits", splits=splits, progress=False)
+    base, info = base_model("resnet20", "digits", splits=splits, options=FitOptions(progress=False))
     example = splits.example_input()
     layers = graph.layers(base, example)
     base_macs = measured_macs(base, example)
@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         model = compress.apply(base, plan, example, calib_batches=batches, calib_targets=targets, seed=seed)
         apply_s = time.perf_counter() - t0
         macs = measured_macs(model, example)
-        ft = finetune(model, splits, epochs=args.epochs, lr=0.01, seed=seed, progress=False)
+        ft = finetune(
+            model, splits, Recipe(epochs=args.epochs, lr=0.01), options=FitOptions(seed=seed, progress=False)
+        )
         return {
             "acc": evaluate(model, splits.test)["acc"],
             "macs": macs,

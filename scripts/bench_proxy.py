@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_start = time.perf_counter()
     splits = data.load(args.dataset, args.data_root, seed=args.seed)
     base, base_info = train.base_model(
-        args.model, args.dataset, seed=args.seed, splits=splits, progress=False
+        args.model, args.dataset, splits=splits, options=train.FitOptions(seed=args.seed, progress=False)
     )
     base.eval()
     example = splits.example_input(1)
@@ -363,12 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train.finetune(
                     student,
                     splits,
-                    teacher=base,
-                    epochs=args.epochs,
-                    lr=args.lr,
-                    seed=args.seed + k,
-                    batch_size=FT_BATCH_SIZE,
-                    progress=False,
+                    train.Recipe(epochs=args.epochs, lr=args.lr, batch_size=FT_BATCH_SIZE),
+                    distillation=train.Distillation(teacher=base),
+                    options=train.FitOptions(seed=args.seed + k, progress=False),
                 )
                 final = train.evaluate(student, splits.test)
                 row.update({f"ft_acc_{k}": final["acc"], f"ft_loss_{k}": final["loss"]})

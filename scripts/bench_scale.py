@@ -102,7 +102,12 @@ def main() -> int:
 
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    train.base_model(args.model, args.dataset, epochs=args.base_epochs, seed=args.seed, progress=False)
+    train.base_model(
+        args.model,
+        args.dataset,
+        epochs=args.base_epochs,
+        options=train.FitOptions(seed=args.seed, progress=False),
+    )
     base_s = time.perf_counter() - t0
     runs = []
     with tempfile.TemporaryDirectory(prefix="automc-bench-scale-") as tmp:

@@ -14,6 +14,6 @@ def home(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.getbasetemp() / "automc_home"
     path.mkdir(exist_ok=True)
     mp.setenv("AUTOMC_HOME", str(path))
-    train.base_model("test_tiny", "synthetic", seed=0, progress=False)
+    train.base_model("test_tiny", "synthetic", options=train.FitOptions(progress=False))
     yield path
     mp.undo()

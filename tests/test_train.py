@@ -15,6 +15,9 @@ from torch import nn
 from automc import data, models, train
 from automc.errors import AutomcError
 
+QUIET = train.FitOptions(progress=False)
+SEED1 = train.FitOptions(seed=1, progress=False)
+
 torch.set_num_threads(2)
 
 
@@ -41,7 +44,7 @@ def test_short_training_run_learns_synthetic_data(synthetic: data.Splits) -> Non
     model = models.create("test_tiny")
     before = train.evaluate(model, synthetic.test)["acc"]
     result = train.train(
-        model, synthetic, epochs=6, lr=0.1, batch_size=32, seed=0, weight_decay=5e-4, progress=False
+        model, synthetic, train.Recipe(epochs=6, lr=0.1, batch_size=32, weight_decay=5e-4), options=QUIET
     )
     after = train.evaluate(model, synthetic.test)["acc"]
     assert len(result.train_loss) == 6
@@ -63,7 +66,7 @@ def test_slow_batchnorm_statistics_are_reestimated_after_training(synthetic: dat
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = momentum
         result = train.train(
-            model, synthetic, epochs=6, lr=0.1, batch_size=32, seed=0, weight_decay=5e-4, progress=False
+            model, synthetic, train.Recipe(epochs=6, lr=0.1, batch_size=32, weight_decay=5e-4), options=QUIET
         )
         return model, result
 
@@ -86,7 +89,10 @@ def test_training_is_deterministic(synthetic: data.Splits) -> None:
         torch.manual_seed(3)
         model = models.create("test_residual")
         train.train(
-            model, synthetic, epochs=1, lr=0.05, batch_size=64, seed=3, weight_decay=5e-4, progress=False
+            model,
+            synthetic,
+            train.Recipe(epochs=1, lr=0.05, batch_size=64, weight_decay=5e-4),
+            options=train.FitOptions(seed=3, progress=False),
         )
         return model.state_dict()
 
@@ -97,17 +103,19 @@ def test_training_is_deterministic(synthetic: data.Splits) -> None:
 def test_bad_hyperparameters_are_user_errors(synthetic: data.Splits) -> None:
     model = models.create("test_tiny")
     with pytest.raises(AutomcError, match="epochs"):
-        train.train(model, synthetic, epochs=-1, lr=0.1, progress=False)
+        train.train(model, synthetic, train.Recipe(epochs=-1, lr=0.1), options=QUIET)
     with pytest.raises(AutomcError, match="learning rate"):
-        train.train(model, synthetic, epochs=1, lr=0.0, progress=False)
+        train.train(model, synthetic, train.Recipe(epochs=1, lr=0.0), options=QUIET)
     with pytest.raises(AutomcError, match="alpha"):
-        train.finetune(model, synthetic, epochs=1, alpha=1.5, progress=False)
+        train.finetune(
+            model, synthetic, distillation=train.Distillation(teacher=model, alpha=1.5), options=QUIET
+        )
 
 
 def test_divergence_is_reported(synthetic: data.Splits) -> None:
     model = models.create("test_linear")
     with pytest.raises(AutomcError, match="diverged"):
-        train.train(model, synthetic, epochs=2, lr=1e12, batch_size=64, progress=False)
+        train.train(model, synthetic, train.Recipe(epochs=2, lr=1e12, batch_size=64), options=QUIET)
 
 
 def test_kd_loss_reduces_to_its_parts() -> None:
@@ -127,11 +135,17 @@ def test_kd_finetune_runs_and_the_loss_decreases(synthetic: data.Splits) -> None
     torch.manual_seed(0)
     teacher = models.create("test_tiny")
     train.train(
-        teacher, synthetic, epochs=4, lr=0.05, batch_size=32, seed=0, weight_decay=5e-4, progress=False
+        teacher, synthetic, train.Recipe(epochs=4, lr=0.05, batch_size=32, weight_decay=5e-4), options=QUIET
     )
     teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = models.create("test_depthwise")
-    result = train.finetune(student, synthetic, teacher=teacher, epochs=4, lr=0.05, seed=0, progress=False)
+    result = train.finetune(
+        student,
+        synthetic,
+        train.Recipe(epochs=4, lr=0.05),
+        distillation=train.Distillation(teacher=teacher),
+        options=QUIET,
+    )
     assert result.train_loss[-1] < result.train_loss[0]
     assert all(torch.equal(teacher_state[k], v) for k, v in teacher.state_dict().items())  # teacher untouched
     assert not teacher.training
@@ -151,7 +165,7 @@ def test_finetune_trains_a_model_with_fake_quant_modules(synthetic: data.Splits)
     model = models.create("test_tiny")
     model.conv2 = nn.Sequential(_FakeQuant(), model.conv2)
     before = model.conv2[1].weight.detach().clone()
-    result = train.finetune(model, synthetic, epochs=3, lr=0.05, seed=0, progress=False)
+    result = train.finetune(model, synthetic, train.Recipe(epochs=3, lr=0.05), options=QUIET)
     assert not torch.equal(before, model.conv2[1].weight)
     assert result.train_loss[-1] < result.train_loss[0]
 
@@ -169,7 +183,7 @@ def test_set_threads_respects_omp_num_threads(monkeypatch) -> None:
 
 def test_base_model_cache_hit_and_corrupt_cache_recovery(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AUTOMC_HOME", str(tmp_path))
-    first_model, first = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+    first_model, first = train.base_model("test_tiny", "synthetic", epochs=2, options=SEED1)
     assert first["cached"] is False
     weights = tmp_path / "base_models" / first["weights_path"].split("/")[-1]
     assert weights.is_file() and weights.with_suffix(".json").is_file()
@@ -178,7 +192,7 @@ def test_base_model_cache_hit_and_corrupt_cache_recovery(tmp_path, monkeypatch) 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         start = time.perf_counter()
-        second_model, second = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+        second_model, second = train.base_model("test_tiny", "synthetic", epochs=2, options=SEED1)
         assert time.perf_counter() - start < 5.0
     assert second["cached"] is True
     assert second["test_acc"] == first["test_acc"]
@@ -187,15 +201,17 @@ def test_base_model_cache_hit_and_corrupt_cache_recovery(tmp_path, monkeypatch) 
         for a, b in zip(first_model.state_dict().values(), second_model.state_dict().values())
     )
 
-    _, other_seed = train.base_model("test_tiny", "synthetic", epochs=2, seed=2, progress=False)
+    _, other_seed = train.base_model(
+        "test_tiny", "synthetic", epochs=2, options=train.FitOptions(seed=2, progress=False)
+    )
     assert other_seed["cached"] is False and other_seed["weights_path"] != first["weights_path"]
 
     weights.write_bytes(b"not a checkpoint")
     with pytest.warns(RuntimeWarning, match="unreadable, retraining"):
-        _, third = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+        _, third = train.base_model("test_tiny", "synthetic", epochs=2, options=SEED1)
     assert third["cached"] is False
     assert third["test_acc"] == first["test_acc"]  # deterministic retraining
-    _, fourth = train.base_model("test_tiny", "synthetic", epochs=2, seed=1, progress=False)
+    _, fourth = train.base_model("test_tiny", "synthetic", epochs=2, options=SEED1)
     assert fourth["cached"] is True
 
 
@@ -223,7 +239,7 @@ def test_base_model_cache_key_changes_with_the_recipe_data_and_augmentation(tmp_
 
 @pytest.mark.slow
 def test_resnet20_on_digits_reaches_97_percent(tmp_path) -> None:
-    _, info = train.base_model("resnet20", "digits", seed=0, cache_dir=tmp_path, progress=False)
+    _, info = train.base_model("resnet20", "digits", cache_dir=tmp_path, options=QUIET)
     assert info["test_acc"] >= 0.97
 
 
@@ -251,11 +267,17 @@ def test_augment_choices_flip_without_shift_and_refuse_unknown(synthetic: data.S
     for i in range(4):
         assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
     with pytest.raises(AutomcError, match="unknown augmentation 'rotate'"):
-        train.train(models.create("test_tiny"), synthetic, epochs=1, augment="rotate", progress=False)
+        train.train(
+            models.create("test_tiny"),
+            synthetic,
+            train.Recipe(epochs=1, lr=0.1),
+            augment="rotate",
+            options=QUIET,
+        )
 
 
 def test_progress_is_one_line_per_epoch_off_a_terminal(synthetic: data.Splits, capsys) -> None:
-    train.train(models.create("test_tiny"), synthetic, epochs=2, lr=0.05, progress=True)
+    train.train(models.create("test_tiny"), synthetic, train.Recipe(epochs=2, lr=0.05))
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("automc: train: epoch")]
     assert [line.split(":")[2].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert all(" loss " in line and line.endswith(" s)") for line in lines)
@@ -280,7 +302,7 @@ def test_rebuilt_image_folder_at_the_same_path_trains_a_new_base_model(tmp_path,
 
     def base() -> dict:
         splits = data.load(name, options=options)
-        return train.base_model("test_tiny", name, epochs=1, splits=splits, cache_dir=home, progress=False)[1]
+        return train.base_model("test_tiny", name, epochs=1, splits=splits, cache_dir=home, options=QUIET)[1]
 
     _image_folder(folder, seed=0)
     first = base()

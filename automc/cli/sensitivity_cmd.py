@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from automc.device import resolve
     from automc.models import create, load_weights, user
     from automc.proxy import AdaptiveBNProxy, ProxyData
-    from automc.train import base_model, set_threads
+    from automc.train import FitOptions, base_model, set_threads
 
     device = resolve(args.device)
     set_threads(args.threads)
@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         load_weights(model, args.weights)
         model.eval()
     else:
-        model, _ = base_model(args.model, args.dataset, seed=args.seed, splits=splits, progress=False)
+        model, _ = base_model(
+            args.model, args.dataset, splits=splits, options=FitOptions(seed=args.seed, progress=False)
+        )
     data = ProxyData.from_splits(
         splits, calib_batches=4, calib_batch_size=64, val_limit=args.val_limit, seed=args.seed
     )

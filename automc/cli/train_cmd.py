@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from automc.device import Placement
     from automc.models import create, user
     from automc.pipeline.setup import announce_data, load_splits
-    from automc.train import base_model, check_lr, set_threads
+    from automc.train import FitOptions, base_model, check_lr, set_threads
 
     check_lr(args.lr, "--lr")
     flags = {name: getattr(args, name) for name in DATA_FLAGS}
@@ -91,10 +91,8 @@ def run(args: argparse.Namespace) -> int:
         args.dataset,
         epochs=args.epochs,
         lr=args.lr,
-        seed=args.seed,
         splits=splits,
-        progress=not args.no_progress,
-        placement=placement,
+        options=FitOptions(seed=args.seed, progress=not args.no_progress, placement=placement),
     )
     if args.weights_out:
         out = Path(args.weights_out)
@@ -135,14 +133,8 @@ def _train_user_model(args: argparse.Namespace, config: Any, placement: Any) -> 
     splits = load_splits(config.data, seed=args.seed)
     announce_data(splits)
     recipe = train.recipe_for(args.dataset, epochs=args.epochs, lr=args.lr)
-    result = train.train(
-        net,
-        splits,
-        **recipe.settings(),
-        seed=args.seed,
-        progress=not args.no_progress,
-        placement=placement,
-    )
+    options = train.FitOptions(seed=args.seed, progress=not args.no_progress, placement=placement)
+    result = train.train(net, splits, recipe, options=options)
     test = train.evaluate(net, splits.test)
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, out)
     info = {

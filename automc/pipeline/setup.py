@@ -227,16 +227,10 @@ def _base_model(
     from automc import train
 
     base_cfg = config.base
+    options = train.FitOptions(seed=config.seed, progress=progress_enabled(config), placement=placement)
     if given and base_cfg.epochs:
         recipe = train.recipe_for(config.data.dataset, epochs=base_cfg.epochs, lr=base_cfg.lr)
-        result = train.train(
-            net,
-            splits,
-            **recipe.settings(),
-            seed=config.seed,
-            progress=progress_enabled(config),
-            placement=placement,
-        )
+        result = train.train(net, splits, recipe, options=options)
         net.cpu()
         return net, {"trained_epochs": result.epochs, "train_seconds": round(result.seconds, 3)}
     if base_cfg.weights:
@@ -248,11 +242,9 @@ def _base_model(
         config.data.dataset,
         epochs=base_cfg.epochs,
         lr=base_cfg.lr,
-        seed=config.seed,
         splits=splits,
         data_root=config.data.root,
-        progress=progress_enabled(config),
-        placement=placement,
+        options=options,
     )
 
 

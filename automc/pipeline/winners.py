@@ -351,13 +351,11 @@ def finish(
         train.finetune(
             model,
             setup.splits,
-            teacher=setup.base,
-            epochs=ft.epochs,
-            temperature=ft.kd_temperature,
-            alpha=ft.kd_alpha,
-            seed=seed,
-            progress=progress_enabled(config),
-            placement=setup.placement,
+            replace(train.FINETUNE_RECIPE, epochs=ft.epochs),
+            distillation=train.Distillation(
+                teacher=setup.base, temperature=ft.kd_temperature, alpha=ft.kd_alpha
+            ),
+            options=train.FitOptions(seed=seed, progress=progress_enabled(config), placement=setup.placement),
         )
     val = setup.accuracy(model, setup.splits.val)
     after = setup.accuracy(model, setup.splits.test)

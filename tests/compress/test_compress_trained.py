@@ -16,7 +16,9 @@ def test_w8a8_resnet20_digits_loses_at_most_one_point():
 
     torch.set_num_threads(2)
     splits = data.load("digits")
-    model, info = train.base_model("resnet20", "digits", splits=splits, progress=False)
+    model, info = train.base_model(
+        "resnet20", "digits", splits=splits, options=train.FitOptions(progress=False)
+    )
     x = splits.example_input()
     calib = [torch.stack([splits.train[i][0] for i in range(b * 64, (b + 1) * 64)]) for b in range(4)]
     plan = CompressionPlan.uniform(layers(model, x), w_bits=8, a_bits=8)

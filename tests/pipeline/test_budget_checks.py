@@ -71,7 +71,9 @@ def test_the_base_models_accuracy_is_one_line(home, capsys):
     from automc.pipeline.setup import report_base_accuracy
 
     splits = data.load("synthetic", seed=0)
-    base, info = train.base_model("test_tiny", "synthetic", seed=0, splits=splits, progress=False)
+    base, info = train.base_model(
+        "test_tiny", "synthetic", splits=splits, options=train.FitOptions(progress=False)
+    )
     capsys.readouterr()
     val_acc, test_acc = report_base_accuracy(base, splits, "test_tiny")
     assert test_acc == pytest.approx(info["test_acc"])

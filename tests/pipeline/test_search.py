@@ -192,7 +192,9 @@ def test_a_base_model_near_chance_is_reported(home, tmp_path, capsys):
     # its pruned candidates score near chance too: the proxy's ranking is flagged after the search
     assert "automc: warning: the adaptive_bn proxy scores a median" in err and "--proxy short_train" in err
 
-    trained, _ = train.base_model("test_tiny", "synthetic", splits=splits, progress=False)
+    trained, _ = train.base_model(
+        "test_tiny", "synthetic", splits=splits, options=train.FitOptions(progress=False)
+    )
     assert not warn_if_near_chance(trained, splits, "test_tiny")
     assert capsys.readouterr().err == ""
 

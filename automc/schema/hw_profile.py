@@ -201,17 +201,22 @@ class LatencyEntry:
 
     @property
     def key(self) -> ConfigKey:
-        return config_key(
-            kind=self.kind,
-            in_size=self.in_size,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            kernel=self.kernel,
-            stride=self.stride,
-            padding=self.padding,
-            groups=self.groups,
-            bits=self.bits,
-            batch=self.batch,
+        """The hashable identity of the entry's layer configuration (what the table is keyed by)."""
+        return (
+            self.kind,
+            int(self.in_size[0]),
+            int(self.in_size[1]),
+            int(self.in_channels),
+            int(self.out_channels),
+            int(self.kernel[0]),
+            int(self.kernel[1]),
+            int(self.stride[0]),
+            int(self.stride[1]),
+            int(self.padding[0]),
+            int(self.padding[1]),
+            int(self.groups),
+            int(self.bits),
+            int(self.batch),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -429,38 +434,6 @@ class HwProfile:
             out["validation"] = self.validation.to_dict()
         out["latency"] = self.latency.to_dict()
         return out
-
-
-def config_key(
-    *,
-    kind: str,
-    in_size: Sequence[int],
-    in_channels: int,
-    out_channels: int,
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    padding: Sequence[int],
-    groups: int,
-    bits: int,
-    batch: int,
-) -> ConfigKey:
-    """The hashable identity of one layer configuration (what the table is keyed by)."""
-    return (
-        kind,
-        int(in_size[0]),
-        int(in_size[1]),
-        int(in_channels),
-        int(out_channels),
-        int(kernel[0]),
-        int(kernel[1]),
-        int(stride[0]),
-        int(stride[1]),
-        int(padding[0]),
-        int(padding[1]),
-        int(groups),
-        int(bits),
-        int(batch),
-    )
 
 
 def _compact(pair: tuple[int, int]) -> int | list[int]:

@@ -50,7 +50,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from automc import compress, data, graph, train
 from automc.cost.flops import layer_geometry
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
-from automc.proxy import AdaptiveBNProxy, ProxyData, ShortTrainProxy, SynFlowProxy, VanillaProxy
+from automc.proxy import AdaptiveBNProxy, ProxyBatches, ProxyData, ShortTrainProxy, SynFlowProxy, VanillaProxy
 from automc.resources import find_space
 from automc.space import BoundSpace, SearchSpace
 
@@ -281,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ranges = keep_ranges(SearchSpace.load(space_path).bind(layers, model=args.model))
 
     pdata = ProxyData.from_splits(
-        splits, calib_batches=args.calib_batches, calib_batch_size=args.calib_batch_size, seed=args.seed
+        splits,
+        ProxyBatches(calib_batches=args.calib_batches, calib_batch_size=args.calib_batch_size),
+        seed=args.seed,
     )
     adaptive = AdaptiveBNProxy(data=pdata, teacher=base, cache_size=0)
     vanilla = VanillaProxy(data=pdata, cache_size=0)
@@ -289,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {
         k: AdaptiveBNProxy(
             data=ProxyData.from_splits(
-                splits, calib_batches=k, calib_batch_size=args.calib_batch_size, seed=args.seed
+                splits, ProxyBatches(calib_batches=k, calib_batch_size=args.calib_batch_size), seed=args.seed
             ),
             cache_size=0,
         )
@@ -298,10 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     short_data = ProxyData.from_splits(
         splits,
-        calib_batches=args.calib_batches,
-        calib_batch_size=args.calib_batch_size,
-        train_batches=args.short_train_batches,
-        train_batch_size=args.calib_batch_size,
+        ProxyBatches(
+            calib_batches=args.calib_batches,
+            calib_batch_size=args.calib_batch_size,
+            train_batches=args.short_train_batches,
+            train_batch_size=args.calib_batch_size,
+        ),
         seed=args.seed,
     )
     short = {

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from automc.data import load
     from automc.device import resolve
     from automc.models import create, load_weights, user
-    from automc.proxy import AdaptiveBNProxy, ProxyData
+    from automc.proxy import AdaptiveBNProxy, ProxyBatches, ProxyData
     from automc.train import FitOptions, base_model, set_threads
 
     device = resolve(args.device)
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.dataset, splits=splits, options=FitOptions(seed=args.seed, progress=False)
         )
     data = ProxyData.from_splits(
-        splits, calib_batches=4, calib_batch_size=64, val_limit=args.val_limit, seed=args.seed
+        splits, ProxyBatches(calib_batches=4, calib_batch_size=64, val_limit=args.val_limit), seed=args.seed
     )
     example = splits.example_input()
     layers = graph.layers(model, example)

@@ -270,18 +270,17 @@ def _proxy(
 def _cpu_proxy(
     config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None
 ) -> Any:
-    from automc.proxy import ProxyData, create
+    from automc.proxy import ProxyBatches, ProxyData, create
 
     short = config.proxy.name == "short_train"
-    data = ProxyData.from_splits(
-        splits,
+    batches = ProxyBatches(
         calib_batches=config.proxy.calib_batches,
         calib_batch_size=config.proxy.batch_size,
         val_limit=val_limit,
         train_batches=min(config.proxy.steps, SHORT_TRAIN_BATCHES) if short else 0,
         train_batch_size=SHORT_TRAIN_BATCH_SIZE,
-        seed=config.seed,
     )
+    data = ProxyData.from_splits(splits, batches, seed=config.seed)
     if short:
         from automc.proxy import ShortTrainProxy
 

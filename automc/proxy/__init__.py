@@ -31,7 +31,7 @@ from automc.proxy._accuracy import (
     teacher_log_probs,
 )
 from automc.proxy._base import CachedProxy, Metric, Proxy, ProxyFailure, guarded
-from automc.proxy._data import ProxyData
+from automc.proxy._data import ProxyBatches, ProxyData
 from automc.proxy._zero_cost import SynFlowProxy
 from automc.registry import Registry
 
@@ -42,6 +42,7 @@ __all__ = [
     "KLToTeacherProxy",
     "Metric",
     "Proxy",
+    "ProxyBatches",
     "ProxyData",
     "ProxyFactory",
     "ProxyFailure",

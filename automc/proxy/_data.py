@@ -21,6 +21,29 @@ def _gather(dataset: Dataset[Any], indices: torch.Tensor) -> tuple[torch.Tensor,
     return xs, ys
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProxyBatches:
+    """How many batches of which size :meth:`ProxyData.build` prepares.
+
+    Attributes:
+        calib_batches: number ``K`` of BatchNorm recalibration batches (0 allowed for
+            proxies that do not recalibrate).
+        calib_batch_size: samples per calibration batch.
+        val_batch_size: samples per evaluation batch.
+        val_limit: use only a seeded random subset of this many val samples.
+        train_batches: labelled training batches to prepare (for ``short_train``), drawn
+            like the calibration batches but with their labels (0: none).
+        train_batch_size: samples per training batch.
+    """
+
+    calib_batches: int = 8
+    calib_batch_size: int = 64
+    val_batch_size: int = 1024
+    val_limit: int | None = None
+    train_batches: int = 0
+    train_batch_size: int = 64
+
+
 @dataclass(frozen=True, eq=False)
 class ProxyData:
     """Fixed batches every candidate of a search is scored on.
@@ -87,12 +110,7 @@ class ProxyData:
         *,
         train: Dataset[Any],
         val: Dataset[Any],
-        calib_batches: int = 8,
-        calib_batch_size: int = 64,
-        val_batch_size: int = 1024,
-        val_limit: int | None = None,
-        train_batches: int = 0,
-        train_batch_size: int = 64,
+        batches: ProxyBatches = ProxyBatches(),
         seed: int = 0,
         device: str | torch.device = "cpu",
     ) -> ProxyData:
@@ -102,17 +120,13 @@ class ProxyData:
             train: training split; ``calib_batches * calib_batch_size`` samples are drawn
                 from it without replacement (the permutation repeats if the split is smaller).
             val: held-out split the metrics are computed on.
-            calib_batches: number ``K`` of BatchNorm recalibration batches (0 allowed
-                for proxies that do not recalibrate).
-            calib_batch_size: samples per calibration batch.
-            val_batch_size: samples per evaluation batch.
-            val_limit: use only a seeded random subset of this many val samples.
-            train_batches: labelled training batches to prepare (for ``short_train``),
-                drawn like the calibration batches but with their labels (0: none).
-            train_batch_size: samples per training batch.
+            batches: how many batches of which size to prepare (:class:`ProxyBatches`).
             seed: seed for both subsets; the same seed gives the same batches.
             device: where the batches live (the candidate must be on the same device).
         """
+        calib_batches, calib_batch_size = batches.calib_batches, batches.calib_batch_size
+        val_batch_size, val_limit = batches.val_batch_size, batches.val_limit
+        train_batches, train_batch_size = batches.train_batches, batches.train_batch_size
         if calib_batches < 0 or calib_batch_size < 1 or val_batch_size < 1:
             raise AutomcError(
                 "calib_batches must be >= 0 and calib_batch_size, val_batch_size >= 1 "
@@ -161,6 +175,13 @@ class ProxyData:
         )
 
     @classmethod
-    def from_splits(cls, splits: Any, **kwargs: Any) -> ProxyData:
+    def from_splits(
+        cls,
+        splits: Any,
+        batches: ProxyBatches = ProxyBatches(),
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> ProxyData:
         """``build`` from an ``automc.data.Splits``; reads only ``splits.train`` and ``splits.val``."""
-        return cls.build(train=splits.train, val=splits.val, **kwargs)
+        return cls.build(train=splits.train, val=splits.val, batches=batches, seed=seed, device=device)

@@ -110,10 +110,11 @@ def test_run_restores_the_callers_thread_count(home, tmp_path):
 def _evaluator():
     from automc import data
     from automc.pipeline.evaluate import Evaluator
-    from automc.proxy import ProxyData, create
+    from automc.proxy import ProxyBatches, ProxyData, create
 
     splits = data.load("synthetic", None, seed=0)
-    proxy = create("adaptive_bn", data=ProxyData.from_splits(splits, calib_batches=1, calib_batch_size=8))
+    data = ProxyData.from_splits(splits, ProxyBatches(calib_batches=1, calib_batch_size=8))
+    proxy = create("adaptive_bn", data=data)
     return Evaluator(
         model=None, layers=(), example_input=None, proxy=proxy, cost_model=None, limits={}, objectives=()
     )

@@ -15,6 +15,7 @@ from automc.proxy import (
     AdaptiveBNProxy,
     KLToTeacherProxy,
     Proxy,
+    ProxyBatches,
     ProxyData,
     ProxyFailure,
     ShortTrainProxy,
@@ -93,13 +94,17 @@ def splits() -> Splits:
 
 @pytest.fixture(scope="module")
 def data(splits: Splits) -> ProxyData:
-    return ProxyData.from_splits(splits, calib_batches=4, calib_batch_size=64, val_batch_size=128, seed=0)
+    return ProxyData.from_splits(
+        splits, ProxyBatches(calib_batches=4, calib_batch_size=64, val_batch_size=128), seed=0
+    )
 
 
 @pytest.fixture(scope="module")
 def train_data(splits: Splits) -> ProxyData:
     return ProxyData.from_splits(
-        splits, calib_batches=4, calib_batch_size=64, val_batch_size=128, train_batches=4, seed=0
+        splits,
+        ProxyBatches(calib_batches=4, calib_batch_size=64, val_batch_size=128, train_batches=4),
+        seed=0,
     )
 
 
@@ -145,9 +150,10 @@ def test_proxy_data_reads_only_train_and_val(splits: Splits, data: ProxyData) ->
 
 
 def test_proxy_data_is_seeded(splits: Splits) -> None:
-    a = ProxyData.from_splits(splits, calib_batches=2, calib_batch_size=32, seed=5, val_limit=100)
-    b = ProxyData.from_splits(splits, calib_batches=2, calib_batch_size=32, seed=5, val_limit=100)
-    c = ProxyData.from_splits(splits, calib_batches=2, calib_batch_size=32, seed=6, val_limit=100)
+    limited = ProxyBatches(calib_batches=2, calib_batch_size=32, val_limit=100)
+    a = ProxyData.from_splits(splits, limited, seed=5)
+    b = ProxyData.from_splits(splits, limited, seed=5)
+    c = ProxyData.from_splits(splits, limited, seed=6)
     assert all(torch.equal(x, y) for x, y in zip(a.calib_inputs, b.calib_inputs))
     assert all(torch.equal(x, y) for x, y in zip(a.val_inputs, b.val_inputs))
     assert not torch.equal(a.calib_inputs[0], c.calib_inputs[0])
@@ -155,7 +161,9 @@ def test_proxy_data_is_seeded(splits: Splits) -> None:
 
 
 def test_proxy_data_repeats_small_train_split() -> None:
-    d = ProxyData.build(train=_dataset(10, 3), val=_dataset(5, 4), calib_batches=3, calib_batch_size=8)
+    d = ProxyData.build(
+        train=_dataset(10, 3), val=_dataset(5, 4), batches=ProxyBatches(calib_batches=3, calib_batch_size=8)
+    )
     assert [b.shape[0] for b in d.calib_inputs] == [8, 8, 8]
 
 
@@ -243,7 +251,7 @@ def test_cache_returns_stored_value_without_recomputation(data: ProxyData, train
 def test_deterministic_for_a_seed(splits: Splits, trained: TinyNet) -> None:
     results = []
     for _ in range(2):
-        d = ProxyData.from_splits(splits, calib_batches=3, calib_batch_size=32, seed=11)
+        d = ProxyData.from_splits(splits, ProxyBatches(calib_batches=3, calib_batch_size=32), seed=11)
         results.append(
             AdaptiveBNProxy(data=d, teacher=trained).evaluate(_prune_conv1(trained, 6), _plan(0.4))
         )
@@ -293,7 +301,11 @@ def test_registry_builds_every_proxy_and_keys_match_metrics(
     with pytest.raises(AutomcError, match="teacher"):
         create("kl_teacher", data=data)
     with pytest.raises(AutomcError, match="calibration batches"):
-        AdaptiveBNProxy(data=ProxyData.build(train=_dataset(8, 0), val=_dataset(8, 1), calib_batches=0))
+        AdaptiveBNProxy(
+            data=ProxyData.build(
+                train=_dataset(8, 0), val=_dataset(8, 1), batches=ProxyBatches(calib_batches=0)
+            )
+        )
 
 
 def test_proxy_data_train_batches_are_labelled_train_samples(splits: Splits, train_data: ProxyData) -> None:
@@ -303,7 +315,9 @@ def test_proxy_data_train_batches_are_labelled_train_samples(splits: Splits, tra
     label = {tuple(r.flatten()[:4].tolist()): int(y) for r, y in zip(*splits.train.tensors)}
     for xb, yb in zip(train_data.train_inputs, train_data.train_targets):
         assert [label[tuple(r.flatten()[:4].tolist())] for r in xb] == yb.tolist()
-    plain = ProxyData.from_splits(splits, calib_batches=4, calib_batch_size=64, val_batch_size=128, seed=0)
+    plain = ProxyData.from_splits(
+        splits, ProxyBatches(calib_batches=4, calib_batch_size=64, val_batch_size=128), seed=0
+    )
     assert all(torch.equal(a, b) for a, b in zip(plain.calib_inputs, train_data.calib_inputs))
     assert plain.train_inputs == ()
 

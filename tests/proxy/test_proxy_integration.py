@@ -8,7 +8,7 @@ import torch
 from automc import compress, data, graph, models
 from automc.compress.quant import QuantMixin
 from automc.plan import CompressionPlan
-from automc.proxy import AdaptiveBNProxy, ProxyData, SynFlowProxy, VanillaProxy
+from automc.proxy import AdaptiveBNProxy, ProxyBatches, ProxyData, SynFlowProxy, VanillaProxy
 
 torch.set_num_threads(2)
 
@@ -20,7 +20,7 @@ def setup() -> tuple:
     base = models.create("test_residual", num_classes=splits.num_classes).eval()
     example = splits.example_input(1)
     layers = graph.layers(base, example)
-    pdata = ProxyData.from_splits(splits, calib_batches=2, calib_batch_size=32, seed=0)
+    pdata = ProxyData.from_splits(splits, ProxyBatches(calib_batches=2, calib_batch_size=32), seed=0)
     return base, example, layers, pdata
 
 

@@ -13,7 +13,7 @@
 
 from automc.pipeline.evaluate import Evaluator
 from automc.pipeline.run import SearchResult, default_study, search, storage_url, warn_if_proxy_blind
-from automc.pipeline.setup import SearchSetup, prepare, warn_if_near_chance
+from automc.pipeline.setup import SearchSetup, UserParts, prepare, warn_if_near_chance
 from automc.pipeline.summary import summary_table
 from automc.pipeline.winners import Winner
 
@@ -21,6 +21,7 @@ __all__ = [
     "Evaluator",
     "SearchResult",
     "SearchSetup",
+    "UserParts",
     "Winner",
     "default_study",
     "prepare",

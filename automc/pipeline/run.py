@@ -222,7 +222,7 @@ def _search(config: SearchConfig, module: Any, data: Any = None, evaluate: Any =
     from automc import resources
     from automc.pipeline import checks, outcome
     from automc.pipeline import winners as winners_mod
-    from automc.pipeline.setup import prepare, progress_enabled
+    from automc.pipeline.setup import UserParts, prepare, progress_enabled
     from automc.plan import CompressionPlan
     from automc.report import ReportData, render
     from automc.report.data import recommend
@@ -280,9 +280,7 @@ def _search(config: SearchConfig, module: Any, data: Any = None, evaluate: Any =
         budgets=budget_specs,
         profile=prof,
         kl_teacher="kl" in {o.name for o in objs},
-        model=module,
-        data=data,
-        evaluate=evaluate,
+        user=UserParts(model=module, data=data, evaluate=evaluate),
     )
     meta["data"] = setup.splits.facts()
     meta["limits"] = setup.limits

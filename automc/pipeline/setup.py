@@ -48,6 +48,25 @@ def near_chance(num_classes: int) -> float:
     return min(NEAR_CHANCE * chance, (1.0 + chance) / 2)
 
 
+@dataclass(frozen=True, kw_only=True)
+class UserParts:
+    """What a Python-API caller brings in place of the configured parts (``None``: the configured one).
+
+    Attributes:
+        model: the user's own ``nn.Module`` as the base (``config.base.model`` names it in
+            the records); used as it is unless ``base.epochs`` asks to train it.
+        data: the user's own ``automc.data.Splits`` instead of loading ``config.data.dataset``
+            (``config.data.augment`` still applies; the conversion fields do not).
+        evaluate: the user's ``(model, dataset) -> {"acc", ...}`` for the base model's and
+            the winners' accuracy (:func:`scorer`); default top-1 accuracy. The proxy that
+            ranks candidates still scores top-1 accuracy on the val split.
+    """
+
+    model: Any = None
+    data: Any = None
+    evaluate: Score | None = None
+
+
 @dataclass(frozen=True)
 class SearchSetup:
     """Everything a search scores candidates with: data, base model, layer table, bound
@@ -296,9 +315,7 @@ def prepare(
     profile: Any = None,
     kl_teacher: bool = False,
     val_limit: int | None = None,
-    model: Any = None,
-    data: Any = None,
-    evaluate: Score | None = None,
+    user: UserParts = UserParts(),
 ) -> SearchSetup:
     """Build the :class:`SearchSetup` of ``config``.
 
@@ -310,13 +327,7 @@ def prepare(
         profile: the loaded device profile (``None``: no latency or energy figures).
         kl_teacher: give the ``adaptive_bn`` proxy the base model as teacher (``kl`` metric).
         val_limit: score on at most this many val samples (benchmarks).
-        data: the user's own ``automc.data.Splits`` instead of loading ``config.data.dataset``
-            (``config.data.augment`` still applies; the conversion fields do not).
-        model: the user's own ``nn.Module`` as the base (``config.base.model`` names it in
-            the records); used as it is unless ``base.epochs`` asks to train it.
-        evaluate: the user's ``(model, dataset) -> {"acc", ...}`` for the base model's and
-            the winners' accuracy (:func:`scorer`); default top-1 accuracy. The proxy that
-            ranks candidates still scores top-1 accuracy on the val split.
+        user: the caller's own base model, data and accuracy function (:class:`UserParts`).
 
     Base training, accuracy evaluation, proxy scoring and fine-tuning run on
     ``config.hardware.device``; the base model stays on the CPU between them (tracing,
@@ -327,8 +338,9 @@ def prepare(
     from automc import graph
     from automc.device import Placement
 
+    model, evaluate = user.model, user.evaluate
     placement = Placement.of(config.hardware.device, amp=config.hardware.amp)
-    splits = load_splits(config.data, seed=config.seed, given=data)
+    splits = load_splits(config.data, seed=config.seed, given=user.data)
     example = splits.train[0][0].unsqueeze(0)
     # the cost model needs shapes, not weights: budgets are checked on the untrained network
     net = _untrained(config, splits, model).eval()

@@ -83,7 +83,7 @@ def latencies_ms(models: Sequence[Any], example_input: Any, cost_model: Any) -> 
     """
     import functools
 
-    from automc.hardware.timing import fold_bn, pinned_threads, time_callables
+    from automc.hardware.timing import TimingProtocol, fold_bn, pinned_threads, time_callables
 
     profile = cost_model.profile
     m = profile.measurement if profile is not None else None
@@ -91,9 +91,8 @@ def latencies_ms(models: Sequence[Any], example_input: Any, cost_model: Any) -> 
         nets = [fold_bn(net).to(example_input.device) for net in models]
         timings = time_callables(
             [functools.partial(net, example_input) for net in nets],
+            TimingProtocol(warmup=m.warmup if m else 10, repeats=m.repeats if m else 30),
             device=example_input.device,
-            warmup=m.warmup if m else 10,
-            repeats=m.repeats if m else 30,
         )
     statistic = m.statistic if m else "median"
     return [

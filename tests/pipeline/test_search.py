@@ -110,7 +110,7 @@ def test_winners_priced_off_the_profile_table_are_marked(home, tmp_path):
     import torch
 
     from automc import compress, data, graph, models
-    from automc.hardware import ProfileCase, build_profile
+    from automc.hardware import ProfileCase, ProfileSettings, build_profile
     from automc.pipeline import summary_table
     from automc.schema.hw_profile import dump_hw_profile
 
@@ -121,14 +121,16 @@ def test_winners_priced_off_the_profile_table_are_marked(home, tmp_path):
     prof = build_profile(
         [case],
         lambda m, p, xx: compress.apply(m, p, xx),
-        profile_id="full-width-only",
-        threads=1,
-        warmup=1,
-        repeats=3,
-        train_variants=2,
-        validate=0,
-        channel_fractions=(1.0,),
-        rank_fractions=(1.0,),
+        ProfileSettings(
+            profile_id="full-width-only",
+            threads=1,
+            warmup=1,
+            repeats=3,
+            train_variants=2,
+            validate=0,
+            channel_fractions=(1.0,),
+            rank_fractions=(1.0,),
+        ),
     )
     path = dump_hw_profile(prof, tmp_path / "full-width-only.yaml")
     args = {**ARGS, "profile": str(path), "finetune_top": 1, "budgets": ["flops=0.6"]}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import onnx
 import pytest
-import torch
 
 import automc
 from automc.cli import main
@@ -29,28 +28,10 @@ ARGS = dict(
 
 def _ort_profile(folder: Path) -> Path:
     """A small profile of test_tiny, recorded as measured on ONNX Runtime's CPU provider."""
-    from automc import compress, data, graph, models
-    from automc.hardware import ProfileCase, ProfileSettings, build_profile
     from automc.schema.hw_profile import dump_hw_profile
+    from automc.testing.profiles import full_width_profile
 
-    torch.manual_seed(0)
-    x = data.load("synthetic").train[0][0].unsqueeze(0)
-    model = models.create("test_tiny", in_channels=x.shape[1]).eval()
-    case = ProfileCase(name="test_tiny", model=model, example_input=x, layers=tuple(graph.layers(model, x)))
-    prof = build_profile(
-        [case],
-        lambda m, p, xx: compress.apply(m, p, xx),
-        ProfileSettings(
-            profile_id="tiny-ort",
-            threads=1,
-            warmup=1,
-            repeats=3,
-            train_variants=2,
-            validate=0,
-            channel_fractions=(1.0,),
-            rank_fractions=(1.0,),
-        ),
-    )
+    prof = full_width_profile("tiny-ort")
     ort = runtimes.get("onnxruntime")
     info = replace(
         prof.runtime,

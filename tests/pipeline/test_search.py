@@ -107,31 +107,11 @@ def test_short_train_proxy_scores_the_search_and_is_part_of_the_resume_key(home,
 def test_winners_priced_off_the_profile_table_are_marked(home, tmp_path):
     """A profile measured only at full width prices every pruned layer by the roofline: the
     winners record which layers (``latency_flags``) and the summary marks their prediction."""
-    import torch
-
-    from automc import compress, data, graph, models
-    from automc.hardware import ProfileCase, ProfileSettings, build_profile
     from automc.pipeline import summary_table
     from automc.schema.hw_profile import dump_hw_profile
+    from automc.testing.profiles import full_width_profile
 
-    torch.manual_seed(0)
-    x = data.load("synthetic").train[0][0].unsqueeze(0)
-    model = models.create("test_tiny", in_channels=x.shape[1]).eval()
-    case = ProfileCase(name="test_tiny", model=model, example_input=x, layers=tuple(graph.layers(model, x)))
-    prof = build_profile(
-        [case],
-        lambda m, p, xx: compress.apply(m, p, xx),
-        ProfileSettings(
-            profile_id="full-width-only",
-            threads=1,
-            warmup=1,
-            repeats=3,
-            train_variants=2,
-            validate=0,
-            channel_fractions=(1.0,),
-            rank_fractions=(1.0,),
-        ),
-    )
+    prof = full_width_profile("full-width-only")
     path = dump_hw_profile(prof, tmp_path / "full-width-only.yaml")
     args = {**ARGS, "profile": str(path), "finetune_top": 1, "budgets": ["flops=0.6"]}
     r = automc.search(trials=6, out=tmp_path / "run", seed=0, proxy="adaptive_bn", **args)

@@ -131,28 +131,16 @@ def measure_table(
                     progress=progress,
                     desc=f"layer table {start + len(chunk)}/{len(keys)}",
                 )
-    entries = []
-    for key, t in zip(keys, timings):
-        kind, ih, iw, n, m, kh, kw, sh, sw, ph, pw, groups, bits, batch = key
-        entries.append(
-            LatencyEntry(
-                kind=kind,
-                in_size=(ih, iw),
-                in_channels=n,
-                out_channels=m,
-                kernel=(kh, kw),
-                stride=(sh, sw),
-                padding=(ph, pw),
-                groups=groups,
-                bits=bits,
-                batch=batch,
-                median_ms=max(t.median_ms, 1e-6),
-                spread_ms=t.spread_ms,
-                count=t.count,
-                min_ms=max(t.min_ms, 1e-6),
-            )
+    return [
+        LatencyEntry.from_key(
+            key,
+            median_ms=max(t.median_ms, 1e-6),
+            spread_ms=t.spread_ms,
+            count=t.count,
+            min_ms=max(t.min_ms, 1e-6),
         )
-    return entries
+        for key, t in zip(keys, timings)
+    ]
 
 
 def measure_roofline(*, device: torch.device | str = "cpu", repeats: int = 5) -> Roofline:

@@ -219,6 +219,29 @@ class LatencyEntry:
             int(self.batch),
         )
 
+    @classmethod
+    def from_key(
+        cls, key: ConfigKey, *, median_ms: float, spread_ms: float, count: int, min_ms: float | None = None
+    ) -> LatencyEntry:
+        """The entry of the layer configuration ``key`` (the inverse of :attr:`key`) with its timings."""
+        kind, ih, iw, n, m, kh, kw, sh, sw, ph, pw, groups, bits, batch = key
+        return cls(
+            kind=kind,
+            in_size=(ih, iw),
+            in_channels=n,
+            out_channels=m,
+            kernel=(kh, kw),
+            stride=(sh, sw),
+            padding=(ph, pw),
+            groups=groups,
+            bits=bits,
+            batch=batch,
+            median_ms=median_ms,
+            spread_ms=spread_ms,
+            count=count,
+            min_ms=min_ms,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

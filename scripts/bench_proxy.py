@@ -25,6 +25,11 @@ Also measures the adaptive-BN proxy's speed: seconds per candidate and
 ``overhead_vs_forward`` = proxy time / time of the bare forward passes over the same
 batches (train-mode-BN calibration passes + eval passes) on the same compressed model.
 
+On a larger dataset, ``--train-subset N`` trains the base model and fine-tunes every plan
+on a seeded random ``N`` of the train split (val and test unchanged; the base model is
+trained once on it and cached) and ``--val-limit N`` scores the proxies on a seeded ``N``
+of val.
+
 Usage: .venv/bin/python scripts/bench_proxy.py [--n 30 --budget 0.15 --criterion lasso --epochs 1]
 Writes reports/bench/proxy.json (numbers measured in this run only).
 """
@@ -55,6 +60,7 @@ from automc.resources import find_space
 from automc.space import BoundSpace, SearchSpace
 
 THREADS = 2
+"""Default torch threads (``--threads``)."""
 FT_BATCH_SIZE = 64
 """Batch size of the fine-tuning recipe every candidate gets (``train.finetune``'s default)."""
 
@@ -172,6 +178,8 @@ def load_ground_truth(args: argparse.Namespace) -> list[dict[str, float]]:
         "lr": (old["finetune"]["lr"], args.lr),
         "ft seeds": (old["finetune"]["seeds"], args.ft_seeds),
         "calib batches": (old["proxy_data"]["calib_batches"], args.calib_batches),
+        "dataset": (old["dataset"], args.dataset),
+        "train subset": (old.get("train_subset"), args.train_subset),
         "seed": (
             int(old["command"].split("--seed ")[1].split()[0]) if "--seed " in old["command"] else 0,
             args.seed,
@@ -203,6 +211,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--data-root", help="folder of an on-disk dataset (cifar10: the folder holding cifar-10-batches-py)"
     )
+    ap.add_argument(
+        "--train-subset",
+        type=int,
+        help="train the base model and fine-tune the plans on a seeded random subset of this many "
+        "train images (val and test unchanged)",
+    )
+    ap.add_argument(
+        "--val-limit", type=int, help="score the proxies on a seeded random subset of this many val images"
+    )
+    ap.add_argument("--threads", type=int, default=THREADS, help=f"torch threads (default {THREADS})")
     ap.add_argument("--n", type=int, default=30, help="number of sampled plans")
     ap.add_argument("--budget", type=float, default=0.15, help="MACs budget as a fraction of the base model")
     ap.add_argument("--tolerance", type=float, default=0.01, help="relative MACs tolerance around the budget")
@@ -266,9 +284,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/bench/proxy.json")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(THREADS)
+    for flag, value in (("--train-subset", args.train_subset), ("--val-limit", args.val_limit)):
+        if value is not None and value < 1:
+            ap.error(f"{flag} must be >= 1, got {value}")
+    torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    splits = data.load(args.dataset, args.data_root, seed=args.seed)
+    splits = data.load(
+        args.dataset,
+        args.data_root,
+        seed=args.seed,
+        options=data.DataOptions(train_subset=args.train_subset),
+    )
     base, base_info = train.base_model(
         args.model, args.dataset, splits=splits, options=train.FitOptions(seed=args.seed, progress=False)
     )
@@ -282,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pdata = ProxyData.from_splits(
         splits,
-        ProxyBatches(calib_batches=args.calib_batches, calib_batch_size=args.calib_batch_size),
+        ProxyBatches(
+            calib_batches=args.calib_batches, calib_batch_size=args.calib_batch_size, val_limit=args.val_limit
+        ),
         seed=args.seed,
     )
     adaptive = AdaptiveBNProxy(data=pdata, teacher=base, cache_size=0)
@@ -291,7 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {
         k: AdaptiveBNProxy(
             data=ProxyData.from_splits(
-                splits, ProxyBatches(calib_batches=k, calib_batch_size=args.calib_batch_size), seed=args.seed
+                splits,
+                ProxyBatches(
+                    calib_batches=k, calib_batch_size=args.calib_batch_size, val_limit=args.val_limit
+                ),
+                seed=args.seed,
             ),
             cache_size=0,
         )
@@ -305,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             calib_batch_size=args.calib_batch_size,
             train_batches=args.short_train_batches,
             train_batch_size=args.calib_batch_size,
+            val_limit=args.val_limit,
         ),
         seed=args.seed,
     )
@@ -385,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n": len(rows),
         "model": args.model,
         "dataset": args.dataset,
+        "train_subset": args.train_subset,
+        "train_samples": len(cast(Sized, splits.train)),
         "budget": {"macs_fraction": args.budget, "tolerance": args.tolerance, "base_macs": base_macs},
         "sampling": {
             "space": args.space,
@@ -406,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "proxy_data": {
             "calib_batches": args.calib_batches,
             "calib_batch_size": args.calib_batch_size,
+            "val_limit": args.val_limit,
             "val_samples": pdata.n_val,
         },
         "finetuned_acc_spread": {"min": min(ft_acc), "max": max(ft_acc), "std": statistics.pstdev(ft_acc)},

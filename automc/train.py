@@ -47,7 +47,19 @@ BN_RECALIBRATION_BATCHES = 200
 WARMUP_FRACTION = 0.05
 SHIFT_PIXELS = 4
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+TrainStep = Callable[[nn.Module, tuple[torch.Tensor, torch.Tensor]], Any]
+"""``train_step(model, (inputs, targets)) -> loss`` or ``-> (loss, logits)``: the user's
+training loss of one batch, for models whose loss is not plain cross-entropy (label
+smoothing, auxiliary heads, a model whose train-mode output is not one logits tensor).
+
+It is called with the model in train mode and a batch on the training device (after
+automc's augmentation, under autocast when mixed precision is on) and must return a
+finite scalar loss tensor that depends on the model's parameters; automc runs the
+backward pass and the optimiser. Where automc distills from a teacher (fine-tuning the
+winners, the ``short_train`` proxy), a step that also returns the student's
+``(batch, classes)`` logits gets the distillation term added (:func:`distilled`: the
+step's loss takes the place of the cross-entropy term); a step returning the loss alone
+is used as it is, without distillation. See :func:`step_loss`."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,10 +235,6 @@ def _augmentations(augment: bool | str, splits: Splits) -> tuple[bool, bool]:
     return "crop" in parts, "flip" in parts
 
 
-def _ce_loss(logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, target)
-
-
 def kd_loss(
     student_logits: torch.Tensor,
     target: torch.Tensor,
@@ -241,6 +249,29 @@ def kd_loss(
     ``p = softmax(logits / T)``; the ``T^2`` factor keeps the soft-target gradients on
     the scale of the hard-target ones.
     """
+    hard = F.cross_entropy(student_logits, target)
+    return distilled(hard, student_logits, teacher_logits, temperature=temperature, alpha=alpha)
+
+
+def distilled(
+    loss: torch.Tensor,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """``alpha * T^2 * KL(p_t || p_s) + (1 - alpha) * loss``: the distillation term of
+    :func:`kd_loss` around any hard-target ``loss`` (a user's ``train_step`` loss).
+
+    Raises:
+        AutomcError: the student's and the teacher's logits differ in shape.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise AutomcError(
+            f"train_step=: the logits it returns have shape {tuple(student_logits.shape)}, "
+            f"the teacher's {tuple(teacher_logits.shape)}"
+        )
     t = float(temperature)
     soft = F.kl_div(
         F.log_softmax(student_logits / t, dim=1),
@@ -248,7 +279,75 @@ def kd_loss(
         log_target=True,
         reduction="batchmean",
     )
-    return alpha * t * t * soft + (1.0 - alpha) * F.cross_entropy(student_logits, target)
+    return alpha * t * t * soft + (1.0 - alpha) * loss
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def step_loss(
+    train_step: TrainStep, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(loss, logits or None)`` of the user's :data:`TrainStep` on ``batch``, checked.
+
+    Raises:
+        AutomcError: the step returned no scalar floating-point tensor (or ``(loss, logits)``
+            pair), a loss without a gradient, or logits that are not ``(batch, classes)``.
+            A non-finite loss is the caller's to judge (divergence, or a broken step).
+    """
+    out = train_step(model, batch)
+    loss, logits = (out[0], out[1]) if isinstance(out, tuple | list) and len(out) == 2 else (out, None)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        raise AutomcError(
+            f"train_step= must return a scalar loss tensor or (loss, logits), got {_describe(out)}"
+        )
+    if not loss.requires_grad:
+        raise AutomcError(
+            "train_step= returned a loss without gradient: compute it from model(inputs) "
+            "(not under torch.no_grad, not detached)"
+        )
+    n = int(batch[0].shape[0])
+    if logits is not None and (not isinstance(logits, torch.Tensor) or logits.dim() != 2 or len(logits) != n):
+        raise AutomcError(
+            f"train_step=: the logits of (loss, logits) must be a ({n}, classes) tensor, got {_describe(logits)}"
+        )
+    return loss.reshape(()).float(), None if logits is None else logits.float()
+
+
+def check_train_step(train_step: TrainStep, model: nn.Module, splits: Splits, device: Any = None) -> float:
+    """Run the user's step once on a copy of ``model`` (train mode, first train batch, on
+    ``device``) before a search relies on it; returns the loss.
+
+    Raises:
+        AutomcError: not callable, it raised (naming the exception), returned a bad value
+            (:func:`step_loss`) or a non-finite loss.
+    """
+    import copy
+
+    if not callable(train_step):
+        raise AutomcError(
+            f"train_step= must be a function (model, batch) -> loss, got {_describe(train_step)}"
+        )
+    net = copy.deepcopy(model)
+    if device is not None:
+        net.to(device)
+    net.train()
+    x, y = next(iter(loader(splits.train, FINETUNE_RECIPE.batch_size, shuffle=False)))
+    target = _device_of(net)
+    try:
+        with torch.enable_grad():
+            loss, _ = step_loss(train_step, net, (x.to(target), y.to(target)))
+    except AutomcError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of user code is reported in one line
+        text = " ".join(str(e).split())[:200]
+        raise AutomcError(f"train_step= raised {type(e).__name__}{': ' + text if text else ''}") from None
+    if not torch.isfinite(loss):
+        raise AutomcError(f"train_step= returned a non-finite loss ({float(loss)}) on the first train batch")
+    return float(loss)
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
@@ -309,6 +408,37 @@ def _stale_bn(model: nn.Module, steps: int) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Objective:
+    """What :func:`_fit` minimises: cross-entropy, or the user's ``train_step``; distilled
+    from ``distillation.teacher`` when given (:func:`_batch_loss`)."""
+
+    distillation: Distillation | None = None
+    train_step: TrainStep | None = None
+
+
+def _batch_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module | None, objective: _Objective
+) -> torch.Tensor:
+    """The training loss of one batch (``teacher``: the distillation teacher on the batch's device)."""
+    kd = objective.distillation
+    if objective.train_step is None:
+        teacher_logits = None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_logits = teacher(x).float()
+        logits = model(x).float()
+        if teacher_logits is None or kd is None:
+            return F.cross_entropy(logits, y)
+        return kd_loss(logits, y, teacher_logits, temperature=kd.temperature, alpha=kd.alpha)
+    loss, logits = step_loss(objective.train_step, model, (x, y))
+    if teacher is None or kd is None or logits is None:
+        return loss
+    with torch.no_grad():
+        teacher_logits = teacher(x).float()
+    return distilled(loss, logits, teacher_logits, temperature=kd.temperature, alpha=kd.alpha)
+
+
 def _fit(
     model: nn.Module,
     splits: Splits,
@@ -316,8 +446,7 @@ def _fit(
     recipe: Recipe,
     options: FitOptions,
     augment: bool | str,
-    loss_fn: LossFn,
-    teacher: nn.Module | None,
+    objective: _Objective,
     desc: str,
 ) -> TrainResult:
     from tqdm.auto import tqdm
@@ -336,7 +465,8 @@ def _fit(
     if placement is not None:
         model.to(placement.device)
     device = _device_of(model)
-    teacher = _teacher_on(teacher, device)
+    kd = objective.distillation
+    teacher = _teacher_on(kd.teacher if kd is not None else None, device)
     amp_dtype = placement.autocast_dtype() if placement is not None else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -370,14 +500,11 @@ def _fit(
                     x = _augment(x, crop=crop, hflip=hflip, generator=generator)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    teacher_logits = torch.empty(0)
-                    if teacher is not None:
-                        with torch.no_grad():
-                            teacher_logits = teacher(x).float()
-                    loss = loss_fn(model(x).float(), y, teacher_logits)
+                    loss = _batch_loss(model, x, y, teacher, objective)
                 if not torch.isfinite(loss):
+                    fix = "check train_step= or lower the lr" if objective.train_step else "lower the lr"
                     raise AutomcError(
-                        f"{desc}: training diverged (loss {float(loss)}) at epoch {epoch + 1}; lower the lr"
+                        f"{desc}: training diverged (loss {float(loss.detach())}) at epoch {epoch + 1}; {fix}"
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -417,8 +544,10 @@ def train(
     *,
     augment: bool | str = True,
     options: FitOptions = FitOptions(),
+    train_step: TrainStep | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``splits.train`` with cross-entropy; returns in eval mode.
+    """Train ``model`` in place on ``splits.train`` with cross-entropy (or the user's
+    ``train_step``, :data:`TrainStep`); returns in eval mode.
 
     SGD with momentum 0.9 (Nesterov) and the ``recipe``'s epochs, peak lr, batch size and
     weight decay; linear warm-up over the first 5% of steps, then a per-step cosine decay
@@ -439,8 +568,7 @@ def train(
         recipe=recipe,
         options=options,
         augment=augment,
-        loss_fn=_ce_loss,
-        teacher=None,
+        objective=_Objective(train_step=train_step),
         desc="train",
     )
 
@@ -453,33 +581,26 @@ def finetune(
     distillation: Distillation | None = None,
     augment: bool | str = True,
     options: FitOptions = FitOptions(),
+    train_step: TrainStep | None = None,
 ) -> TrainResult:
     """Fine-tune a compressed ``student`` in place, distilling from a teacher if given.
 
     With a ``distillation`` the loss is :func:`kd_loss` (teacher in eval mode, no
     gradients; a copy on the student's device when it lives elsewhere, the teacher itself
-    is not moved); without one it is plain cross-entropy. Same optimiser, schedule and
-    ``options`` as :func:`train`.
+    is not moved); without one it is plain cross-entropy. With the user's ``train_step``
+    (:data:`TrainStep`) its loss replaces the cross-entropy: distilled (:func:`distilled`)
+    when the step also returns the student's logits, as it is otherwise. Same optimiser,
+    schedule and ``options`` as :func:`train`.
     Fake-quant modules are ordinary modules with straight-through estimators, so
     quantized students train as is. Returns with the student in eval mode.
     """
-    loss_fn: LossFn = _ce_loss
-    teacher = None
-    if distillation is not None:
-        teacher = distillation.teacher
-        temperature, alpha = distillation.temperature, distillation.alpha
-
-        def loss_fn(s: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return kd_loss(s, y, t, temperature=temperature, alpha=alpha)
-
     return _fit(
         student,
         splits,
         recipe=recipe,
         options=options,
         augment=augment,
-        loss_fn=loss_fn,
-        teacher=teacher,
+        objective=_Objective(distillation=distillation, train_step=train_step),
         desc="finetune",
     )
 

@@ -18,6 +18,7 @@ from automc.errors import AutomcError
 
 if TYPE_CHECKING:
     from automc.config import SearchConfig
+    from automc.pipeline.setup import UserParts
     from automc.pipeline.winners import Winner
 
 CONFIG_FILE = "config.yaml"
@@ -145,7 +146,12 @@ def _controller_options(config: SearchConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def search(
-    config: SearchConfig | None = None, *, data: Any = None, evaluate: Any = None, **overrides: Any
+    config: SearchConfig | None = None,
+    *,
+    data: Any = None,
+    evaluate: Any = None,
+    train_step: Any = None,
+    **overrides: Any,
 ) -> SearchResult:
     """Run the whole pipeline of ``config`` and return a :class:`SearchResult`.
 
@@ -163,8 +169,16 @@ def search(
             ``Splits.name`` and caches base models by a hash of its tensors.
         evaluate: your ``(model, dataset) -> {"acc": float, ...}`` (higher ``acc`` is better)
             for models whose quality is not top-1 accuracy: it measures the base model and
-            the fine-tuned winners (``automc.pipeline.setup.scorer``). Training keeps the
-            cross-entropy loss and the search's proxy keeps scoring top-1 val accuracy.
+            the fine-tuned winners (``automc.pipeline.setup.scorer``). The search's proxy
+            keeps scoring top-1 val accuracy.
+        train_step: your ``(model, (inputs, targets)) -> loss`` (a scalar tensor) or
+            ``-> (loss, logits)`` for models whose training loss is not cross-entropy
+            (``automc.train.TrainStep``): it trains the base model (when automc trains
+            it; then it is not cached), the ``short_train`` proxy's candidates and the
+            winners. Where automc distills from the base model (proxy, fine-tuning), a step
+            returning ``(loss, logits)`` gets ``alpha * T^2 * KL(teacher || logits) +
+            (1 - alpha) * loss``; one returning the loss alone is used as it is. It is run
+            once on the base model before the search; a bad result is an ``AutomcError``.
         **overrides: fields to change, by their flat names (``trials=60``, ``model="resnet20"``;
             see ``automc.config.FLAT_NAMES``). ``model`` may also be your own ``nn.Module``
             (trained or not): a copy of it is the base model, used as it is unless
@@ -181,13 +195,14 @@ def search(
     run and restored afterwards.
     """
     from automc.hardware.timing import pinned_threads
-    from automc.pipeline.setup import run_threads
+    from automc.pipeline.setup import UserParts, run_threads
 
     config, module = _effective(config, overrides)
     if data is not None and config.data.dataset != getattr(data, "name", config.data.dataset):
         config = config.with_overrides(dataset=data.name)
     with pinned_threads(run_threads(config)):
-        return _search(config, module, data, evaluate)
+        user = UserParts(model=module, data=data, evaluate=evaluate, train_step=train_step)
+        return _search(config, user)
 
 
 def _effective(config: SearchConfig | None, overrides: dict[str, Any]) -> tuple[SearchConfig, Any]:
@@ -214,15 +229,15 @@ def _effective(config: SearchConfig | None, overrides: dict[str, Any]) -> tuple[
     return config, module
 
 
-def _search(config: SearchConfig, module: Any, data: Any = None, evaluate: Any = None) -> SearchResult:
-    """:func:`search` of the effective ``config`` (threads already pinned); ``module``: the user's
-    base; ``data``: the user's ``Splits``; ``evaluate``: the user's accuracy function."""
+def _search(config: SearchConfig, user: UserParts) -> SearchResult:
+    """:func:`search` of the effective ``config`` (threads already pinned); ``user``: the
+    user's base model, data, accuracy function and training step."""
     from automc import budget as budget_mod
     from automc import cost as cost_mod
     from automc import resources
     from automc.pipeline import checks, outcome
     from automc.pipeline import winners as winners_mod
-    from automc.pipeline.setup import UserParts, prepare, progress_enabled
+    from automc.pipeline.setup import prepare, progress_enabled
     from automc.plan import CompressionPlan
     from automc.report import ReportData, render
     from automc.report.data import recommend
@@ -280,7 +295,7 @@ def _search(config: SearchConfig, module: Any, data: Any = None, evaluate: Any =
         budgets=budget_specs,
         profile=prof,
         kl_teacher="kl" in {o.name for o in objs},
-        user=UserParts(model=module, data=data, evaluate=evaluate),
+        user=user,
     )
     meta["data"] = setup.splits.facts()
     meta["limits"] = setup.limits

@@ -60,18 +60,25 @@ class UserParts:
         evaluate: the user's ``(model, dataset) -> {"acc", ...}`` for the base model's and
             the winners' accuracy (:func:`scorer`); default top-1 accuracy. The proxy that
             ranks candidates still scores top-1 accuracy on the val split.
+        train_step: the user's ``(model, (inputs, targets)) -> loss`` or ``-> (loss, logits)``
+            (``automc.train.TrainStep``) in place of cross-entropy wherever automc trains:
+            the base model (then not cached), the ``short_train`` proxy and fine-tuning,
+            distilled from the base model where the step returns logits. Checked once on
+            the base model before the search (``automc.train.check_train_step``).
     """
 
     model: Any = None
     data: Any = None
     evaluate: Score | None = None
+    train_step: Any = None
 
 
 @dataclass(frozen=True)
 class SearchSetup:
     """Everything a search scores candidates with: data, base model, layer table, bound
     space, cost model, resolved budget limits, the proxy (adaptive BN or short training) and
-    where training and scoring run (``automc.device.Placement``; ``None``: the CPU)."""
+    where training and scoring run (``automc.device.Placement``; ``None``: the CPU), how it
+    measures accuracy (``score``) and the user's ``train_step`` (``None``: cross-entropy)."""
 
     splits: Any
     base: Any
@@ -85,6 +92,7 @@ class SearchSetup:
     proxy: Any
     placement: Any = None
     score: Any = None
+    train_step: Any = None
 
     def accuracy(self, model: Any, dataset: Any) -> Mapping[str, float]:
         """``{"acc", ...}`` of ``model`` on ``dataset`` as this run measures it (:func:`scorer`)."""
@@ -236,20 +244,23 @@ def _untrained(config: SearchConfig, splits: Any, model: Any = None) -> Any:
 
 
 def _base_model(
-    config: SearchConfig, splits: Any, net: Any, *, given: bool, placement: Any
+    config: SearchConfig, splits: Any, net: Any, *, user: UserParts, placement: Any
 ) -> tuple[Any, dict[str, Any]]:
     """The trained base model: ``net`` with the user's weights, or trained (and cached) with the dataset's recipe.
 
-    A module the user ``given`` is used as it is, unless ``base.epochs`` asks to train it
-    (with the dataset's recipe otherwise, not cached: the cache knows zoo names only).
+    A module the ``user`` gave is used as it is, unless ``base.epochs`` asks to train it
+    (with the dataset's recipe otherwise, not cached: the cache knows zoo names only). A
+    zoo model trained with the user's ``train_step`` is not cached either (the cache key
+    knows no user code).
     """
     from automc import train
 
     base_cfg = config.base
+    given = user.model is not None
     options = train.FitOptions(seed=config.seed, progress=progress_enabled(config), placement=placement)
-    if given and base_cfg.epochs:
+    if not base_cfg.weights and ((given and base_cfg.epochs) or (not given and user.train_step)):
         recipe = train.recipe_for(config.data.dataset, epochs=base_cfg.epochs, lr=base_cfg.lr)
-        result = train.train(net, splits, recipe, options=options)
+        result = train.train(net, splits, recipe, options=options, train_step=user.train_step)
         net.cpu()
         return net, {"trained_epochs": result.epochs, "train_seconds": round(result.seconds, 3)}
     if base_cfg.weights:
@@ -280,14 +291,29 @@ def report_base_accuracy(
 
 
 def _proxy(
-    config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None, device: Any
+    config: SearchConfig,
+    splits: Any,
+    base: Any,
+    *,
+    kl_teacher: bool,
+    val_limit: int | None,
+    device: Any,
+    train_step: Any = None,
 ) -> Any:
     """The search's proxy, scoring candidates on ``device`` (its calibration batches stay on the CPU)."""
-    return _cpu_proxy(config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit).to(device)
+    return _cpu_proxy(
+        config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit, train_step=train_step
+    ).to(device)
 
 
 def _cpu_proxy(
-    config: SearchConfig, splits: Any, base: Any, *, kl_teacher: bool, val_limit: int | None
+    config: SearchConfig,
+    splits: Any,
+    base: Any,
+    *,
+    kl_teacher: bool,
+    val_limit: int | None,
+    train_step: Any = None,
 ) -> Any:
     from automc.proxy import ProxyBatches, ProxyData, create
 
@@ -303,7 +329,7 @@ def _cpu_proxy(
     if short:
         from automc.proxy import ShortTrainProxy
 
-        return ShortTrainProxy(data=data, teacher=base, steps=config.proxy.steps)
+        return ShortTrainProxy(data=data, teacher=base, steps=config.proxy.steps, train_step=train_step)
     return create(config.proxy.name, data=data, teacher=base if kl_teacher else None)
 
 
@@ -327,7 +353,8 @@ def prepare(
         profile: the loaded device profile (``None``: no latency or energy figures).
         kl_teacher: give the ``adaptive_bn`` proxy the base model as teacher (``kl`` metric).
         val_limit: score on at most this many val samples (benchmarks).
-        user: the caller's own base model, data and accuracy function (:class:`UserParts`).
+        user: the caller's own base model, data, accuracy function and training step
+            (:class:`UserParts`).
 
     Base training, accuracy evaluation, proxy scoring and fine-tuning run on
     ``config.hardware.device``; the base model stays on the CPU between them (tracing,
@@ -335,7 +362,7 @@ def prepare(
     """
     from automc import budget as budget_mod
     from automc import cost as cost_mod
-    from automc import graph
+    from automc import graph, train
     from automc.device import Placement
 
     model, evaluate = user.model, user.evaluate
@@ -355,7 +382,9 @@ def prepare(
     base_cost = dict(cost_fn(CompressionPlan(model=config.base.model)))
     limits = budget_mod.resolve(list(budgets), base_cost)
     budget_mod.check_feasible_space(bound, cost_fn, limits, budgets=budgets, base_cost=base_cost)
-    base, base_info = _base_model(config, splits, net, given=model is not None, placement=placement)
+    if user.train_step is not None:
+        train.check_train_step(user.train_step, net, splits, placement.device)
+    base, base_info = _base_model(config, splits, net, user=user, placement=placement)
     announce_data(splits)
     base.eval()
     device = placement.device
@@ -373,7 +402,16 @@ def prepare(
         cost_model=cost_model,
         base_cost=base_cost,
         limits=limits,
-        proxy=_proxy(config, splits, base, kl_teacher=kl_teacher, val_limit=val_limit, device=device),
+        proxy=_proxy(
+            config,
+            splits,
+            base,
+            kl_teacher=kl_teacher,
+            val_limit=val_limit,
+            device=device,
+            train_step=user.train_step,
+        ),
         placement=placement,
         score=score,
+        train_step=user.train_step,
     )

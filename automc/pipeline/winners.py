@@ -319,7 +319,8 @@ def finish(
     out_dir: Path,
     latency: Mapping[str, float],
 ) -> Winner:
-    """Fine-tune the winner of ``row`` with KD from the base model, measure it and write its files.
+    """Fine-tune the winner of ``row`` with KD from the base model (with the user's
+    ``setup.train_step`` in place of cross-entropy when given), measure it and write its files.
 
     ``latency`` is the winner's entry of :func:`latencies_ms`; the fine-tuned model's
     latency measured on the profile's runtime (:func:`on_runtime`) replaces it when the
@@ -355,6 +356,7 @@ def finish(
                 teacher=setup.base, temperature=ft.kd_temperature, alpha=ft.kd_alpha
             ),
             options=train.FitOptions(seed=seed, progress=progress_enabled(config), placement=setup.placement),
+            train_step=setup.train_step,
         )
     val = setup.accuracy(model, setup.splits.val)
     after = setup.accuracy(model, setup.splits.test)

@@ -13,7 +13,7 @@ from torch import nn
 from automc.errors import AutomcError
 from automc.proxy._base import CachedProxy, Metric, ProxyFailure
 from automc.proxy._data import ProxyData
-from automc.train import kd_loss, recalibrate_bn
+from automc.train import TrainStep, distilled, kd_loss, recalibrate_bn, step_loss
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -215,6 +215,11 @@ class ShortTrainProxy(_ValPassProxy):
     recovers, which is what fine-tuning measures. It costs ``steps`` training steps
     more than adaptive BN.
 
+    With the user's ``train_step`` (``automc.train.TrainStep``) its loss replaces the
+    cross-entropy, distilled from the teacher when the step also returns the logits
+    (``automc.train.distilled``). The step travels with the proxy (to Ray workers too),
+    so it must pickle: a function defined at module level of an importable module.
+
     Returns ``{"acc", "loss"}`` (+ ``"kl"`` with a teacher); a loss that turns
     non-finite while training is a failed result.
     """
@@ -231,6 +236,7 @@ class ShortTrainProxy(_ValPassProxy):
         temperature: float = 4.0,
         alpha: float = 0.9,
         cache_size: int = 256,
+        train_step: TrainStep | None = None,
     ) -> None:
         if not data.train_inputs:
             raise AutomcError(
@@ -247,6 +253,7 @@ class ShortTrainProxy(_ValPassProxy):
             data=data, recalibrate=True, with_accuracy=True, teacher=teacher, cache_size=cache_size
         )
         self.steps, self.lr = steps, lr
+        self.train_step = train_step
         self._temperature, self._alpha = temperature, alpha
         self._teacher_train: tuple[torch.Tensor, ...] | None = None
         if teacher is not None:
@@ -269,15 +276,7 @@ class ShortTrainProxy(_ValPassProxy):
             with torch.random.fork_rng(), torch.enable_grad():
                 torch.manual_seed(data.seed)
                 for step in range(self.steps):
-                    i = step % len(data.train_inputs)
-                    out = _logits(model, data.train_inputs[i])
-                    y = data.train_targets[i]
-                    if self._teacher_train is None:
-                        loss = F.cross_entropy(out, y)
-                    else:
-                        loss = kd_loss(
-                            out, y, self._teacher_train[i], temperature=self._temperature, alpha=self._alpha
-                        )
+                    loss = self._step_loss(model, step % len(data.train_inputs))
                     if not bool(torch.isfinite(loss)):
                         raise ProxyFailure(f"training diverged at step {step + 1} (loss {float(loss)})")
                     opt.zero_grad(set_to_none=True)
@@ -285,3 +284,14 @@ class ShortTrainProxy(_ValPassProxy):
                     opt.step()
             model.eval()
         return super()._compute(model)
+
+    def _step_loss(self, model: nn.Module, i: int) -> torch.Tensor:
+        """The training loss of train batch ``i``: cross-entropy or the user's step, distilled with a teacher."""
+        x, y = self._data.train_inputs[i], self._data.train_targets[i]
+        teacher = None if self._teacher_train is None else self._teacher_train[i]
+        kd = {"temperature": self._temperature, "alpha": self._alpha}
+        if self.train_step is None:
+            out = _logits(model, x)
+            return F.cross_entropy(out, y) if teacher is None else kd_loss(out, y, teacher, **kd)
+        loss, logits = step_loss(self.train_step, model, (x, y))
+        return loss if teacher is None or logits is None else distilled(loss, logits, teacher, **kd)

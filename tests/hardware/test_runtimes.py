@@ -137,6 +137,23 @@ def test_mixed_export_quantizes_only_the_named_layers(ort, data, tmp_path):
             assert weight in inits, layer  # a float initialiser: the layer stays fp32
 
 
+def test_a_mixed_export_runs_exactly_its_int8_layers_as_integer_kernels(ort, data, tmp_path):
+    """The float layers stay float after ONNX Runtime's optimisation: no quantize/dequantize
+    pair is left around them for the optimiser to fold them into per-tensor ``QLinearConv``s."""
+    net = _model()
+    convs = [n for n in _layers(net) if n != "fc"]
+    int8 = set(convs[::2])
+    path = ort.export(net, data["example"], tmp_path / "mixed.onnx", int8_layers=int8, calib=data["calib"])
+    optimised = tmp_path / "optimised.onnx"
+    load(path, threads=1, provider=CPU, optimized_path=optimised)
+    ops = _ops(optimised)
+    assert ops["QLinearConv"] == len(int8), ops
+    assert ops["Conv"] + ops["FusedConv"] == len(convs) - len(int8), ops
+    x = data["test"]
+    ref = net(x).detach().numpy()
+    assert (ort.session(path, threads=1)(x.numpy()).argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+
 def test_layer_names_map_to_onnx_nodes_on_resnet20_and_mobilenetv2(ort, tmp_path):
     for name in ("resnet20", "mobilenetv2"):
         net = models.create(name, num_classes=10, in_channels=3).eval()

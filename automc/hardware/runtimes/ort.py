@@ -2,9 +2,21 @@
 
 Int8 layers are quantized by ``onnxruntime.quantization.quantize_static``: QDQ format,
 per-channel symmetric int8 weights, asymmetric uint8 activations calibrated by min/max
-over the calibration batches, and the conv/linear nodes of the float layers excluded
-(mixed int8/fp32). ONNX Runtime fuses each ``DequantizeLinear → Conv → QuantizeLinear``
-into an integer kernel (``QLinearConv``) when it optimises the session graph.
+over the calibration batches. ONNX Runtime fuses each ``DequantizeLinear → Conv →
+QuantizeLinear`` into an integer kernel (``QLinearConv``) when it optimises the session graph.
+
+In a mixed int8/fp32 network only the int8 layers' conv/linear nodes are quantized, and of
+the other nodes (``Relu``, ``Add``, ``Clip``, pooling, ...) only those inside an int8 region
+(:func:`int8_region`): a connected set of non-weighted nodes whose conv/linear neighbours
+are all int8. Quantizing every non-weighted node instead puts a
+``QuantizeLinear``/``DequantizeLinear`` pair around float layers, and ONNX Runtime's
+optimiser then runs a float conv that sits between a ``DequantizeLinear`` and a
+``QuantizeLinear`` as ``QLinearConv`` with its weights quantized per tensor (measured on
+resnet20 with every second layer int8: 21 integer convs for 11 int8 layers), so the layers
+the plan keeps at fp32 would not run at fp32. Each int8 layer next to a float region pays a
+``QuantizeLinear`` on its input or a ``DequantizeLinear`` on its output (and the layout
+reorders around them): the precision boundaries the latency model counts
+(:func:`automc.cost.latency.precision_boundaries`).
 """
 
 from __future__ import annotations
@@ -79,7 +91,7 @@ class OnnxRuntime:
         (see the module docstring). See :meth:`automc.hardware.runtimes.Runtime.export`."""
         import onnx
 
-        from automc.hardware.runtimes.deploy import WEIGHTED_OPS, export_onnx, onnx_layer_nodes
+        from automc.hardware.runtimes.deploy import export_onnx, onnx_layer_nodes
 
         out = Path(out)
         if not int8_layers:
@@ -90,8 +102,7 @@ class OnnxRuntime:
             fp32 = export_onnx(model, example, Path(tmp) / "fp32.onnx")
             graph = onnx.load(str(fp32)).graph
             int8_nodes = {n for names in onnx_layer_nodes(graph, int8_layers).values() for n in names}
-            exclude = [n.name for n in graph.node if n.op_type in WEIGHTED_OPS and n.name not in int8_nodes]
-            _quantize(fp32, out, exclude=exclude, calib=calib)
+            _quantize(fp32, out, nodes=sorted(int8_region(graph, int8_nodes)), calib=calib)
         return out
 
     def session(self, artifact: Path, *, threads: int) -> Session:
@@ -99,7 +110,48 @@ class OnnxRuntime:
         return load(Path(artifact), threads=threads, provider=self.provider)  # type: ignore[no-any-return]
 
 
-def _quantize(fp32: Path, out: Path, *, exclude: list[str], calib: Sequence[Any]) -> None:
+def int8_region(graph: Any, int8_nodes: Collection[str]) -> set[str]:
+    """The nodes of an ONNX ``graph`` to quantize: the conv/linear nodes ``int8_nodes``, and
+    every node of each int8 region.
+
+    A region is a connected set of non-weighted nodes (joined by the tensors between them;
+    ``Constant`` nodes, initialisers and the graph's inputs and outputs join nothing); it is
+    int8 when the conv/linear nodes that read from it or write into it exist and are all in
+    ``int8_nodes``. Each region is one dependency group's tensors in automc's layer table
+    (a dwconv starts a new one), which is how the latency model counts them.
+    """
+    from automc.hardware.runtimes.deploy import WEIGHTED_OPS
+
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    int8 = set(int8_nodes)
+    chosen = set(int8)
+    seen: set[str] = set()
+    for first in graph.node:
+        if first.op_type in WEIGHTED_OPS or first.op_type == "Constant" or first.name in seen:
+            continue
+        region, weighted, stack = [first.name], set(), [first]
+        seen.add(first.name)
+        while stack:
+            node = stack.pop()
+            nxt = [producer[t] for t in node.input if t in producer]
+            nxt += [c for t in node.output for c in consumers.get(t, [])]
+            for other in nxt:
+                if other.op_type in WEIGHTED_OPS:
+                    weighted.add(other.name)
+                elif other.op_type != "Constant" and other.name not in seen:
+                    seen.add(other.name)
+                    region.append(other.name)
+                    stack.append(other)
+        if weighted and weighted <= int8:
+            chosen.update(region)
+    return chosen
+
+
+def _quantize(fp32: Path, out: Path, *, nodes: list[str], calib: Sequence[Any]) -> None:
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -120,7 +172,7 @@ def _quantize(fp32: Path, out: Path, *, exclude: list[str], calib: Sequence[Any]
     level = root.level
     root.setLevel(max(level, logging.ERROR))
     try:
-        _quantize_static(fp32, out, Reader(), exclude)
+        _quantize_static(fp32, out, Reader(), nodes)
     finally:
         root.setLevel(level)
     _drop_unused_constants(out)
@@ -141,7 +193,7 @@ def _drop_unused_constants(path: Path) -> None:
         onnx.save(model, str(path))
 
 
-def _quantize_static(fp32: Path, out: Path, reader: Any, exclude: list[str]) -> None:
+def _quantize_static(fp32: Path, out: Path, reader: Any, nodes: list[str]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
@@ -153,6 +205,6 @@ def _quantize_static(fp32: Path, out: Path, reader: Any, exclude: list[str]) -> 
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
         calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=exclude,
+        nodes_to_quantize=nodes,
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
     )

@@ -7,8 +7,12 @@ table plus a fitted per-network overhead. For a network the profile was measured
     total_ms = network_overhead_ms[net] + table_scale[net] * sum over layers table_ms
              + extra_stage_ms[net] * (number of low-rank-factorised layers)
 
+             + transition_ms[net] * (number of int8/float precision boundaries)
+
 (with ``int8_table_scale[net]`` instead of ``table_scale[net]`` for the layers priced from
-int8 entries, when the fit has one).
+int8 entries, when the fit has one). A precision boundary is an int8 layer next to a float
+region of the network's tensors (:class:`PrecisionRegions`): the runtime quantizes the
+layer's input there, or dequantizes its output, and reorders the tensor's layout.
 
 For any other network the global fit is used and the estimate is flagged under
 ``"(network)"`` (see ``automc.schema.hw_profile.LatencyTable``)::
@@ -93,6 +97,9 @@ class LatencyEstimate:
             means ``total_ms`` is a lower bound.
         simulated: layer name -> the bits it was priced at, for each layer whose bits the
             profile's runtime does not execute (priced at the next precision it does).
+        boundaries: int8/float precision boundaries of the network
+            (:meth:`PrecisionRegions.boundaries`; 0 on a runtime without int8 kernels); their
+            price (the network fit's ``transition_ms`` each) is in ``total_ms``, in no layer's share.
     """
 
     total_ms: float
@@ -100,6 +107,7 @@ class LatencyEstimate:
     flags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     unsupported: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     simulated: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    boundaries: int = 0
 
     @property
     def simulated_note(self) -> str:
@@ -228,6 +236,76 @@ def layer_stages(
     return plain, (first, second)
 
 
+@dataclass(frozen=True)
+class PrecisionRegions:
+    """Where a network's int8 layers meet float tensors.
+
+    A region is the set of tensors between conv/linear layers that one dependency group
+    shares (the residual stream of a stage, the tensor between two layers); a depthwise conv
+    starts a new region of its group. The network's input, the output of an unprunable layer
+    (the classifier) and a region no layer reads (it feeds the network's output) stay float. A region runs int8 when
+    every layer reading or writing it does (as the ONNX Runtime export quantizes:
+    ``automc.hardware.runtimes.ort.int8_region``); each int8 layer pays one boundary per
+    float region it reads or writes.
+
+    Attributes:
+        adjacent: per layer (in the order given), the regions it reads or writes.
+        members: per region, the positions of the layers that read or write it.
+        external: per region, whether it touches the network's input or output (float).
+    """
+
+    adjacent: tuple[tuple[int, ...], ...]
+    members: tuple[tuple[int, ...], ...]
+    external: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, layers: Sequence[LayerSpec]) -> PrecisionRegions:
+        """The regions of ``layers`` (their groups, ``in_segments`` and execution ``index``)."""
+        ids: dict[tuple[object, ...], int] = {}
+        members: list[list[int]] = []
+        external: list[bool] = []
+        read: list[bool] = []
+
+        def region(key: tuple[object, ...], outside: bool, pos: int, reads: bool) -> int:
+            if key not in ids:
+                ids[key] = len(members)
+                members.append([])
+                external.append(outside)
+                read.append(False)
+            rid = ids[key]
+            if pos not in members[rid]:
+                members[rid].append(pos)
+            read[rid] = read[rid] or reads
+            return rid
+
+        last_dw: dict[int, int] = {}
+        adjacent: list[tuple[int, ...]] = [()] * len(layers)
+        for pos in sorted(range(len(layers)), key=lambda i: layers[i].index):
+            spec = layers[pos]
+            touched = []
+            for g, _, _ in spec.in_segments or ((NOT_PRUNABLE, spec.in_channels, 1),):
+                key: tuple[object, ...] = ("input",) if g == NOT_PRUNABLE else (g, last_dw.get(g, -1))
+                touched.append(region(key, g == NOT_PRUNABLE, pos, True))
+            if spec.group == NOT_PRUNABLE:
+                touched.append(region(("output", spec.name), True, pos, False))
+            else:
+                if spec.kind == "dwconv2d":
+                    last_dw[spec.group] = spec.index
+                touched.append(region((spec.group, last_dw.get(spec.group, -1)), False, pos, False))
+            adjacent[pos] = tuple(dict.fromkeys(touched))
+        return cls(
+            adjacent=tuple(adjacent),
+            members=tuple(tuple(m) for m in members),
+            external=tuple(ext or not r for ext, r in zip(external, read)),
+        )
+
+    def boundaries(self, int8: Sequence[bool]) -> int:
+        """Int8/float boundaries when layer ``i`` runs int8 iff ``int8[i]``: over the int8
+        layers, the float regions each reads or writes."""
+        float_region = [ext or not all(int8[m] for m in mem) for mem, ext in zip(self.members, self.external)]
+        return sum(sum(float_region[r] for r in regs) for regs, on in zip(self.adjacent, int8) if on)
+
+
 def _bracket(grid: tuple[int, ...], v: int) -> tuple[int, int, float] | None:
     if v < grid[0] or v > grid[-1]:
         return None
@@ -276,6 +354,7 @@ class LatencyPredictor:
         self._layer_ms = lt.layer_overhead_ms
         self._scale = lt.table_scale
         self._fits: dict[tuple[int, int], tuple[LayerSpec, NetworkFit | None]] = {}
+        self._regions: dict[tuple[int, int], tuple[LayerSpec, PrecisionRegions]] = {}
 
     def _table_bits(self, bits: int) -> int:
         for b in self._bits:
@@ -420,6 +499,17 @@ class LatencyPredictor:
             self._fits[key] = hit
         return hit[1]
 
+    def _precision_regions(self, layers: Sequence[LayerSpec]) -> PrecisionRegions:
+        """:class:`PrecisionRegions` of these layers (cached per layer list)."""
+        key = (id(layers[0]), len(layers))
+        hit = self._regions.get(key)
+        if hit is None or hit[0] is not layers[0]:
+            if len(self._regions) > 1000:
+                self._regions.clear()
+            hit = (layers[0], PrecisionRegions.of(layers))
+            self._regions[key] = hit
+        return hit[1]
+
     def predict(self, layers: Sequence[LayerSpec], plan: CompressionPlan) -> LatencyEstimate:
         """Predicted latency of ``layers`` compressed by ``plan`` (see the module docstring)."""
         choices = plan.layers
@@ -441,7 +531,8 @@ class LatencyPredictor:
             total = fit.network_overhead_ms
             scale, elem_ms, layer_ms, stage_ms = fit.table_scale, 0.0, 0.0, fit.extra_stage_ms
         int8_scale = scale if fit is None or fit.int8_table_scale is None else fit.int8_table_scale
-        for spec in layers:
+        int8 = [False] * len(layers)
+        for pos, spec in enumerate(layers):
             if spec.kind not in LAYER_KINDS:
                 unsupported[spec.name] = f"layer kind {spec.kind!r} has no latency model"
                 continue
@@ -461,6 +552,7 @@ class LatencyPredictor:
             priced_bits = self._bits_map.get(bits, self._bits[-1])
             if priced_bits != bits:
                 simulated[spec.name] = priced_bits
+            int8[pos] = priced_bits == 8
             ck = (layer.uid, n, m, rank or 0, choice.w_bits * 64 + choice.a_bits)
             hit = self._prices.get(ck)
             if hit is None:
@@ -474,8 +566,16 @@ class LatencyPredictor:
                 flags[spec.name] = hit[1]
             per_layer[spec.name] = ms
             total += ms
+        boundaries = self._precision_regions(layers).boundaries(int8) if any(int8) else 0
+        if fit is not None:
+            total += fit.transition_ms * boundaries
         return LatencyEstimate(
-            total_ms=total, per_layer_ms=per_layer, flags=flags, unsupported=unsupported, simulated=simulated
+            total_ms=total,
+            per_layer_ms=per_layer,
+            flags=flags,
+            unsupported=unsupported,
+            simulated=simulated,
+            boundaries=boundaries,
         )
 
 

@@ -323,11 +323,11 @@ def build_profile(
         networks = []
         for case in cases:
             own = [
-                (r[0] - r[4], r[4], r[3], m)
+                (r[0] - r[4], r[4], r[3], r[5], m)
                 for r, m, v in zip(rows, measured_ms, train)
                 if v.model == case.name
             ]
-            net_scale, int8_scale, net_c0, net_stage = fit_network_mixed(own)
+            net_scale, int8_scale, net_c0, net_stage, transition = fit_network_mixed(own)
             networks.append(
                 NetworkFit(
                     model=case.name,
@@ -336,6 +336,7 @@ def build_profile(
                     network_overhead_ms=net_c0,
                     extra_stage_ms=net_stage,
                     int8_table_scale=int8_scale if int8_share is not None else None,
+                    transition_ms=transition,
                 )
             )
         profile = replace(

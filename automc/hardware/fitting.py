@@ -1,8 +1,8 @@
 """Fitting a device profile's network-level latency terms to networks timed end to end.
 
 The layer table prices each layer alone; what a whole network adds (a constant, a cost per
-conv/linear call, per output element, per factorised layer's second call, and a scale on
-the table, a separate one on its int8 entries) is fitted here by non-negative relative least squares: once over all profiled
+conv/linear call, per output element, per factorised layer's second call, per int8/float
+precision boundary, and a scale on the table, a separate one on its int8 entries) is fitted here by non-negative relative least squares: once over all profiled
 networks (:func:`fit_overhead`) and once per network (:func:`fit_network`). numpy only.
 """
 
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 def _features(
     layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
-) -> tuple[float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float]:
     """(table-only latency, conv/linear calls, output elements, factorised layers, the part of
-    the table-only latency priced from int8 entries) under ``plan``; ``profile`` must carry no
-    fitted terms (:func:`table_only`)."""
+    the table-only latency priced from int8 entries, int8/float precision boundaries) under
+    ``plan``; ``profile`` must carry no fitted terms (:func:`table_only`)."""
     bare = predict_latency(layers, plan, profile)
     table_ms = bare.total_ms - profile.latency.network_overhead_ms
     keep = plan.group_keep(layers)
@@ -45,7 +45,8 @@ def _features(
             c = plan.choice(name)
             if max(c.w_bits, c.a_bits) <= 8 and bare.simulated.get(name, 8) == 8:
                 int8_ms += ms
-    return table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised), int8_ms
+    features = (table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised), int8_ms)
+    return (*features, float(bare.boundaries))
 
 
 def _nonneg_lstsq(
@@ -89,37 +90,38 @@ def fit_overhead(rows: Sequence[tuple[float, float, float, float]]) -> tuple[flo
 
 
 def fit_network_mixed(
-    rows: Sequence[tuple[float, float, float, float]],
-) -> tuple[float, float, float, float]:
-    """Fit ``measured = scale * float_table + int8_scale * int8_table + overhead + stage * factorised``.
+    rows: Sequence[tuple[float, float, float, float, float]],
+) -> tuple[float, float, float, float, float]:
+    """Fit ``measured = scale * float_table + int8_scale * int8_table + overhead
+    + stage * factorised + transition * boundaries``.
 
     Args:
-        rows: ``(float_table_ms, int8_table_ms, factorised_layers, measured_ms)`` per network:
-            the table latency of its layers priced from float entries and from int8 entries.
+        rows: ``(float_table_ms, int8_table_ms, factorised_layers, boundaries, measured_ms)``
+            per network: the table latency of its layers priced from float entries and from
+            int8 entries, and its int8/float precision boundaries
+            (``automc.cost.latency.PrecisionRegions``).
 
     Returns:
-        ``(table_scale, int8_table_scale, network_overhead_ms, extra_stage_ms)``, every term
-        >= 0, minimising relative squared error (see :func:`fit_network`). The int8 scale
-        needs a spread in ``int8_table_ms``; without one it is ``table_scale`` (one scale
-        for the whole table).
+        ``(table_scale, int8_table_scale, network_overhead_ms, extra_stage_ms, transition_ms)``,
+        every term >= 0, minimising relative squared error (see :func:`fit_network`). The int8
+        scale needs a spread in ``int8_table_ms``; without one it is ``table_scale`` (one scale
+        for the whole table) and the transition cost 0. The stage and transition terms need a
+        spread in their counts and a row more than the terms fitted.
     """
     data = np.asarray(rows, dtype=np.float64)
-    w = 1.0 / data[:, 3]
-    design = np.column_stack([data[:, 0], np.ones(len(data)), data[:, 2], data[:, 1]])
+    w = 1.0 / data[:, 4]
+    design = np.column_stack([data[:, 0], np.ones(len(data)), data[:, 2], data[:, 1], data[:, 3]])
     mixed = len(data) >= 4 and np.ptp(data[:, 1]) > 1e-9 and np.ptp(data[:, 0]) > 1e-9
-    if not mixed:
-        total = [(f + q, k, m) for f, q, k, m in data.tolist()]
-        scale, overhead, stage = fit_network(total)
-        return scale, scale, overhead, stage
     active = [0, 1, 3]
-    if len(data) >= 5 and np.ptp(data[:, 2]) > 0:
-        active.append(2)
-    coef = _nonneg_lstsq(design, data[:, 3], w, active)
+    for col in (2, 4):
+        if len(data) > len(active) + 1 and np.ptp(design[:, col]) > 0:
+            active.append(col)
+    coef = _nonneg_lstsq(design, data[:, 4], w, active) if mixed else np.zeros(5)
     if coef[0] <= 0 or coef[3] <= 0:
-        total = [(f + q, k, m) for f, q, k, m in data.tolist()]
+        total = [(f + q, k, m) for f, q, k, _, m in data.tolist()]
         scale, overhead, stage = fit_network(total)
-        return scale, scale, overhead, stage
-    return float(coef[0]), float(coef[3]), float(coef[1]), float(coef[2])
+        return scale, scale, overhead, stage, 0.0
+    return float(coef[0]), float(coef[3]), float(coef[1]), float(coef[2]), float(coef[4])
 
 
 def fit_network(rows: Sequence[tuple[float, float, float]]) -> tuple[float, float, float]:
@@ -168,8 +170,8 @@ def table_only(profile: HwProfile) -> HwProfile:
 def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profile: HwProfile) -> list[float]:
     """Each variant's latency predicted by a network fit refitted on the *other* variants.
 
-    The table of ``profile`` is kept; its network-level terms (:func:`fit_network`: scale,
-    constant, per-factorised-layer cost) are refitted leave-one-out on ``variants``, all of
+    The table of ``profile`` is kept; its network-level terms (:func:`fit_network_mixed`:
+    scales, constant, per-factorised-layer and per-boundary costs) are refitted leave-one-out on ``variants``, all of
     one model and timed in one run. Set against the profile's own predictions, this tells
     the table's and the fit's form error (what is left here) from the drift of the machine
     between the profiling run and this one (what the refit absorbs).
@@ -182,10 +184,12 @@ def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profi
     bare = table_only(profile)
     rows = []
     for v in variants:
-        table_ms, _, _, factorised, int8_ms = _features(layers, v.plan, bare)
-        rows.append((table_ms - int8_ms, int8_ms, factorised, v.measured_ms))
+        table_ms, _, _, factorised, int8_ms, boundaries = _features(layers, v.plan, bare)
+        rows.append((table_ms - int8_ms, int8_ms, factorised, boundaries, v.measured_ms))
     out = []
-    for i, (float_ms, int8_ms, factorised, _) in enumerate(rows):
-        scale, int8_scale, overhead, stage = fit_network_mixed(rows[:i] + rows[i + 1 :])
-        out.append(overhead + scale * float_ms + int8_scale * int8_ms + stage * factorised)
+    for i, (float_ms, int8_ms, factorised, boundaries, _) in enumerate(rows):
+        scale, int8_scale, overhead, stage, transition = fit_network_mixed(rows[:i] + rows[i + 1 :])
+        out.append(
+            overhead + scale * float_ms + int8_scale * int8_ms + stage * factorised + transition * boundaries
+        )
     return out

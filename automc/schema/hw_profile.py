@@ -265,7 +265,8 @@ class LatencyEntry:
 class NetworkFit:
     """Overhead fitted on one profiled network.
 
-    ``latency = table_scale * table sum + network_overhead_ms + extra_stage_ms * factorised layers``.
+    ``latency = table_scale * table sum + network_overhead_ms + extra_stage_ms * factorised layers
+    + transition_ms * precision boundaries``.
 
     The non-conv work (activations, adds, pooling, framework dispatch) of a network and how
     its layers run inside it rather than alone differ a lot between architectures (on the
@@ -284,6 +285,10 @@ class NetworkFit:
             int8 entries, when it differs from ``table_scale`` (an int8 layer alone pays for
             quantizing its input and dequantizing its output, inside a chain of int8 layers
             it does not). ``None`` (absent in the file): ``table_scale``.
+        transition_ms: cost of each int8/float precision boundary inside the network (the
+            quantize or dequantize and layout reorder where an int8 layer meets a float
+            region; ``automc.cost.latency.PrecisionRegions``). Optional in the file (0 when
+            absent: profiles measured before it, and runtimes without int8 kernels).
     """
 
     model: str
@@ -292,6 +297,7 @@ class NetworkFit:
     network_overhead_ms: float
     extra_stage_ms: float = 0.0
     int8_table_scale: float | None = None
+    transition_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -303,6 +309,8 @@ class NetworkFit:
         }
         if self.int8_table_scale is not None:
             out["int8_table_scale"] = _round_sig(self.int8_table_scale)
+        if self.transition_ms:
+            out["transition_ms"] = _round_sig(self.transition_ms)
         return out
 
 
@@ -569,14 +577,24 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
         d = p.mapping(item, field)
         if d is None:
             continue
-        p.keys(d, field, required=_NETWORK_KEYS, optional={"extra_stage_ms", "int8_table_scale"})
+        p.keys(
+            d, field, required=_NETWORK_KEYS, optional={"extra_stage_ms", "int8_table_scale", "transition_ms"}
+        )
         model = p.string(d, "model", field)
         fp = p.string(d, "fingerprint", field)
         scale = p.number(d, "table_scale", field, positive=True)
         oh = p.number(d, "network_overhead_ms", field)
         stage = p.number(d, "extra_stage_ms", field) if "extra_stage_ms" in d else 0.0
         int8_scale = p.number(d, "int8_table_scale", field, positive=True, required=False)
-        if model and fp and scale is not None and oh is not None and stage is not None:
+        transition = p.number(d, "transition_ms", field) if "transition_ms" in d else 0.0
+        if (
+            model
+            and fp
+            and scale is not None
+            and oh is not None
+            and stage is not None
+            and transition is not None
+        ):
             out.append(
                 NetworkFit(
                     model=model,
@@ -585,6 +603,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
                     network_overhead_ms=float(oh),
                     extra_stage_ms=float(stage),
                     int8_table_scale=None if int8_scale is None else float(int8_scale),
+                    transition_ms=float(transition),
                 )
             )
     return tuple(out)

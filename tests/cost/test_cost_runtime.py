@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from automc.cost import CostModel
-from automc.cost.latency import PRECISION_FLAG_KEY, layer_stages, predict_latency
+from automc.cost.latency import PRECISION_FLAG_KEY, PrecisionRegions, layer_stages, predict_latency
 from automc.errors import ConfigError
-from automc.plan import CompressionPlan, LayerChoice, LayerSpec
-from automc.schema.hw_profile import HwProfile, parse_hw_profile
+from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
+from automc.schema.hw_profile import HwProfile, NetworkFit, parse_hw_profile
 
 FRACTIONS = (0.5, 1.0)
 
@@ -179,3 +180,52 @@ def test_runtime_fields_round_trip() -> None:
     assert again.runtime.precisions == ("fp32", "int8")
     assert again.runtime.native_bits == (8, 32)
     assert again.runtime.provider == "CPUExecutionProvider"
+
+
+def test_precision_boundaries_count_the_int8_layers_next_to_float_regions() -> None:
+    """stem -> a -> b (b writes back into the stem's residual stream) -> dw (a new region of
+    the stream) -> fc: each int8 layer pays one boundary per float region it touches; the
+    network's input and output stay float."""
+
+    def spec(name: str, group: int, in_group: int, index: int, kind: str = "conv2d") -> LayerSpec:
+        return replace(conv(name, 16, 16, group=group, in_group=in_group, index=index), kind=kind)
+
+    layers = [
+        spec("stem", 0, -1, 0),
+        spec("a", 1, 0, 1),
+        spec("b", 0, 1, 2),
+        spec("dw", 0, 0, 3, kind="dwconv2d"),
+        spec("fc", -1, 0, 4, kind="linear"),
+    ]
+    regions = PrecisionRegions.of(layers)
+
+    def count(*int8: str) -> int:
+        return regions.boundaries([s.name in int8 for s in layers])
+
+    assert count() == 0
+    assert count("stem", "a", "b", "dw", "fc") == 2  # quantize the input, dequantize the logits
+    assert count("a") == 2  # the stream before it and b after it are float
+    assert count("a", "b") == 2  # a -> b is int8; both meet the float stream
+    assert count("stem", "a", "b", "dw") == 2  # the input, and dw's output read by the float fc
+    assert count("dw") == 2 and count("fc") == 2
+
+
+def test_the_network_fit_prices_each_precision_boundary() -> None:
+    prof = ort_profile()
+    fit = NetworkFit(
+        model="toy",
+        fingerprint=layers_fingerprint(LAYERS),
+        table_scale=1.0,
+        network_overhead_ms=0.0,
+        int8_table_scale=1.0,
+        transition_ms=0.125,
+    )
+    with_fit = replace(prof, latency=replace(prof.latency, networks=(fit,)))
+    no_cost = replace(prof, latency=replace(prof.latency, networks=(replace(fit, transition_ms=0.0),)))
+    for plan, boundaries in ((CompressionPlan(), 0), (at_bits(8, names=("stem",)), 2), (at_bits(8), 2)):
+        est = predict_latency(LAYERS, plan, with_fit)
+        assert est.boundaries == boundaries
+        assert est.total_ms - predict_latency(LAYERS, plan, no_cost).total_ms == pytest.approx(
+            0.125 * boundaries
+        )
+    assert predict_latency(LAYERS, at_bits(8), torch_profile()).boundaries == 0  # no int8 kernels

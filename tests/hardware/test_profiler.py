@@ -31,6 +31,7 @@ from automc.hardware import (
 )
 from automc.hardware import build as hw_build
 from automc.hardware.build import _to_fastest_phase
+from automc.hardware.fitting import fit_network_mixed
 from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, dump_hw_profile, load_hw_profile
 
@@ -168,6 +169,22 @@ def test_fit_network_recovers_scale_overhead_and_stage_cost() -> None:
     # a negative intercept is not physical: fall back to a pure scale through the origin
     scale, overhead, stage = fit_network([(1.0, 0, 0.5), (2.0, 0, 1.6)])
     assert overhead == 0.0 and stage == 0.0 and 0.5 < scale < 0.8
+
+
+def test_fit_network_mixed_recovers_the_transition_cost() -> None:
+    """Rows built from known scales, overhead, stage and per-boundary cost are fitted back
+    exactly; without a spread in the boundaries the transition cost stays 0."""
+    rng = random.Random(0)
+    rows = []
+    for _ in range(10):
+        f, q, k, b = rng.uniform(0.2, 1.0), rng.uniform(0.0, 0.8), rng.randint(0, 6), rng.randint(0, 12)
+        rows.append((f, q, k, b, 0.45 * f + 0.2 * q + 0.15 + 0.02 * k + 0.011 * b))
+    fitted = fit_network_mixed(rows)
+    assert fitted == pytest.approx((0.45, 0.2, 0.15, 0.02, 0.011))
+    flat = [(f, q, k, 4, m - 0.011 * b + 0.044) for f, q, k, b, m in rows]
+    scale, int8_scale, overhead, stage, transition = fit_network_mixed(flat)
+    assert transition == 0.0 and overhead == pytest.approx(0.15 + 0.044)
+    assert (scale, int8_scale, stage) == pytest.approx((0.45, 0.2, 0.02))
 
 
 def test_network_fit_prices_each_factorised_layers_second_call() -> None:

@@ -113,6 +113,19 @@ def test_network_fit_stage_cost_is_optional(tmp_path: Path) -> None:
     assert new.to_dict()["extra_stage_ms"] == 0.02
 
 
+def test_network_fit_transition_cost_is_optional(tmp_path: Path) -> None:
+    """Profiles measured before ``transition_ms`` existed load with it at 0 (and write none);
+    a new one round-trips."""
+    data = profile_dict()
+    data["latency"]["networks"] = [dict(NET), dict(NET, fingerprint="def", transition_ms=0.015)]
+    old, new = load_hw_profile(write(tmp_path, data)).latency.networks
+    assert old.transition_ms == 0.0 and "transition_ms" not in old.to_dict()
+    assert new.transition_ms == 0.015 and new.to_dict()["transition_ms"] == 0.015
+    data["latency"]["networks"] = [dict(NET, transition_ms=-0.01)]
+    with pytest.raises(ConfigError, match=r"latency.networks\[0\].transition_ms: must be >= 0"):
+        load_hw_profile(write(tmp_path, data))
+
+
 def test_unquoted_date_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(profile_dict()).replace("'2026-01-01'", "2026-01-01"), encoding="utf-8")

@@ -1,0 +1,118 @@
+"""scripts/bench_baselines.py: margins, bisection, refusal of a JSON of other settings, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from automc.errors import AutomcError
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_baselines.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_baselines", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_baselines"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rec(test: float, val: float, wall: float = 10.0) -> dict[str, float]:
+    return {"test_acc": test, "val_acc": val, "wall_seconds": wall, "macs_fraction": 0.3}
+
+
+def test_margins_pick_automc_on_val_and_baseline_on_test(bench) -> None:
+    results = {}
+    for s, (a, p, t1, t2) in enumerate(
+        [(0.80, 0.90, 0.85, 0.70), (0.82, 0.88, 0.84, 0.72), (0.81, 0.92, 0.83, 0.71)]
+    ):
+        # automc-prune has the higher test accuracy but the lower val accuracy: it must not be picked
+        results[f"automc-joint|flops=0.3|s{s}"] = _rec(a, 0.95, wall=100.0)
+        results[f"automc-prune|flops=0.3|s{s}"] = _rec(p, 0.50)
+        results[f"tp-l1-uniform|flops=0.3|s{s}"] = _rec(t1, 0.99, wall=20.0)
+        results[f"tp-taylor|flops=0.3|s{s}"] = _rec(t2, 0.99)
+    m = bench.margins_of(results, ["flops=0.3"])["flops=0.3"]
+    assert m["automc_method"] == "automc-joint"
+    assert m["best_baseline"] == "tp-l1-uniform"
+    assert m["margin_points_per_seed"] == pytest.approx([-5.0, -2.0, -2.0])
+    assert m["margin_points"] == pytest.approx(-2.0)
+    assert m["target_met"] is False
+    assert m["extra_wall_seconds"] == pytest.approx(80.0)
+    summary = bench.summary_of(results, ["flops=0.3"])["flops=0.3"]
+    assert summary["tp-taylor"]["test_acc"] == {"median": 0.71, "min": 0.70, "max": 0.72, "n": 3}
+
+
+def test_margins_at_latency_compare_the_shipped_accuracy(bench) -> None:
+    results = {
+        "automc-joint|latency=0.5|s0": {
+            "test_acc": 0.9,
+            "test_acc_runtime": 0.6,
+            "val_acc_runtime": 0.6,
+            "wall_seconds": 1,
+        },
+        "tp-l1-uniform-int8|latency=0.5|s0": {"test_acc": 0.5, "test_acc_runtime": 0.7, "wall_seconds": 1},
+    }
+    m = bench.margins_of(results, ["latency=0.5"])["latency=0.5"]
+    assert m["accuracy"] == "test_acc_runtime"
+    assert m["margin_points"] == pytest.approx(-10.0)
+
+
+def test_bisection_finds_the_smallest_ratio_meeting_the_target(bench) -> None:
+    ratio, value = bench.bisect_ratio(lambda r: (1 - r) ** 2, 0.25, steps=12)
+    assert value <= 0.25
+    assert ratio == pytest.approx(0.5, abs=1e-3)
+    with pytest.raises(AutomcError, match="ratio 0.9"):
+        bench.bisect_ratio(lambda r: 1.0, 0.5, steps=3)
+
+
+def test_a_json_of_other_settings_is_refused_in_one_line(bench, tmp_path, capsys) -> None:
+    out = tmp_path / "b.json"
+    out.write_text(
+        json.dumps({"schema": bench.SCHEMA, "settings": {"trials": 99}, "results": {}, "runs": []})
+    )
+    assert bench.main(["--out", str(out), "--trials", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and "trials 99 -> 3" in err[0]
+
+
+def test_unknown_method_is_refused(bench, tmp_path, capsys) -> None:
+    assert bench.main(["--out", str(tmp_path / "b.json"), "--methods", "tp-nope"]) == 2
+    assert "unknown --methods" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_run_end_to_end_writes_margins_and_resumes(bench, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOMC_HOME", str(tmp_path / "home"))
+    out = tmp_path / "baselines.json"
+    argv = [
+        "--dataset", "digits", "--train-subset", "256", "--base-epochs", "1", "--seeds", "1",
+        "--trials", "3", "--finetune-epochs", "1", "--budgets", "flops=0.3,latency=0.5",
+        "--methods", "automc-joint,tp-l1-uniform,tp-l1-uniform-int8", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {
+        "automc-joint|flops=0.3|s0",
+        "tp-l1-uniform|flops=0.3|s0",
+        "automc-joint|latency=0.5|s0",
+        "tp-l1-uniform|latency=0.5|s0",
+        "tp-l1-uniform-int8|latency=0.5|s0",
+    }
+    tp = report["results"]["tp-l1-uniform|flops=0.3|s0"]
+    assert tp["macs_fraction"] <= 0.3 and tp["macs"] < report["base"]["macs"]
+    assert 0 <= tp["test_acc"] <= 1 and tp["latency_ms"] > 0
+    int8 = report["results"]["tp-l1-uniform-int8|latency=0.5|s0"]
+    assert int8["int8"] is True and int8["int8_speedup"] > 0
+    assert set(report["margins"]) == {"flops=0.3", "latency=0.5"}
+    assert report["margins"]["flops=0.3"]["best_baseline"] == "tp-l1-uniform"
+    assert report["runs"][0]["command"].startswith("python scripts/bench_baselines.py --dataset digits")
+    assert bench.main(argv) == 0
+    again = json.loads(out.read_text())
+    assert again["runs"][-1]["computed"] == 0
+    assert again["results"] == report["results"]

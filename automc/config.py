@@ -267,12 +267,16 @@ class HardwareConfig(_Record):
             supported) for training and fine-tuning on CUDA; no effect on the CPU.
         threads: torch intra-op threads for the run; ``None`` = ``$AUTOMC_THREADS``,
             ``$OMP_NUM_THREADS`` or torch's default.
+        workers: DataLoader worker processes for training and evaluation (batches stay the
+            same for a seed); ``None`` = 0 on the CPU, ``min(4, usable cores)`` on CUDA,
+            where batches are also pinned (``automc.device.Placement``).
     """
 
     profile: str | None = "cpu-x86-2core-ort"
     device: str = _checked("auto", _device)
     amp: bool = True
     threads: int | None = _checked(None, _at_least(1))
+    workers: int | None = _checked(None, _at_least(0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -461,6 +465,7 @@ FLAT_NAMES: Mapping[str, str] = types.MappingProxyType(
         "device": "hardware.device",
         "amp": "hardware.amp",
         "threads": "hardware.threads",
+        "workers": "hardware.workers",
         "storage": "output.storage",
         "study": "output.study",
         "new_study": "output.new_study",

@@ -3,12 +3,14 @@
 :func:`check_name` checks the spelling without importing torch (config validation);
 :func:`resolve` turns a name into a ``torch.device`` and refuses ``cuda`` on a machine
 without CUDA. :class:`Placement` is the record the training loops, the proxy and the
-pipeline receive: the device and whether to autocast. Latency is never measured here: it is timed as
-the device profile says (``automc.hardware``), wherever training ran.
+pipeline receive: the device, whether to autocast and how many DataLoader worker processes
+feed it. Latency is never measured here: it is timed as the device profile says
+(``automc.hardware``), wherever training ran.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,8 @@ from typing import Any
 from automc.errors import AutomcError
 
 _NAME = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+CUDA_WORKERS = 4
+"""Most DataLoader worker processes a CUDA placement gets by default (fewer with fewer usable cores)."""
 
 
 def check_name(name: str) -> str | None:
@@ -60,15 +64,25 @@ class Placement:
         device: the ``torch.device`` (or its name) models and batches are moved to.
         amp: autocast training and fine-tuning forward passes on CUDA (bf16 where the GPU
             supports it, else fp16 with a gradient scaler); ignored on the CPU.
+        workers: DataLoader worker processes of automc's training and evaluation loaders
+            (0: batches are read in the training process). Batches come out in the same
+            order and with the same contents whatever the count (the sampler is seeded in
+            the main process); a dataset that draws random numbers itself sees other draws.
     """
 
     device: Any = "cpu"
     amp: bool = False
+    workers: int = 0
 
     @classmethod
-    def of(cls, name: str = "auto", *, amp: bool = True) -> Placement:
-        """The placement of a device name (see :func:`resolve`)."""
-        return cls(device=resolve(name), amp=amp)
+    def of(cls, name: str = "auto", *, amp: bool = True, workers: int | None = None) -> Placement:
+        """The placement of a device name (see :func:`resolve`); ``workers`` ``None``: none
+        on the CPU (they would compete with torch's threads for the cores), on CUDA
+        ``CUDA_WORKERS`` or the usable cores when fewer."""
+        device = resolve(name)
+        if workers is None:
+            workers = 0 if device.type == "cpu" else min(CUDA_WORKERS, len(os.sched_getaffinity(0)))
+        return cls(device=device, amp=amp, workers=workers)
 
     @property
     def torch_device(self) -> Any:
@@ -79,6 +93,11 @@ class Placement:
     @property
     def is_cuda(self) -> bool:
         return self.torch_device.type == "cuda"
+
+    def loader_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``automc.data.loader`` for this placement: its ``workers`` and
+        pinned memory on CUDA (the copies to the GPU are asynchronous then)."""
+        return {"workers": self.workers, "pin_memory": self.is_cuda}
 
     def autocast_dtype(self) -> Any:
         """The autocast dtype on CUDA with ``amp`` (bf16 if supported, else fp16); ``None`` otherwise."""

@@ -6,8 +6,12 @@
   a bar on a terminal, else one ``automc: train: epoch i/n`` line per epoch on stderr.
 * :func:`finetune`: the same loop with the distillation loss of Hinton et al. (2015)
   when a teacher is given; works on models holding fake-quant modules.
+* Both take the user's ``train_step`` (:data:`TrainStep`) in place of cross-entropy,
+  checked by :func:`step_loss`; :func:`check_train_step` runs it once before a search.
 * Both re-estimate BatchNorm running statistics over the training set after the last
   epoch when they are stale (a slow momentum, :func:`_stale_bn`).
+* Their batches come from ``automc.data.loader`` with the placement's DataLoader
+  workers (pinned on CUDA); the same seed gives the same batches whatever the count.
 * :func:`evaluate`: top-1 accuracy and mean cross-entropy under ``torch.inference_mode``.
 * :func:`base_model`: train a zoo model on a dataset once and cache it under
   ``$AUTOMC_HOME/base_models`` (see ``automc.cli.common.automc_home``).
@@ -175,22 +179,29 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def evaluate(
-    model: nn.Module, dataset: Dataset, batch_size: int = 256, *, device: str | torch.device | None = None
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 256,
+    *,
+    device: str | torch.device | None = None,
+    workers: int = 0,
 ) -> dict[str, float]:
     """Top-1 accuracy (``acc``, in [0, 1]) and mean cross-entropy (``loss``) on ``dataset``.
 
     Runs in eval mode under ``torch.inference_mode``; the model's train/eval mode is
     restored afterwards. With ``device``, it runs there (on a copy when the model lives
     elsewhere: the model itself is not moved); by default where the model's parameters are.
+    ``workers``: DataLoader worker processes reading the batches (pinned on CUDA).
     """
     if device is not None and _device_of(model) != torch.device(device):
-        return evaluate(_teacher_on(model, torch.device(device)), dataset, batch_size)
+        return evaluate(_teacher_on(model, torch.device(device)), dataset, batch_size, workers=workers)
     device = _device_of(model)
     was_training = model.training
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
+    batches = loader(dataset, batch_size, shuffle=False, workers=workers, pin_memory=device.type == "cuda")
     with torch.inference_mode():
-        for x, y in loader(dataset, batch_size, shuffle=False):
+        for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x).float()
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -294,11 +305,18 @@ def step_loss(
     """``(loss, logits or None)`` of the user's :data:`TrainStep` on ``batch``, checked.
 
     Raises:
-        AutomcError: the step returned no scalar floating-point tensor (or ``(loss, logits)``
-            pair), a loss without a gradient, or logits that are not ``(batch, classes)``.
-            A non-finite loss is the caller's to judge (divergence, or a broken step).
+        AutomcError: the step raised (naming the exception; running out of memory is
+            re-raised as it is), returned no scalar floating-point tensor (or ``(loss,
+            logits)`` pair), a loss without a gradient, or logits that are not ``(batch,
+            classes)``. A non-finite loss is the caller's to judge (divergence, or a broken step).
     """
-    out = train_step(model, batch)
+    try:
+        out = train_step(model, batch)
+    except (AutomcError, MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of user code is reported in one line
+        text = " ".join(str(e).split())[:200]
+        raise AutomcError(f"train_step= raised {type(e).__name__}{': ' + text if text else ''}") from None
     loss, logits = (out[0], out[1]) if isinstance(out, tuple | list) and len(out) == 2 else (out, None)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
         raise AutomcError(
@@ -337,17 +355,13 @@ def check_train_step(train_step: TrainStep, model: nn.Module, splits: Splits, de
     net.train()
     x, y = next(iter(loader(splits.train, FINETUNE_RECIPE.batch_size, shuffle=False)))
     target = _device_of(net)
-    try:
-        with torch.enable_grad():
-            loss, _ = step_loss(train_step, net, (x.to(target), y.to(target)))
-    except AutomcError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure of user code is reported in one line
-        text = " ".join(str(e).split())[:200]
-        raise AutomcError(f"train_step= raised {type(e).__name__}{': ' + text if text else ''}") from None
+    with torch.enable_grad():
+        loss, _ = step_loss(train_step, net, (x.to(target), y.to(target)))
     if not torch.isfinite(loss):
-        raise AutomcError(f"train_step= returned a non-finite loss ({float(loss)}) on the first train batch")
-    return float(loss)
+        raise AutomcError(
+            f"train_step= returned a non-finite loss ({float(loss.detach())}) on the first train batch"
+        )
+    return float(loss.detach())
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
@@ -468,6 +482,7 @@ def _fit(
     kd = objective.distillation
     teacher = _teacher_on(kd.teacher if kd is not None else None, device)
     amp_dtype = placement.autocast_dtype() if placement is not None else None
+    reading = placement.loader_options() if placement is not None else {}
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     params = [p for p in model.parameters() if p.requires_grad]
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -495,7 +510,7 @@ def _fit(
         for epoch in bar:
             model.train()
             loss_sum, seen = 0.0, 0
-            for x, y in loader(splits.train, batch_size, shuffle=True, seed=seed * 1000 + epoch):
+            for x, y in loader(splits.train, batch_size, shuffle=True, seed=seed * 1000 + epoch, **reading):
                 if crop or hflip:
                     x = _augment(x, crop=crop, hflip=hflip, generator=generator)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -522,10 +537,11 @@ def _fit(
                 )
         bar.close()
         if _stale_bn(model, total):
-            batches = (x.to(device) for x, _ in loader(splits.train, batch_size, shuffle=True, seed=seed))
+            shuffled = loader(splits.train, batch_size, shuffle=True, seed=seed, **reading)
+            batches = (x.to(device, non_blocking=True) for x, _ in shuffled)
             bn_recalibrated = recalibrate_bn(model, itertools.islice(batches, BN_RECALIBRATION_BATCHES))
     model.eval()
-    val = evaluate(model, splits.val)
+    val = evaluate(model, splits.val, workers=placement.workers if placement is not None else 0)
     return TrainResult(
         epochs=epochs,
         train_loss=tuple(losses),

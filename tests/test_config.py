@@ -79,6 +79,7 @@ def test_defaults_are_the_search_defaults() -> None:
         0.9,
     )
     assert (c.distributed.cpus_per_trial, c.distributed.gpus_per_trial) == (1.0, 0.0)
+    assert c.hardware.workers is None  # 0 on the CPU, min(4, cores) on CUDA (automc.device.Placement.of)
     assert (c.output.export_onnx, c.output.progress, c.output.out, c.base.weights) == (True, True, None, None)
     assert automc.SearchConfig is SearchConfig
 
@@ -210,6 +211,7 @@ def test_with_overrides_old_names_and_dotted_names(tmp_path: Path) -> None:
         ({"base_lr": float("nan")}, "--base-lr must be a positive number, got nan"),
         ({"proxy": "synflow"}, "--proxy: unknown search proxy 'synflow' (known: adaptive_bn, short_train)"),
         ({"proxy_steps": 0}, "--proxy-steps must be a positive integer, got 0"),
+        ({"workers": -1}, "--workers must be >= 0, got -1"),
         ({"budgets": ["flops=lots"]}, "--budget: budget 'flops=lots': cannot parse the value 'lots'"),
         ({"kd_alpha": True}, "--kd-alpha must be a number, got True"),
         ({"controller.trials": 0}, "controller.trials must be >= 1, got 0"),

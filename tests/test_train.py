@@ -170,6 +170,106 @@ def test_finetune_trains_a_model_with_fake_quant_modules(synthetic: data.Splits)
     assert result.train_loss[-1] < result.train_loss[0]
 
 
+def _ce_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return F.cross_entropy(model(x), y)
+
+
+def _shifted_step(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy against ``(label + 1) % classes``: what no default run learns."""
+    x, y = batch
+    logits = model(x)
+    return F.cross_entropy(logits, (y + 1) % logits.shape[1]), logits
+
+
+def _accuracies(model: nn.Module, splits: data.Splits) -> tuple[float, float]:
+    """``(true-label, shifted-label)`` top-1 accuracy on the test split."""
+    x, y = splits.test.tensors
+    with torch.no_grad():
+        pred = model.eval()(x).argmax(1)
+    return float((pred == y).float().mean()), float((pred == (y + 1) % splits.num_classes).float().mean())
+
+
+def test_a_cross_entropy_train_step_trains_exactly_like_the_default(synthetic: data.Splits) -> None:
+    recipe = train.Recipe(epochs=2, lr=0.05, batch_size=32)
+    states = []
+    for step in (None, _ce_step):
+        torch.manual_seed(0)
+        model = models.create("test_tiny")
+        result = train.train(model, synthetic, recipe, options=QUIET, train_step=step)
+        states.append((model.state_dict(), result.train_loss))
+    (a, loss_a), (b, loss_b) = states
+    assert loss_a == loss_b and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_step_loss_is_what_training_and_finetuning_minimise(synthetic: data.Splits) -> None:
+    """The step's loss replaces cross-entropy; fine-tuning distills only a step that returns logits."""
+    recipe = train.Recipe(epochs=6, lr=0.1, batch_size=32)
+    torch.manual_seed(0)
+    teacher = models.create("test_tiny")
+    train.train(teacher, synthetic, recipe, options=QUIET)
+    true_acc, shifted_acc = _accuracies(teacher, synthetic)
+    assert true_acc > 0.6 > shifted_acc
+    kd = train.Distillation(teacher=teacher, alpha=1.0)
+
+    torch.manual_seed(1)
+    base = models.create("test_tiny")
+    train.train(base, synthetic, recipe, options=QUIET, train_step=_shifted_step)
+    true_acc, shifted_acc = _accuracies(base, synthetic)
+    assert shifted_acc > 0.6 > true_acc  # base training minimised the step's loss
+
+    def loss_only(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return _shifted_step(model, batch)[0]
+
+    torch.manual_seed(1)
+    plain = models.create("test_tiny")
+    train.finetune(plain, synthetic, recipe, distillation=kd, options=QUIET, train_step=loss_only)
+    true_acc, shifted_acc = _accuracies(plain, synthetic)
+    assert shifted_acc > 0.6 > true_acc  # a loss-only step is used as it is: no distillation
+    torch.manual_seed(1)
+    distilled = models.create("test_tiny")
+    train.finetune(distilled, synthetic, recipe, distillation=kd, options=QUIET, train_step=_shifted_step)
+    true_acc, shifted_acc = _accuracies(distilled, synthetic)
+    assert true_acc > 0.6 > shifted_acc  # (loss, logits) with alpha 1: the teacher's labels win
+
+
+def _no_grad_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return _ce_step(model, batch).detach()
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (
+            lambda model, batch: 1.0,
+            "train_step= must return a scalar loss tensor or (loss, logits), got a float",
+        ),
+        (lambda model, batch: model(batch[0]).sum(1), "got a torch.float32 tensor of shape (64,)"),
+        (lambda model, batch: torch.tensor(3), "got a torch.int64 tensor"),
+        (_no_grad_step, "train_step= returned a loss without gradient"),
+        (
+            lambda model, batch: (_ce_step(model, batch), "logits"),
+            "the logits of (loss, logits) must be a (64, classes)",
+        ),
+        (
+            lambda model, batch: _ce_step(model, batch) * float("nan"),
+            "train_step= returned a non-finite loss (nan)",
+        ),
+        (lambda model, batch: batch["x"], "train_step= raised TypeError"),
+        ("pkg.mod:step", "train_step= must be a function"),
+    ],
+)
+def test_bad_train_steps_are_one_line_errors(step, message, synthetic: data.Splits) -> None:
+    model = models.create("test_tiny")
+    with pytest.raises(AutomcError) as error:
+        train.check_train_step(step, model, synthetic)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(AutomcError, match="train_step="):  # in training too
+        train.train(model, synthetic, train.Recipe(epochs=1, lr=0.05), options=QUIET, train_step=step)
+
+
 def test_set_threads_respects_omp_num_threads(monkeypatch) -> None:
     previous = torch.get_num_threads()
     try:

@@ -75,6 +75,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument(
+        "--train-step",
+        metavar="PKG.MOD:FUNCTION",
+        help="your training loss, package.module:function(model, (inputs, targets)) -> loss or "
+        "(loss, logits), in place of cross-entropy for base training, the short_train proxy and "
+        "fine-tuning (Python-only setting: not in the config file)",
+    )
+    p.add_argument(
+        "--evaluate",
+        metavar="PKG.MOD:FUNCTION",
+        help="your accuracy, package.module:function(model, dataset) -> {'acc': float, ...}, for the "
+        "base model and the winners (Python-only setting: not in the config file)",
+    )
+    p.add_argument(
         "--weights",
         help=_help(
             "weights",
@@ -147,6 +160,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help=_help(
             "threads", "torch threads for the run; unset: $AUTOMC_THREADS, $OMP_NUM_THREADS or torch's"
+        ),
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help=_help(
+            "workers",
+            "DataLoader worker processes for training and evaluation (same batches for a seed); "
+            "unset: 0 on the CPU, min(4, cores) on CUDA (with pinned memory)",
         ),
     )
     p.add_argument(
@@ -268,6 +290,23 @@ def user_model(args: argparse.Namespace, config: SearchConfig) -> dict[str, Any]
     return {"model": user.build(args.model, user.parse_kwargs(config.base.model_kwargs))}
 
 
+def user_functions(args: argparse.Namespace) -> dict[str, Any]:
+    """``train_step=`` and ``evaluate=`` of the ``--train-step`` / ``--evaluate`` import paths
+    the user typed (``{}`` for neither).
+
+    Raises:
+        AutomcError: a path that does not resolve to a function (``automc.models.user.resolve``).
+    """
+    from automc.models import user
+
+    flags = {"train_step": "--train-step", "evaluate": "--evaluate"}
+    return {
+        name: user.resolve(getattr(args, name), flag)
+        for name, flag in flags.items()
+        if getattr(args, name, None)
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     config = effective_config(args)
     if args.dump_config:
@@ -276,6 +315,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from automc.pipeline import search, summary_table
 
-    result = search(config, **user_model(args, config))
+    result = search(config, **user_model(args, config), **user_functions(args))
     print(summary_table(result))
     return 0

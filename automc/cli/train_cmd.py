@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="torch threads (default: $OMP_NUM_THREADS or the usable cores)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader worker processes (same batches for a seed; default 0 on the CPU, "
+        "min(4, cores) on CUDA with pinned memory)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
     check_lr(args.lr, "--lr")
     flags = {name: getattr(args, name) for name in DATA_FLAGS}
     overrides = {k: v for k, v in flags.items() if v is not None}
-    hardware = {"device": args.device, "threads": args.threads, "amp": args.amp}
+    hardware = {"device": args.device, "threads": args.threads, "amp": args.amp, "workers": args.workers}
     config = SearchConfig().with_overrides(**overrides, **hardware)
-    placement = Placement.of(config.hardware.device, amp=config.hardware.amp)
+    hw = config.hardware
+    placement = Placement.of(hw.device, amp=hw.amp, workers=hw.workers)
 
     set_threads(config.hardware.threads)
     if user.is_import_path(args.model):

@@ -127,11 +127,33 @@ def _subset_train(splits: Splits, n: int) -> Splits:
     )
 
 
-def loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """A deterministic single-process ``DataLoader`` (same seed, same batch order)."""
+def loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    *,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A deterministic ``DataLoader``: same seed, same batches, whatever the ``workers``.
+
+    The batch order is drawn in this process from a generator seeded with ``seed``;
+    ``workers`` processes (0: none) only read and collate the samples, so a dataset
+    without randomness of its own gives the same batches with any worker count.
+    ``pin_memory``: page-locked batches for asynchronous copies to a GPU. Workers are not
+    kept between passes (``persistent_workers``): each epoch's loader is seeded afresh.
+    """
     generator = torch.Generator()
     generator.manual_seed(int(seed))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=0, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=generator,
+    )
 
 
 def stratified_split(labels: np.ndarray, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,9 @@ A user model is named by an import path ``package.module:attribute`` where the a
 is a class or a function returning an ``nn.Module``; it is called with the keyword
 arguments the user gives (``--model-kwargs '{"width": 2}'``) and nothing else.
 
+The same import paths name the user's functions on the command line: ``--train-step
+pkg.mod:step`` and ``--evaluate pkg.mod:accuracy`` (:func:`resolve`).
+
 Code is imported only from a path the user typed (``--model`` on the command line,
 ``automc.search(model="pkg.mod:factory")`` or :func:`build` called in Python), never from
 a data file: ``automc.models.create``, a config file's ``base.model`` and a saved model
@@ -52,31 +55,35 @@ def parse_kwargs(text: str | None, flag: str = "--model-kwargs") -> dict[str, An
     return value
 
 
-def resolve(path: str) -> Any:
-    """Import the module of ``path`` (``pkg.mod:attr``) and return the attribute.
+def resolve(path: str, what: str = "model") -> Any:
+    """Import the module of ``path`` (``pkg.mod:attr``) and return the attribute (callable).
+
+    ``what`` names the path in the messages: ``model`` (a factory), or a flag such as
+    ``--train-step`` (a function).
 
     Raises:
         AutomcError: a malformed path, a module that cannot be imported (naming the
-            exception), or a missing attribute.
+            exception), a missing attribute, or one that is not callable.
     """
+    attribute = "factory" if what == "model" else "function"
     if not is_import_path(path):
-        raise AutomcError(f"model {path!r}: an import path has the form package.module:factory")
+        raise AutomcError(f"{what} {path!r}: an import path has the form package.module:{attribute}")
     module_name, attr = path.split(":", 1)
     try:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         missing = e.name or module_name
         raise AutomcError(
-            f"model {path!r}: cannot import module {missing!r} (is its folder on PYTHONPATH?)"
+            f"{what} {path!r}: cannot import module {missing!r} (is its folder on PYTHONPATH?)"
         ) from None
     except Exception as e:  # noqa: BLE001 - the user's module failed while importing
-        raise AutomcError(f"model {path!r}: importing {module_name!r} raised {_one_line(e)}") from None
+        raise AutomcError(f"{what} {path!r}: importing {module_name!r} raised {_one_line(e)}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise AutomcError(f"model {path!r}: module {module_name!r} has no attribute {attr!r}")
+            raise AutomcError(f"{what} {path!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise AutomcError(f"model {path!r}: {attr!r} is a {type(obj).__name__}, not a class or function")
+        raise AutomcError(f"{what} {path!r}: {attr!r} is a {type(obj).__name__}, not a class or function")
     return obj
 
 

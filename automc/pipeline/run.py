@@ -81,6 +81,13 @@ def default_study(model: str, dataset: str, controller: str, seed: int) -> str:
     return _SAFE.sub("_", f"{model}-{dataset}-{controller}-s{seed}")
 
 
+def function_path(fn: Any) -> str:
+    """``module:qualname`` of the user's function as a study records it ('' for none)."""
+    if fn is None:
+        return ""
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
 def proxy_label(config: SearchConfig) -> str:
     """The proxy as the study records it (part of the resume key): ``adaptive_bn``, ``short_train (10 steps)``."""
     name = config.proxy.name
@@ -282,6 +289,7 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
         "budgets": list(config.budgets),
         "controller": config.controller.name,
         "proxy": label,
+        "train_step": function_path(user.train_step),
         "profile": str(config.hardware.profile or ""),
         "profile_digest": profile_digest(prof),
         "seed": config.seed,

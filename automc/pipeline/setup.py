@@ -118,10 +118,11 @@ class SearchSetup:
         )
 
 
-def scorer(evaluate: Score | None = None, device: Any = None) -> Score:
+def scorer(evaluate: Score | None = None, device: Any = None, workers: int = 0) -> Score:
     """The ``(model, dataset) -> {"acc", ...}`` accuracy function of a run.
 
-    Default: top-1 accuracy and cross-entropy (``automc.train.evaluate``) on ``device``.
+    Default: top-1 accuracy and cross-entropy (``automc.train.evaluate``) on ``device``,
+    its batches read by ``workers`` DataLoader processes.
     With the user's ``evaluate=`` (for models whose quality is not top-1 accuracy): it is
     called with the model on ``device`` (a copy when the model lives elsewhere) and must
     return a mapping with a finite number ``acc`` (higher is better; ``loss`` optional).
@@ -132,7 +133,7 @@ def scorer(evaluate: Score | None = None, device: Any = None) -> Score:
     from automc import train
 
     if evaluate is None:
-        return lambda model, dataset: train.evaluate(model, dataset, device=device)
+        return lambda model, dataset: train.evaluate(model, dataset, device=device, workers=workers)
     user_evaluate = evaluate
 
     def checked(model: Any, dataset: Any) -> Mapping[str, float]:
@@ -223,9 +224,12 @@ def _untrained(config: SearchConfig, splits: Any, model: Any = None) -> Any:
 
     ``model`` is the user's own module (``model=`` / ``--model pkg.mod:factory``): a copy
     of it is the base (the user's object is never trained or moved); a config naming user
-    code without it is refused (code is never imported from a data file).
+    code without it is refused (code is never imported from a data file). A zoo model is
+    initialised from ``config.seed``, as ``automc.train.base_model`` initialises it.
     """
     import copy
+
+    import torch
 
     from automc import models
     from automc.models import user
@@ -235,6 +239,7 @@ def _untrained(config: SearchConfig, splits: Any, model: Any = None) -> Any:
         net = copy.deepcopy(model).cpu()
         return models.load_weights(net, base_cfg.weights) if base_cfg.weights else net
     user.refuse_from_data(base_cfg.model, "config base.model")
+    torch.manual_seed(config.seed)  # the initial weights train.base_model starts from
     return models.create(
         base_cfg.model,
         num_classes=splits.num_classes,
@@ -366,7 +371,8 @@ def prepare(
     from automc.device import Placement
 
     model, evaluate = user.model, user.evaluate
-    placement = Placement.of(config.hardware.device, amp=config.hardware.amp)
+    hw = config.hardware
+    placement = Placement.of(hw.device, amp=hw.amp, workers=hw.workers)
     splits = load_splits(config.data, seed=config.seed, given=user.data)
     example = splits.train[0][0].unsqueeze(0)
     # the cost model needs shapes, not weights: budgets are checked on the untrained network
@@ -388,7 +394,7 @@ def prepare(
     announce_data(splits)
     base.eval()
     device = placement.device
-    score = scorer(evaluate, device)
+    score = scorer(evaluate, device, placement.workers)
     val_acc, test_acc = report_base_accuracy(base, splits, config.base.model, score)
     base_info = {**base_info, "val_acc": val_acc, "test_acc": test_acc, "device": str(device)}
     warn_if_near_chance(base, splits, config.base.model, score)

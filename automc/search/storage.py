@@ -83,9 +83,10 @@ RESUME_FIELDS = (
     "hardware.profile",
 )
 #: Meta keys a resumed study must also match: the resolved space file and the profile's
-#: content digest (a file edited at the same path), and the keys of studies recorded
-#: before the configuration was stored. A key either side lacks is not checked.
-RESUME_META = ("space", "profile_digest", "model", "objectives", "controller", "proxy")
+#: content digest (a file edited at the same path), the user's ``train_step`` (its import
+#: path: it trains the proxy's candidates), and the keys of studies recorded before the
+#: configuration was stored. A key either side lacks is not checked.
+RESUME_META = ("space", "profile_digest", "model", "objectives", "controller", "proxy", "train_step")
 _MISSING = object()
 
 

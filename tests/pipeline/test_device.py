@@ -34,10 +34,10 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
         seen["fit"].add(f"{kw['desc']}@{next(model.parameters()).device.type}")
         return result
 
-    def spy_evaluate(model, dataset, batch_size=256, *, device=None):
+    def spy_evaluate(model, dataset, batch_size=256, *, device=None, workers=0):
         ran_on = torch.device(device) if device is not None else next(model.parameters()).device
         seen["evaluate"].add(ran_on.type)
-        return evaluate(model, dataset, batch_size, device=device)
+        return evaluate(model, dataset, batch_size, device=device, workers=workers)
 
     def spy_compute(self, model):
         result = compute(self, model)
@@ -98,6 +98,15 @@ def test_cuda_without_cuda_is_one_clear_line(tmp_path, capsys):
 def test_amp_autocasts_only_on_cuda():
     assert Placement(device="cpu", amp=True).autocast_dtype() is None
     assert Placement(device="cuda:0", amp=False).autocast_dtype() is None
+
+
+def test_loader_workers_default_to_none_on_the_cpu_and_pin_only_on_cuda():
+    assert Placement.of("cpu").loader_options() == {"workers": 0, "pin_memory": False}
+    assert Placement.of("cpu", workers=3).loader_options() == {"workers": 3, "pin_memory": False}
+    assert Placement(device="cuda:0", workers=2).loader_options() == {"workers": 2, "pin_memory": True}
+    if torch.cuda.is_available():
+        cuda = Placement.of("cuda")
+        assert 1 <= cuda.workers <= 4 and cuda.loader_options()["pin_memory"]
 
 
 def test_run_restores_the_callers_thread_count(home, tmp_path):

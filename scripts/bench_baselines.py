@@ -61,11 +61,25 @@ AUTOMC_METHODS = ("automc-joint", "automc-prune", "automc-joint-amc")
 SEARCH_BASELINES = ("random-joint",)
 TP_METHODS = ("tp-l1-uniform", "tp-l1-global", "tp-taylor")
 INT8_METHODS = tuple(f"{m}-int8" for m in TP_METHODS)
+MAIN_METHODS = ("automc-joint", *TP_METHODS, *INT8_METHODS)
+LATENCY_MAIN = ("automc-prune",)
+"""Also main at latency budgets: the joint space's cheapest plan may be priced slower than the base."""
+"""Run first, for every seed, before the other searches: an interrupted run has the main comparison."""
 MAX_RATIO = 0.9
 """Largest Torch-Pruning channel ratio the bisection tries."""
 TAYLOR_BATCHES = 4
 TARGET_POINTS = {"flops=0.15": 1.0, "flops=0.3": 0.3, "latency=0.5": 1.0}
 """Targets of the comparison: automc's winner at least this many test-accuracy points above the best baseline."""
+DEFAULTS = {
+    "train_subset": 2000,
+    "val_subset": 1000,
+    "test_subset": 2000,
+    "base_epochs": 6,
+    "trials": 20,
+    "finetune_epochs": 1,
+    "seeds": 3,
+}
+"""The defaults: sized for this 2-core machine while it is shared (README, "Against Torch-Pruning")."""
 QUICK = {"train_subset": 1000, "base_epochs": 2, "trials": 6, "finetune_epochs": 1, "seeds": 1}
 """What ``--quick`` sets (unless given explicitly)."""
 
@@ -75,20 +89,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="resnet20")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the dataset's own)")
-    p.add_argument("--train-subset", type=int, default=None, help="train on this many train images")
+    p.add_argument("--train-subset", type=int, default=None, help="train images (default 2000; 0 = all)")
+    p.add_argument("--val-subset", type=int, default=None, help="val images (default 1000; 0 = all)")
+    p.add_argument("--test-subset", type=int, default=None, help="test images (default 2000; 0 = all)")
     p.add_argument(
-        "--val-subset", type=int, default=None, help="use a seeded random subset of this many val images"
+        "--base-epochs", type=int, default=None, help="base-model epochs (default 6; 0 = the recipe's)"
     )
-    p.add_argument(
-        "--test-subset",
-        type=int,
-        default=None,
-        help="test on a seeded random subset of this many test images",
-    )
-    p.add_argument("--base-epochs", type=int, default=None, help="base-model epochs (default: the recipe's)")
     p.add_argument("--budgets", default="flops=0.3,flops=0.15,latency=0.5")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
-    p.add_argument("--trials", type=int, default=None, help="search trials (default 24)")
+    p.add_argument("--trials", type=int, default=None, help="search trials (default 20)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="KD fine-tune epochs (default 1)")
     p.add_argument("--finetune-top", type=int, default=1, help="Pareto winners each search fine-tunes")
     p.add_argument("--controller", default="optuna-tpe", help="automc's controller (its default)")
@@ -100,10 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", default=None, help="search folders (default: a folder next to --out)")
     p.add_argument("--out", default=str(ROOT / "reports" / "bench" / "baselines.json"))
     args = p.parse_args(argv)
-    defaults = {"train_subset": None, "base_epochs": None, "trials": 24, "finetune_epochs": 1, "seeds": 3}
-    for key, value in defaults.items():
+    for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
-            setattr(args, key, QUICK[key] if args.quick else value)
+            setattr(args, key, QUICK.get(key, value) if args.quick else value)
+    for key in ("train_subset", "val_subset", "test_subset", "base_epochs"):
+        if getattr(args, key) == 0:
+            setattr(args, key, None)
     return args
 
 
@@ -134,7 +145,7 @@ def methods_for(budget: str, chosen: list[str]) -> list[str]:
     main comparison first so that an interrupted run has it."""
     if budget.startswith("latency"):
         pairs = [(f"{m}-int8", m) for m in TP_METHODS]
-        apply = ("automc-joint", *[m for pair in pairs for m in pair], *SEARCH_BASELINES)
+        apply = ("automc-joint", "automc-prune", *[m for pair in pairs for m in pair], *SEARCH_BASELINES)
     else:
         apply = ("automc-joint", *TP_METHODS, *AUTOMC_METHODS[1:], *SEARCH_BASELINES)
     return [m for m in apply if not chosen or m in chosen]
@@ -155,6 +166,8 @@ class Context:
     base_artifact: Path
     timing: Mapping[str, Any]
     work: Path
+    ratios: dict[str, Any]
+    """Bisected Torch-Pruning ratios by ``method|budget`` (seed-independent importances only)."""
 
 
 def summarise(xs: list[float]) -> dict[str, float | int | None]:
@@ -330,20 +343,29 @@ def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
     target = budget_value(budget)
     int8 = method.endswith("-int8")
     t0 = time.perf_counter()
-    if budget.startswith("latency"):
+    # L1 importance does not depend on the seed: its bisected ratio is found once per budget
+    cache_key = None if method.startswith("tp-taylor") else f"{method}|{budget}"
+    found = ctx.ratios.get(cache_key) if cache_key else None
+    if found is None:
+        if budget.startswith("latency"):
 
-        def measure(r: float) -> float:
-            return latency_fraction(ctx, tp_prune(ctx, method, r, seed), int8=int8, seed=seed)
+            def measure(r: float) -> float:
+                return latency_fraction(ctx, tp_prune(ctx, method, r, seed), int8=int8, seed=seed)
 
-        ratio, _ = bisect_ratio(measure, target, steps=5)
-    else:
+            ratio, _ = bisect_ratio(measure, target, steps=5)
+        else:
 
-        def measure(r: float) -> float:
-            return measured_macs(tp_prune(ctx, method, r, seed), ctx.example) / ctx.base_macs
+            def measure(r: float) -> float:
+                return measured_macs(tp_prune(ctx, method, r, seed), ctx.example) / ctx.base_macs
 
-        ratio, _ = bisect_ratio(measure, target, steps=7)
+            ratio, _ = bisect_ratio(measure, target, steps=7)
+        found = {"ratio": ratio, "bisect_seconds": time.perf_counter() - t0, "seed": seed}
+        if cache_key:
+            ctx.ratios[cache_key] = found
+    ratio = float(found["ratio"])
     model = tp_prune(ctx, method, ratio, seed)
-    prune_s = time.perf_counter() - t0
+    reused_s = float(found["bisect_seconds"]) if found["seed"] != seed else 0.0
+    prune_s = time.perf_counter() - t0 + reused_s
     before = train.evaluate(model, ctx.splits.test)["acc"]
     ft = ctx.config.finetune
     t1 = time.perf_counter()
@@ -363,6 +385,7 @@ def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
     macs = measured_macs(model, ctx.example)
     record: dict[str, Any] = {
         "ratio": ratio,
+        "ratio_bisected_at_seed": found["seed"],
         "macs": macs,
         "macs_fraction": macs / ctx.base_macs,
         "params": int(sum(p.numel() for p in model.parameters())),
@@ -376,7 +399,7 @@ def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
     record.update(
         ship_and_time(ctx, model, folder, int8=int8, seed=seed, accuracy=budget.startswith("latency"))
     )
-    record["wall_seconds"] = time.perf_counter() - t0
+    record["wall_seconds"] = time.perf_counter() - t0 + reused_s
     return record
 
 
@@ -512,7 +535,15 @@ def margins_of(results: Mapping[str, Mapping[str, Any]], budgets: list[str]) -> 
 
         ours = [m for m in by_method if m in AUTOMC_METHODS]
         theirs = [m for m in by_method if m not in AUTOMC_METHODS]
-        if not ours or not theirs:
+        if not theirs:
+            continue
+        if not ours:
+            refused = {
+                key.split("|")[0]: rec["error"]
+                for key, rec in results.items()
+                if key.split("|")[1] == budget and key.split("|")[0] in AUTOMC_METHODS and "error" in rec
+            }
+            out[budget] = {"automc_method": None, "automc_errors": refused, "margin_points": None}
             continue
         winner = max(ours, key=lambda m: median(m, val_key))
         baseline = max(theirs, key=lambda m: median(m, test_key))
@@ -664,6 +695,7 @@ def prepare_context(args: argparse.Namespace, work: Path) -> tuple[Context, dict
         base_artifact=base_artifact,
         timing=timing,
         work=work,
+        ratios={},
     )
     figures = {
         "model": args.model,
@@ -698,14 +730,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from automc.budget import parse_budget
+    from automc.errors import AutomcError
 
     torch.set_num_threads(args.threads)
     budgets = [parse_budget(token.strip()).token for token in args.budgets.split(",") if token.strip()]
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
     known = set(AUTOMC_METHODS + SEARCH_BASELINES + TP_METHODS + INT8_METHODS)
     if set(chosen) - known:
-        from automc.errors import AutomcError
-
         raise AutomcError(
             f"unknown --methods {sorted(set(chosen) - known)} (known: {', '.join(sorted(known))})"
         )
@@ -716,6 +747,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     ctx, base = prepare_context(args, work)
     report["base"] = base
+    ctx.ratios = report.setdefault("ratios", {})
     results: dict[str, Any] = report["results"]
     run_info: dict[str, Any] = {
         "command": "python scripts/bench_baselines.py " + shlex.join(argv),
@@ -724,36 +756,42 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "computed": 0,
     }
     report["runs"].append(run_info)
-    for seed in range(args.seeds):
-        for budget in budgets:
-            for method in methods_for(budget, chosen):
-                key = f"{method}|{budget}|s{seed}"
-                if key in results:
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    if method.startswith("tp-"):
-                        record = run_tp(ctx, method, budget, seed)
-                    else:
-                        record = run_search(ctx, method, budget, seed)
-                except AutomcError as e:
-                    record = {"error": str(e), "wall_seconds": time.perf_counter() - t0}
-                except Exception as e:  # noqa: BLE001 - not stored: a rerun of the command tries it again
-                    print(f"bench_baselines: {key}: failed ({e.__class__.__name__}: {e})", file=sys.stderr)
-                    continue
-                record["load_average"] = list(os.getloadavg())
-                results[key] = record
-                run_info["computed"] += 1
-                run_info["wall_seconds"] = time.perf_counter() - t_start
-                report["summary"] = summary_of(results, budgets)
-                report["margins"] = margins_of(results, budgets)
-                write_report(out, report)
-                acc = record.get(accuracy_keys(budget)[0])
-                print(
-                    f"bench_baselines: {key}: test acc {acc if acc is None else round(acc, 4)}, "
-                    f"{record['wall_seconds']:.0f} s{' ERROR ' + record['error'] if 'error' in record else ''}",
-                    file=sys.stderr,
-                )
+    order = [
+        (method, budget, seed)
+        for main_tier in (True, False)
+        for seed in range(args.seeds)
+        for budget in budgets
+        for method in methods_for(budget, chosen)
+        if (method in MAIN_METHODS or (budget.startswith("latency") and method in LATENCY_MAIN)) == main_tier
+    ]
+    for method, budget, seed in order:
+        key = f"{method}|{budget}|s{seed}"
+        if key in results:
+            continue
+        t0 = time.perf_counter()
+        try:
+            if method.startswith("tp-"):
+                record = run_tp(ctx, method, budget, seed)
+            else:
+                record = run_search(ctx, method, budget, seed)
+        except AutomcError as e:
+            record = {"error": str(e), "wall_seconds": time.perf_counter() - t0}
+        except Exception as e:  # noqa: BLE001 - not stored: a rerun of the command tries it again
+            print(f"bench_baselines: {key}: failed ({e.__class__.__name__}: {e})", file=sys.stderr)
+            continue
+        record["load_average"] = list(os.getloadavg())
+        results[key] = record
+        run_info["computed"] += 1
+        run_info["wall_seconds"] = time.perf_counter() - t_start
+        report["summary"] = summary_of(results, budgets)
+        report["margins"] = margins_of(results, budgets)
+        write_report(out, report)
+        acc = record.get(accuracy_keys(budget)[0])
+        print(
+            f"bench_baselines: {key}: test acc {acc if acc is None else round(acc, 4)}, "
+            f"{record['wall_seconds']:.0f} s{' ERROR ' + record['error'] if 'error' in record else ''}",
+            file=sys.stderr,
+        )
     run_info["wall_seconds"] = time.perf_counter() - t_start
     run_info["load_average_end"] = list(os.getloadavg())
     report["summary"] = summary_of(results, budgets)

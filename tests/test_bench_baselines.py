@@ -104,15 +104,32 @@ def test_tiny_run_end_to_end_writes_margins_and_resumes(bench, tmp_path, monkeyp
         "tp-l1-uniform|latency=0.5|s0",
         "tp-l1-uniform-int8|latency=0.5|s0",
     }
+    ours = report["results"]["automc-joint|flops=0.3|s0"]
+    assert ours["macs_fraction"] <= 0.3 and 0 <= ours["test_acc"] <= 1 and ours["wall_seconds"] > 0
+    # a budget the space cannot meet is recorded as automc's one-line refusal, not dropped
+    at_latency = report["results"]["automc-joint|latency=0.5|s0"]
+    assert "test_acc_runtime" in at_latency or "cannot be met" in at_latency["error"]
     tp = report["results"]["tp-l1-uniform|flops=0.3|s0"]
     assert tp["macs_fraction"] <= 0.3 and tp["macs"] < report["base"]["macs"]
     assert 0 <= tp["test_acc"] <= 1 and tp["latency_ms"] > 0
     int8 = report["results"]["tp-l1-uniform-int8|latency=0.5|s0"]
     assert int8["int8"] is True and int8["int8_speedup"] > 0
     assert set(report["margins"]) == {"flops=0.3", "latency=0.5"}
+    if "error" in at_latency:
+        assert report["margins"]["latency=0.5"]["automc_errors"] == {"automc-joint": at_latency["error"]}
     assert report["margins"]["flops=0.3"]["best_baseline"] == "tp-l1-uniform"
     assert report["runs"][0]["command"].startswith("python scripts/bench_baselines.py --dataset digits")
     assert bench.main(argv) == 0
     again = json.loads(out.read_text())
     assert again["runs"][-1]["computed"] == 0
     assert again["results"] == report["results"]
+
+
+def test_margins_name_automc_refusal_when_it_has_no_result(bench) -> None:
+    results = {
+        "automc-joint|latency=0.5|s0": {"error": "budget latency_ms=0.3ms cannot be met", "wall_seconds": 1},
+        "tp-l1-uniform|latency=0.5|s0": {"test_acc_runtime": 0.7, "wall_seconds": 1},
+    }
+    m = bench.margins_of(results, ["latency=0.5"])["latency=0.5"]
+    assert m["margin_points"] is None
+    assert m["automc_errors"] == {"automc-joint": "budget latency_ms=0.3ms cannot be met"}

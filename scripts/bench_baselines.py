@@ -61,10 +61,13 @@ AUTOMC_METHODS = ("automc-joint", "automc-prune", "automc-joint-amc")
 SEARCH_BASELINES = ("random-joint",)
 TP_METHODS = ("tp-l1-uniform", "tp-l1-global", "tp-taylor")
 INT8_METHODS = tuple(f"{m}-int8" for m in TP_METHODS)
-MAIN_METHODS = ("automc-joint", *TP_METHODS, *INT8_METHODS)
-LATENCY_MAIN = ("automc-prune",)
-"""Also main at latency budgets: the joint space's cheapest plan may be priced slower than the base."""
-"""Run first, for every seed, before the other searches: an interrupted run has the main comparison."""
+MAIN = {
+    "flops": ("automc-joint", *TP_METHODS),
+    "latency": ("automc-joint", "automc-prune", *INT8_METHODS, "tp-l1-uniform"),
+}
+"""The main comparison per budget metric, run for every seed before the rest: an interrupted run has it.
+At latency budgets automc's prune-only search is in it too: the joint space's cheapest plan may be
+priced slower than the base model, and the search then refuses the budget."""
 MAX_RATIO = 0.9
 """Largest Torch-Pruning channel ratio the bisection tries."""
 TAYLOR_BATCHES = 4
@@ -75,7 +78,7 @@ DEFAULTS = {
     "val_subset": 1000,
     "test_subset": 2000,
     "base_epochs": 6,
-    "trials": 20,
+    "trials": 16,
     "finetune_epochs": 1,
     "seeds": 3,
 }
@@ -97,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--budgets", default="flops=0.3,flops=0.15,latency=0.5")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
-    p.add_argument("--trials", type=int, default=None, help="search trials (default 20)")
+    p.add_argument("--trials", type=int, default=None, help="search trials (default 16)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="KD fine-tune epochs (default 1)")
     p.add_argument("--finetune-top", type=int, default=1, help="Pareto winners each search fine-tunes")
     p.add_argument("--controller", default="optuna-tpe", help="automc's controller (its default)")
@@ -762,7 +765,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         for seed in range(args.seeds)
         for budget in budgets
         for method in methods_for(budget, chosen)
-        if (method in MAIN_METHODS or (budget.startswith("latency") and method in LATENCY_MAIN)) == main_tier
+        if (method in MAIN["latency" if budget.startswith("latency") else "flops"]) == main_tier
     ]
     for method, budget, seed in order:
         key = f"{method}|{budget}|s{seed}"

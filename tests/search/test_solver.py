@@ -201,6 +201,51 @@ def test_a_time_limit_still_gives_plans_within_budget() -> None:
         assert ctrl.knapsack.timed_out > 0 or dict(c.values) == dict(e.values)
 
 
+def test_merging_dominated_choices_keeps_the_exact_optimum(profile: Any) -> None:
+    import random
+
+    from automc.search.knapsack import CostTable, Knapsack
+
+    space = toy_space()
+    cm = CostModel(profile=profile)
+    base = cm.estimate(space.layers, CompressionPlan()).total
+    identity = space.identity_values()
+    for metrics in (["macs"], ["latency_ms", "macs", "size_bytes"]):
+        table = CostTable(
+            space=space, report_fn=lambda plan: cm.estimate(space.layers, plan), metrics=metrics
+        )
+        full, reduced = Knapsack(table, reduce=False), Knapsack(table)
+        rng = random.Random(len(metrics))
+        merged = 0
+        for trial in range(12):
+            # ties on purpose: a third of the values score exactly 0, as the identity does
+            sens = {
+                p.name: {
+                    v: 0.0 if v == identity[p.name] else rng.choice([0.0, rng.random()]) for v in p.grid()
+                }
+                for p in table.params
+            }
+            objective = full.x_vector(sens)
+            merged += reduced.n_vars - len(reduced._columns(objective))
+            limits = {m: rng.uniform(0.35, 0.9) * base[m] for m in metrics}
+            a, b = full.solve(objective, limits), reduced.solve(objective, limits)
+            assert (a is None) == (b is None), trial
+            if a is None or b is None:
+                continue
+            loss = [sum(sens[p.name][v[p.name]] for p in table.params) for v in (a, b)]
+            assert loss[1] == pytest.approx(loss[0], abs=1e-12), trial
+            for m, limit in limits.items():
+                assert table.predict(b)[m] <= limit * (1 + 1e-9)
+        assert merged > 0, "the constructed case has dominated choices to merge"
+    # macs does not depend on bit widths: every w_bits value with a loss is merged into the identity's
+    table = CostTable(space=space, report_fn=lambda plan: cm.estimate(space.layers, plan), metrics=["macs"])
+    knapsack = Knapsack(table)
+    bits = [p for p in table.params if p.field == "w_bits"]
+    sens = {p.name: {v: 0.0 if v == identity[p.name] else 0.1 for v in p.grid()} for p in bits}
+    kept = knapsack.kept_values(knapsack.x_vector(sens))
+    assert bits and all(kept[p.name] == [p.grid().index(identity[p.name])] for p in bits)
+
+
 def test_coupled_layers_get_one_choice() -> None:
     space = toy_space()
     keeps = [p for p in space.params if p.field == "keep"]

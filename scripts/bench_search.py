@@ -17,7 +17,13 @@ per value of every dimension with the proxy; those probes are not trials, so the
 reported as ``probes`` next to the trials, and their time is part of the run's wall
 time. At equal wall time (``--wall-seconds``; default: the median run time of the first
 ``ilp`` or ``+ilp`` controller) each controller is judged on the trials it had finished
-by then, the solver's probing included.
+by then, the solver's probing included: the probes are scored once (they do not depend
+on the seed) and their measured time, ``probe_seconds`` (one cost tabulation included), is
+added to every ``ilp`` and ``+ilp`` run's clock. The plain ``ilp`` run is deterministic
+(the seed changes nothing), so it runs once (n = 1). ``--solver-evals`` caps the plain ``ilp`` run (it
+is deterministic and each ask is one MILP solve; the target compares it at a third of
+random search's evaluations). ``--dataset fashion-mnist --train-subset 5000 --val-limit 500``
+keeps the base model's training and the proxy's scoring small enough for two CPU cores.
 
 A uniform-pruning baseline (every keep ratio on the space's grid, bits and ranks at
 identity) is evaluated once; it has only as many distinct plans as grid values.
@@ -46,11 +52,23 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="resnet20")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default="digits", help="digits, fashion-mnist, ... (as automc search)")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        default=None,
+        help="train the base model on a seeded random N of the train images (DataOptions.train_subset)",
+    )
     p.add_argument("--space", default="joint", help="shipped space name or path")
     p.add_argument("--budget", default="flops=0.3")
     p.add_argument("--controllers", default="random,optuna-tpe,optuna-nsga2")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument(
+        "--solver-evals",
+        type=int,
+        default=None,
+        help="evaluations of the plain ilp controller (default: the largest --evals); budgets above it are not reported for it",
+    )
     p.add_argument("--evals", default="50,150", help="comma list of evaluation budgets")
     p.add_argument(
         "--wall-seconds",
@@ -121,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from automc.plan import CompressionPlan
     from automc.resources import find_space
     from automc.search import Candidate, Recorder, registry
-    from automc.search.solver import SENSITIVITY_ATTR
+    from automc.search.solver import SENSITIVITY_ATTR, IlpController
     from automc.space import SearchSpace
 
     evals = sorted({int(x) for x in args.evals.split(",")})
@@ -137,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     config = SearchConfig().with_overrides(
         model=args.model,
         dataset=args.dataset,
+        train_subset=args.train_subset,
         base_epochs=args.base_epochs,
         calib_batches=args.calib_batches,
         batch_size=64,
@@ -181,15 +200,36 @@ def main(argv: list[str] | None = None) -> int:
 
     figure_keys = ("hv_acc_macs", "hv_acc_latency", "best_acc_within_macs_budget", "feasible")
     results: dict[str, Any] = {}
+    solver_specs = [c for c in controllers if c == "ilp" or c.endswith("+ilp")]
+    probe_cache: Any = None
+    probe_s = 0.0
+    if solver_specs:
+        probe_recorder = Recorder(None, "ilp-probes", objectives, {"model": args.model, "controller": "ilp"})
+        solver = IlpController(
+            space=bound,
+            objectives=objectives,
+            recorder=probe_recorder,
+            budgets=limits,
+            cost_fn=cost_fn,
+        )
+        t0 = time.perf_counter()
+        solver.prepare(evaluator)
+        probe_s = time.perf_counter() - t0
+        probe_cache = probe_recorder.study.user_attrs[SENSITIVITY_ATTR]
     runs: dict[str, list[tuple[list[dict[str, Any]], list[float]]]] = {}
     for spec in controllers:
         name, _, warm = spec.partition("+")
-        per_budget: dict[int, list[dict[str, Any]]] = {n: [] for n in evals}
+        cap = args.solver_evals if spec == "ilp" and args.solver_evals is not None else max(evals)
+        budgets = [n for n in evals if n <= cap] or [cap]
+        per_budget: dict[int, list[dict[str, Any]]] = {n: [] for n in budgets}
         seconds, probes = [], []
         runs[spec] = []
-        for seed in range(args.seeds):
+        charged = probe_s if spec in solver_specs else 0.0
+        for seed in range(1 if spec == "ilp" else args.seeds):
             meta = {"model": args.model, "space": str(space_path), "controller": spec, "seed": seed}
             recorder = Recorder(None, f"{spec}-s{seed}", objectives, meta)
+            if charged:
+                recorder.set_study_attr(SENSITIVITY_ATTR, probe_cache)
             ctrl = registry.create(
                 name,
                 space=bound,
@@ -202,26 +242,26 @@ def main(argv: list[str] | None = None) -> int:
             )
             finished: list[float] = []
             t0 = time.perf_counter()
-            ctrl.drive(evaluator, max(evals), on_result=_stopwatch(finished, t0))
-            seconds.append(time.perf_counter() - t0)
+            ctrl.drive(evaluator, cap, on_result=_stopwatch(finished, t0))
+            seconds.append(time.perf_counter() - t0 + charged)
+            finished = [t + charged for t in finished]
             probes.append(len(recorder.study.user_attrs.get(SENSITIVITY_ATTR, {}).get("scores", {})))
             rows = rows_of(recorder)
             runs[spec].append((rows, finished))
-            for n in evals:
+            for n in budgets:
                 per_budget[n].append(front_figures(rows[:n], base_fig, limits))
             print(f"bench_search: {spec} seed {seed}: {seconds[-1]:.0f}s", file=sys.stderr)
         results[spec] = {
             str(n): {
                 key: summarise([f[key] for f in per_budget[n] if f[key] is not None]) for key in figure_keys
             }
-            for n in evals
+            for n in budgets
         }
         results[spec]["seconds_per_run"] = summarise(seconds)
         results[spec]["probes"] = summarise([float(p) for p in probes])
     walls = [float(x) for x in args.wall_seconds.split(",") if x.strip()]
-    solver_runs = [c for c in controllers if c == "ilp" or c.endswith("+ilp")]
-    if not walls and solver_runs:
-        walls = [float(results[solver_runs[0]]["seconds_per_run"]["median"])]
+    if not walls and solver_specs:
+        walls = [float(results[solver_specs[0]]["seconds_per_run"]["median"])]
     for spec, seed_runs in runs.items():
         at_wall = {}
         for wall in walls:
@@ -254,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "schema": "automc/bench-search",
         "version": 1,
+        "command": "python scripts/bench_search.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "setup": {
             "model": args.model,
             "dataset": args.dataset,
+            "train_subset": args.train_subset,
             "space": str(space_path.relative_to(ROOT) if space_path.is_relative_to(ROOT) else space_path),
             "params": len(bound.params),
             "budget": args.budget,
@@ -264,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             "objectives": [o.name for o in objectives],
             "seeds": args.seeds,
             "evals": evals,
+            "solver_evals": args.solver_evals,
+            "probe_seconds": probe_s,
             "wall_seconds": walls,
             "profile": args.profile if profile is not None else None,
             "threads": args.threads,

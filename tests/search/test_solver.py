@@ -182,8 +182,8 @@ def test_solver_costs_equal_the_cost_model_and_every_plan_meets_every_budget(pro
         for metric, limit in limits.items():
             assert predicted[metric] == pytest.approx(totals[metric], rel=1e-6), metric
             assert totals[metric] <= limit * (1 + 1e-9), metric
-    macs = [cm.estimate(space.layers, c.plan).total["macs"] for c in plans[:4]]
-    assert macs[0] > macs[-1], "the sweep tightens the budgets level by level"
+    first, last = (cm.estimate(space.layers, c.plan).total for c in (plans[0], plans[3]))
+    assert any(last[m] < first[m] for m in limits), "the sweep tightens the budgets level by level"
 
 
 def test_a_time_limit_still_gives_plans_within_budget() -> None:

@@ -48,6 +48,7 @@ import shlex
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -109,7 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", default="cpu-x86-2core-ort")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help=f"small run: {QUICK} unless given")
-    p.add_argument("--work", default=None, help="search folders (default: a folder next to --out)")
+    p.add_argument(
+        "--work", default=None, help="search and artifact folders (default: under the temp folder)"
+    )
     p.add_argument("--out", default=str(ROOT / "reports" / "bench" / "baselines.json"))
     args = p.parse_args(argv)
     for key, value in DEFAULTS.items():
@@ -745,7 +748,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         )
     out = Path(args.out)
     report = load_report(out, settings_of(args))
-    work = Path(args.work) if args.work else out.with_name(out.stem + "_runs")
+    work = (
+        Path(args.work) if args.work else Path(tempfile.gettempdir()) / f"automc-bench-baselines-{out.stem}"
+    )
     t_start = time.perf_counter()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     ctx, base = prepare_context(args, work)

@@ -33,6 +33,8 @@ median over seeds of the paired test-accuracy difference in points.
 
 Each (method, budget, seed) result is written to the JSON as soon as it is done; rerunning
 the same command skips those present, and a JSON written with other settings is refused.
+``missing`` lists what the command has not measured yet (``--max-minutes`` stops starting
+new results after that long; the per-run command, load average and wall time are in ``runs``).
 
     .venv/bin/python scripts/bench_baselines.py --threads 2
     .venv/bin/python scripts/bench_baselines.py --quick --out /tmp/baselines.json
@@ -78,7 +80,7 @@ DEFAULTS = {
     "train_subset": 2000,
     "val_subset": 1000,
     "test_subset": 2000,
-    "base_epochs": 6,
+    "base_epochs": 15,
     "trials": 16,
     "finetune_epochs": 1,
     "seeds": 3,
@@ -97,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-subset", type=int, default=None, help="val images (default 1000; 0 = all)")
     p.add_argument("--test-subset", type=int, default=None, help="test images (default 2000; 0 = all)")
     p.add_argument(
-        "--base-epochs", type=int, default=None, help="base-model epochs (default 6; 0 = the recipe's)"
+        "--base-epochs", type=int, default=None, help="base-model epochs (default 15; 0 = the recipe's)"
     )
     p.add_argument("--budgets", default="flops=0.3,flops=0.15,latency=0.5")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
@@ -109,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default="", help="comma list (default: all that apply to a budget)")
     p.add_argument("--profile", default="cpu-x86-2core-ort")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no new result after this many minutes (rerun the command to go on; 0 = only rewrite the summary)",
+    )
     p.add_argument("--quick", action="store_true", help=f"small run: {QUICK} unless given")
     p.add_argument(
         "--work", default=None, help="search and artifact folders (default: under the temp folder)"
@@ -772,10 +780,28 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         for method in methods_for(budget, chosen)
         if (method in MAIN["latency" if budget.startswith("latency") else "flops"]) == main_tier
     ]
+    host = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}
+
+    def save() -> None:
+        run_info["wall_seconds"] = time.perf_counter() - t_start
+        run_info["load_average_now"] = list(os.getloadavg())
+        report["summary"] = summary_of(results, budgets)
+        report["margins"] = margins_of(results, budgets)
+        report["missing"] = [f"{m}|{b}|s{s}" for m, b, s in order if f"{m}|{b}|s{s}" not in results]
+        report["wall_seconds_total"] = sum(float(r.get("wall_seconds", 0.0)) for r in report["runs"])
+        report["host"] = host
+        write_report(out, report)
+
     for method, budget, seed in order:
         key = f"{method}|{budget}|s{seed}"
         if key in results:
             continue
+        if args.max_minutes is not None and time.perf_counter() - t_start >= 60 * args.max_minutes:
+            print(
+                f"bench_baselines: --max-minutes {args.max_minutes:g} reached; rerun to go on",
+                file=sys.stderr,
+            )
+            break
         t0 = time.perf_counter()
         try:
             if method.startswith("tp-"):
@@ -790,23 +816,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         record["load_average"] = list(os.getloadavg())
         results[key] = record
         run_info["computed"] += 1
-        run_info["wall_seconds"] = time.perf_counter() - t_start
-        report["summary"] = summary_of(results, budgets)
-        report["margins"] = margins_of(results, budgets)
-        write_report(out, report)
+        save()
         acc = record.get(accuracy_keys(budget)[0])
         print(
             f"bench_baselines: {key}: test acc {acc if acc is None else round(acc, 4)}, "
             f"{record['wall_seconds']:.0f} s{' ERROR ' + record['error'] if 'error' in record else ''}",
             file=sys.stderr,
         )
-    run_info["wall_seconds"] = time.perf_counter() - t_start
-    run_info["load_average_end"] = list(os.getloadavg())
-    report["summary"] = summary_of(results, budgets)
-    report["margins"] = margins_of(results, budgets)
-    report["wall_seconds_total"] = sum(float(r.get("wall_seconds", 0.0)) for r in report["runs"])
-    report["host"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}
-    write_report(out, report)
+    save()
     print(json.dumps(report["margins"], indent=1))
     return 0
 

@@ -118,6 +118,7 @@ def test_tiny_run_end_to_end_writes_margins_and_resumes(bench, tmp_path, monkeyp
     if "error" in at_latency:
         assert report["margins"]["latency=0.5"]["automc_errors"] == {"automc-joint": at_latency["error"]}
     assert report["margins"]["flops=0.3"]["best_baseline"] == "tp-l1-uniform"
+    assert report["missing"] == []
     assert report["runs"][0]["command"].startswith("python scripts/bench_baselines.py --dataset digits")
     assert bench.main(argv) == 0
     again = json.loads(out.read_text())

@@ -15,6 +15,12 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   ``within_10pct``, ``rmspe``, ``spearman``; the baselines on the same networks:
   ``macs_spearman`` (MACs only) and ``bitops_spearman`` (sum of MACs x w_bits x a_bits).
   ``overall`` pools both models (its Spearman is the worse model's, as a profile's is).
+  What a miss is made of, per model: every variant is timed twice in the run
+  (``measurement_self_spearman``: first copy vs second, the timing noise's bound on any
+  predictor's Spearman), and ``refit_loo_*`` refits the profile's network terms leave-one-out
+  on the first copy's own timings (``automc.hardware.refit_loo_ms``, the table kept): the
+  error of the model's form alone, without the machine's drift since profiling.
+  ``boundaries_mean``: int8/float precision boundaries per variant (``LatencyEstimate.boundaries``).
 
 The machine's 1-minute load average is recorded before and after: other processes share
 the CPU and slow some periods down.
@@ -102,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from automc import compress, graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
-    from automc.hardware import LEVEL_JITTER, ProfileCase, TimingProtocol, measure_variants, random_plan
+    from automc.hardware import (
+        LEVEL_JITTER,
+        ProfileCase,
+        TimingProtocol,
+        measure_variants,
+        random_plan,
+        refit_loo_ms,
+    )
     from automc.hardware.runtimes import get
     from automc.hardware.variants import INT8_SHARE
     from automc.schema.hw_profile import resolve_profile
@@ -136,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             for i in range(args.n)
         ]
-        variants = measure_variants(
+        timed = measure_variants(
             [case],
-            [plans],
+            [plans + plans],
             lambda m, p, x: compress.apply(m, p, x),
             TimingProtocol(
                 warmup=profile.measurement.warmup,
@@ -151,9 +164,17 @@ def main(argv: list[str] | None = None) -> int:
             progress=True,
             desc=f"{name} variants",
         )
-        predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in variants]
+        variants, again = timed[: args.n], timed[args.n :]
+        estimates = [predict_latency(case.layers, v.plan, profile) for v in variants]
+        predicted = [e.total_ms for e in estimates]
         measured = [v.measured_ms for v in variants]
         row = fidelity(predicted, measured)
+        row["measurement_self_spearman"] = spearman(measured, [v.measured_ms for v in again])
+        refit = fidelity(refit_loo_ms(case.layers, variants, profile), measured)
+        row["refit_loo_within_10pct"] = refit["within_10pct"]
+        row["refit_loo_rmspe"] = refit["rmspe"]
+        row["refit_loo_spearman"] = refit["spearman"]
+        row["boundaries_mean"] = sum(e.boundaries for e in estimates) / len(estimates)
         row["macs_spearman"] = spearman([float(v.macs) for v in variants], measured)
         row["bitops_spearman"] = spearman([_bitops(case.layers, v.plan) for v in variants], measured)
         row["int8_layer_share_mean"] = sum(

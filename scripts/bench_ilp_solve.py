@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -108,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "schema": "automc/bench-ilp-solve",
         "version": 1,
-        "command": "python scripts/bench_ilp_solve.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(
+            ["python", "scripts/bench_ilp_solve.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "setup": {
             "model": args.model,
             "space": str(space_path.relative_to(ROOT) if space_path.is_relative_to(ROOT) else space_path),

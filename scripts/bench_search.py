@@ -39,6 +39,7 @@ import argparse
 import copy
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -294,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "schema": "automc/bench-search",
         "version": 1,
-        "command": "python scripts/bench_search.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(
+            ["python", "scripts/bench_search.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "setup": {
             "model": args.model,
             "dataset": args.dataset,

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import shlex
@@ -119,7 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help=f"small run: {QUICK} unless given")
     p.add_argument(
-        "--work", default=None, help="search and artifact folders (default: under the temp folder)"
+        "--work",
+        default=None,
+        help="search and artifact folders (default: one per --out under the temp folder)",
     )
     p.add_argument("--out", default=str(ROOT / "reports" / "bench" / "baselines.json"))
     args = p.parse_args(argv)
@@ -624,8 +627,6 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
 def held_out_subsets(splits: Any, *, val: int | None, test: int | None) -> Any:
     """``splits`` with seeded random ``val`` and ``test`` samples of its val and test splits
     (a split stays whole when its count is ``None`` or not smaller); every method sees the same ones."""
-    import hashlib
-
     import numpy as np
     from torch.utils.data import Subset
 
@@ -756,9 +757,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         )
     out = Path(args.out)
     report = load_report(out, settings_of(args))
-    work = (
-        Path(args.work) if args.work else Path(tempfile.gettempdir()) / f"automc-bench-baselines-{out.stem}"
-    )
+    # one folder per JSON: two runs writing different JSONs must not share the base artifact they time against
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / f"automc-bench-baselines-{digest}"
     t_start = time.perf_counter()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     ctx, base = prepare_context(args, work)

@@ -93,7 +93,7 @@ def test_tiny_run_end_to_end_writes_margins_and_resumes(bench, tmp_path, monkeyp
     argv = [
         "--dataset", "digits", "--train-subset", "256", "--base-epochs", "1", "--seeds", "1",
         "--trials", "3", "--finetune-epochs", "1", "--budgets", "flops=0.3,latency=0.5",
-        "--methods", "automc-joint,tp-l1-uniform,tp-l1-uniform-int8", "--threads", "1", "--out", str(out),
+        "--methods", "automc-joint,tp-l1-uniform,tp-l1-uniform-int8", "--threads", "1", "--out", str(out), "--work", str(tmp_path / "runs"),
     ]  # fmt: skip
     assert bench.main(argv) == 0
     report = json.loads(out.read_text())

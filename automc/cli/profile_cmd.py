@@ -47,7 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="zoo name or tv:<name> whose layer shapes to profile (repeatable)",
     )
-    p.add_argument("--input", default="1x3x32x32", help="example input shape NxCxHxW (default 1x3x32x32)")
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="NxCxHxW",
+        help="example input shape (default 1x3x32x32; repeatable: every model is profiled at each, "
+        "e.g. 1x1x32x32 too for grey images, so each gets its own network fit)",
+    )
     p.add_argument(
         "--batch", type=int, default=1, help="batch size of every measurement (replaces N of --input)"
     )
@@ -95,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
     for key in ("validate", "fit_variants", "warmup"):
         if getattr(args, key) < 0:
             raise AutomcError(f"--{key.replace('_', '-')} must be >= 0, got {getattr(args, key)}")
-    shape = parse_input_shape(args.input)
-    if len(shape) != 4:
-        raise AutomcError(f"--input: expected NxCxHxW, got {args.input!r}")
-    shape = (args.batch, *shape[1:])
+    shapes = []
+    for text in dict.fromkeys(args.input or ["1x3x32x32"]):
+        shape = parse_input_shape(text)
+        if len(shape) != 4:
+            raise AutomcError(f"--input: expected NxCxHxW, got {text!r}")
+        shapes.append((args.batch, *shape[1:]))
     from automc.hardware import runtimes
 
     runtime = runtimes.get(args.runtime, device=args.device)
@@ -118,11 +126,13 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     cases = []
     for name in dict.fromkeys(args.model):
-        model = models.create(name, in_channels=shape[1]).eval()
-        x = torch.randn(*shape)
-        cases.append(
-            ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
-        )
+        for shape in shapes:
+            model = models.create(name, in_channels=shape[1]).eval()
+            x = torch.randn(*shape)
+            label = name if len(shapes) == 1 else f"{name}@{'x'.join(map(str, shape[1:]))}"
+            cases.append(
+                ProfileCase(name=label, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
+            )
 
     def apply(model: torch.nn.Module, plan: CompressionPlan, x: torch.Tensor) -> torch.nn.Module:
         return compress.apply(model, plan, x)

@@ -373,7 +373,7 @@ def recheck(
         (timed on ``runtime``, the profile's; ``None``: torch eager).
     """
     if runtime is None or runtime.name == "torch":
-        measured = measure_as_profiled(profile, [c.model for c in cases], cases[0].example_input)
+        measured = [measure_as_profiled(profile, [c.model], c.example_input)[0] for c in cases]
     else:
         bases = measure_variants(
             cases,

@@ -367,3 +367,18 @@ def test_profile_whose_network_phase_ran_slow_predicts_the_base_at_its_fastest(
     assert "test_tiny networks timed" in prof.device.description
     predicted = predict_latency(case.layers, CompressionPlan(), prof).total_ms
     assert predicted == pytest.approx(alone, rel=0.3)
+
+
+def test_cli_profile_fits_each_input_shape(tmp_path: Path) -> None:
+    out = tmp_path / "two.yaml"
+    common = ["--threads", "1", "--validate", "0", "--fit-variants", "1", "--repeats", "3", "--warmup", "1"]
+    argv = ["profile", "--model", "test_tiny", "--input", "1x3x8x8", "--input", "1x1x8x8", *common]
+    assert main([*argv, "--fractions", "0.5,1", "--out", str(out), "--quiet"]) == 0
+    prof = load_hw_profile(out)
+    names = sorted(n.model for n in prof.latency.networks)
+    assert names == ["test_tiny@1x8x8", "test_tiny@3x8x8"]
+    for channels in (1, 3):
+        model = models.create("test_tiny", in_channels=channels).eval()
+        layers = graph.layers(model, torch.randn(1, channels, 8, 8))
+        fit = prof.latency.network(layers_fingerprint(layers))
+        assert fit is not None and fit.model == f"test_tiny@{channels}x8x8"

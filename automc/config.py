@@ -79,7 +79,13 @@ def _search_proxy(v: str) -> str | None:
 
 
 def _warm_start(v: str | None) -> str | None:
-    return None if v in (None, "ilp") else f"unknown warm start {v!r} (known: ilp)"
+    from automc.search.warm_start import parse_warm_start
+
+    try:
+        parse_warm_start(v)
+    except AutomcError as e:
+        return str(e)
+    return None
 
 
 def _budgets(v: tuple[str, ...]) -> str | None:
@@ -209,8 +215,11 @@ class ControllerConfig(_Record):
     Attributes:
         name: registered controller (``automc list controllers``).
         trials: total trials; a resumed search stops at this total.
-        warm_start: ``ilp`` = the ``ilp`` solver's plans are evaluated first (``optuna-tpe``,
-            ``optuna-nsga2``, ``amc``); ``None`` = none.
+        warm_start: plans evaluated first (``optuna-tpe``, ``optuna-nsga2``, ``amc``;
+            :mod:`automc.search.warm_start`): ``uniform`` (one keep ratio for every group,
+            the largest that meets the budgets, in float and at int8), ``ilp`` (the ``ilp``
+            solver's plans), both as ``uniform+ilp``, or ``none``; ``None`` = the
+            controller's default (``uniform``).
     """
 
     name: str = "optuna-tpe"

@@ -133,8 +133,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--warm-start",
-        choices=["ilp"],
-        help=_help("warm_start", "evaluate the ilp solver's plans first (optuna-tpe, optuna-nsga2, amc)"),
+        metavar="SPEC",
+        help=_help(
+            "warm_start",
+            "plans evaluated first (optuna-tpe, optuna-nsga2, amc): uniform (the default: one keep "
+            "ratio for every group at the budget, float and int8), ilp (the solver's plans), "
+            "uniform+ilp, or none",
+        ),
     )
     p.add_argument(
         "--trials", type=int, help=_help("trials", "total trials (a resumed search stops at this total)")

@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 from automc.errors import AutomcError
 from automc.plan import LAYER_KINDS, CompressionPlan, Measurement
 from automc.search.base import Candidate, Controller, Objective, failure_reason
+from automc.search.warm_start import parse_warm_start, warm_start_values
 
 STATE_FORMAT = "automc-amc/1"
 _ACTION_KINDS = ("keep", "w_bits", "a_bits")
@@ -319,12 +320,13 @@ class AMCController(Controller):
             ``energy_mj``) every asked plan is clipped to meet.
         cost_fn: plan -> cost totals; needed to enforce ``budgets``.
         **options: fields of :class:`DDPGConfig` (e.g. ``warmup_episodes=10``), and
-            ``warm_start="ilp"``: the solver's plans are the first episodes (see :meth:`drive`).
+            ``warm_start``: plans that are the first episodes (:mod:`automc.search.warm_start`;
+            default ``uniform``, ``none`` for none; see :meth:`drive`).
     """
 
     name = "amc"
     OPTIONS: ClassVar[Mapping[str, Any]] = MappingProxyType(
-        {**{f.name: f.default for f in dataclasses.fields(DDPGConfig)}, "warm_start": None}
+        {**{f.name: f.default for f in dataclasses.fields(DDPGConfig)}, "warm_start": "uniform"}
     )
 
     def __init__(
@@ -350,10 +352,10 @@ class AMCController(Controller):
             **options,
         )
         self.config = DDPGConfig(**{k: v for k, v in self.options.items() if k != "warm_start"})
-        if self.options["warm_start"] not in (None, "ilp"):
-            raise AutomcError(
-                f"amc controller: unknown warm start {self.options['warm_start']!r} (known: ilp)"
-            )
+        try:
+            parse_warm_start(self.options["warm_start"])
+        except AutomcError as e:
+            raise AutomcError(f"amc controller: {e}") from None
         self._warm: list[dict[str, Any]] = []
         self._budgets = {str(k): float(v) for k, v in (budgets or {}).items()}
         self._cost_fn = cost_fn
@@ -533,11 +535,9 @@ class AMCController(Controller):
         return states, actions
 
     def drive(self, evaluate: Any, n_trials: int, *, on_result: Any = None) -> None:
-        """As :meth:`Controller.drive`; with ``warm_start="ilp"`` a fresh study first evaluates the
-        solver's plans as episodes (their transitions enter the replay buffer with their reward)."""
+        """As :meth:`Controller.drive`; a fresh study first evaluates the ``warm_start`` plans as
+        episodes (their transitions enter the replay buffer with their reward)."""
         if self.options["warm_start"] and self.recorder.completed() == 0 and not self._warm:
-            from automc.search.solver import warm_start_values
-
             self._warm = warm_start_values(self, evaluate, n_trials)
         super().drive(evaluate, n_trials, on_result=on_result)
 

@@ -7,10 +7,10 @@ all three samplers: infeasible trials rank below every feasible one). Resuming i
 the study; the sampler is re-seeded from the seed and the number of trials already in the
 study, so a resumed run does not replay its first random proposals.
 
-With the option ``warm_start="ilp"`` (``optuna-tpe``, ``optuna-nsga2``), :meth:`drive` on a
-study without trials first enqueues the ``ilp`` solver's plans (``study.enqueue_trial``),
-so they are the first trials and the sampler learns from them; a resumed study is not
-enqueued again.
+With the option ``warm_start`` (``optuna-tpe``, ``optuna-nsga2``; default ``uniform``, see
+:mod:`automc.search.warm_start`), :meth:`drive` on a study without trials first enqueues
+the warm-start plans (``study.enqueue_trial``), so they are the first trials and the
+sampler learns from them; a resumed study is not enqueued again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from automc.errors import AutomcError
 from automc.plan import Measurement
 from automc.search.base import Candidate, Controller, Evaluate, OnResult
+from automc.search.warm_start import parse_warm_start, warm_start_values
 
 if TYPE_CHECKING:
     import optuna
@@ -36,6 +37,10 @@ class OptunaController(Controller):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
+        try:
+            parse_warm_start(self.options.get("warm_start"))
+        except AutomcError as e:
+            raise AutomcError(f"controller {self.name!r}: {e}") from None
         self._distributions = self.space.distributions()
         self._open: dict[str, tuple[optuna.Trial, Candidate]] = {}
         self._install_sampler()
@@ -45,12 +50,7 @@ class OptunaController(Controller):
         """The sampler, seeded with ``seed``."""
 
     def drive(self, evaluate: Evaluate, n_trials: int, *, on_result: OnResult | None = None) -> None:
-        warm = self.options.get("warm_start")
-        if warm not in (None, "ilp"):
-            raise AutomcError(f"controller {self.name!r}: unknown warm start {warm!r} (known: ilp)")
-        if warm and not self.study.get_trials(deepcopy=False):
-            from automc.search.solver import warm_start_values
-
+        if parse_warm_start(self.options.get("warm_start")) and not self.study.get_trials(deepcopy=False):
             for values in warm_start_values(self, evaluate, n_trials):
                 self.study.enqueue_trial(values, skip_if_exists=True)
         super().drive(evaluate, n_trials, on_result=on_result)
@@ -92,11 +92,12 @@ class TPEController(OptunaController):
 
     Options:
         n_startup_trials: random trials before TPE starts modelling (default 10).
-        warm_start: ``"ilp"`` to evaluate the solver's plans first (default None).
+        warm_start: plans evaluated first (:mod:`automc.search.warm_start`; default
+            ``uniform``, ``none`` for none).
     """
 
     name = "optuna-tpe"
-    OPTIONS = {"n_startup_trials": 10, "warm_start": None}
+    OPTIONS = {"n_startup_trials": 10, "warm_start": "uniform"}
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         import optuna
@@ -112,11 +113,12 @@ class NSGA2Controller(OptunaController):
     Options:
         population_size: individuals per generation (default 16: 3 to 9 generations in
             50 to 150 evaluations).
-        warm_start: ``"ilp"`` to evaluate the solver's plans first (default None).
+        warm_start: plans evaluated first (:mod:`automc.search.warm_start`; default
+            ``uniform``, ``none`` for none).
     """
 
     name = "optuna-nsga2"
-    OPTIONS = {"population_size": 16, "warm_start": None}
+    OPTIONS = {"population_size": 16, "warm_start": "uniform"}
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         import optuna

@@ -294,7 +294,7 @@ class IlpController(Controller):
         self._pending.clear()
 
 
-def warm_start_values(controller: Controller, evaluate: Evaluate, n: int) -> list[dict[str, Any]]:
+def solver_values(controller: Controller, evaluate: Evaluate, n: int) -> list[dict[str, Any]]:
     """The solver's sweep (at most ``n`` and ``front_size`` points) for ``controller``'s space,
     budgets and study (the sensitivities are cached there).
 

@@ -1,0 +1,96 @@
+"""Warm starts: plans a controller evaluates first, before its own proposals.
+
+* ``uniform`` (the default of ``optuna-tpe``, ``optuna-nsga2`` and ``amc``): what a user
+  would try by hand, one keep ratio for every pruned group: the largest ratio on the
+  space's grid whose plan meets every budget (priced by the controller's ``cost_fn``),
+  every other dimension at identity; and where the space's bit-width grids hold 8, the
+  same again with every layer at 8-bit weights and activations (the largest ratio that
+  meets the budgets at int8, which a latency, size or energy budget rewards). At most two
+  plans, and none without budgets and a ``cost_fn``: the budget is what places them.
+  Random sampling of per-group ratios rarely lands near a tight budget (TPE's first 10
+  trials are random), so without these a short search may see no feasible plan at all.
+* ``ilp``: the ``ilp`` solver's sweep (:func:`automc.search.solver.solver_values`), after
+  scoring one sensitivity probe per value of every dimension.
+
+A spec names one or several joined by ``+`` (``uniform+ilp``), evaluated in that order,
+each distinct plan once; ``none`` turns the warm start off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from automc.errors import AutomcError
+
+if TYPE_CHECKING:
+    from automc.plan import CompressionPlan
+    from automc.search.base import Controller, Evaluate
+    from automc.space import BoundSpace
+
+WARM_STARTS = ("uniform", "ilp")
+"""Warm starts a spec can name."""
+NONE = "none"
+
+
+def parse_warm_start(spec: str | None) -> tuple[str, ...]:
+    """The warm starts a spec names, in order (``()`` for ``None`` or ``none``).
+
+    Raises:
+        AutomcError: an unknown or repeated name, in one line.
+    """
+    if spec is None or spec == NONE:
+        return ()
+    parts = tuple(p.strip() for p in str(spec).split("+"))
+    bad = [p for p in parts if p not in WARM_STARTS]
+    if bad or len(set(parts)) != len(parts):
+        raise AutomcError(
+            f"unknown warm start {spec!r} (known: {', '.join(WARM_STARTS)}, joined by '+' "
+            f"as in uniform+ilp, or {NONE})"
+        )
+    return parts
+
+
+def warm_start_values(controller: Controller, evaluate: Evaluate, n: int) -> list[dict[str, Any]]:
+    """The first (at most ``n``) points ``controller`` evaluates, from its ``warm_start`` option."""
+    out: list[dict[str, Any]] = []
+    for kind in parse_warm_start(controller.options.get("warm_start")):
+        if kind == "uniform":
+            got = uniform_values(controller.space, controller.budgets, controller.cost_fn)
+        else:
+            from automc.search.solver import solver_values
+
+            got = solver_values(controller, evaluate, n)
+        out.extend(v for v in got if v not in out)
+    return out[:n]
+
+
+def uniform_values(
+    space: BoundSpace,
+    budgets: Mapping[str, float],
+    cost_fn: Callable[[CompressionPlan], Mapping[str, float]] | None,
+) -> list[dict[str, Any]]:
+    """The uniform plans (see the module docstring): float, then int8 where the space has 8 bits."""
+    if not budgets or cost_fn is None:
+        return []
+    identity = space.identity_values()
+    int8 = {
+        p.name: 8
+        for p in space.params
+        if p.field in ("w_bits", "a_bits") and any(v == 8 for v in p.grid()) and identity[p.name] != 8
+    }
+    levels = sorted({float(v) for p in space.params if p.field == "keep" for v in p.grid()}, reverse=True)
+
+    def meets(values: Mapping[str, Any]) -> bool:
+        total = cost_fn(space.to_plan(values))
+        return all(float(total[m]) <= limit * (1 + 1e-9) for m, limit in budgets.items())
+
+    out: list[dict[str, Any]] = []
+    for bits in ({}, int8) if int8 else ({},):
+        for level in levels or [1.0]:
+            values = {**space.uniform_values(level), **bits}
+            if meets(values):
+                if values not in out:
+                    out.append(values)
+                break
+    return out

@@ -32,7 +32,10 @@ def test_shipped_spaces_load_and_bind_on_a_residual_model(name: str) -> None:
     bound = SearchSpace.load(ROOT / "search_spaces" / f"{name}.yaml").bind(toy_layers(), model="toy")
     assert len(bound.params) > 0
     names = {p.name for p in bound.params}
-    assert not any(n.endswith("/conv1") or n.endswith("/fc") for n in names), "frozen layers got params"
+    assert not any(n.endswith("/fc") for n in names), "the frozen classifier got params"
+    stem_choices = {n.split("/")[0] for n in names if n.endswith("/conv1")}
+    # the stem's channels are searchable in the pruning spaces; it is never factorised nor below 8-bit weights
+    assert stem_choices == {"prune": {"keep"}, "joint": {"keep", "a_bits"}}.get(name, set())
     rng = random.Random(0)
     for _ in range(20):
         values = bound.sample(rng)
@@ -68,7 +71,8 @@ def test_shipped_spaces_bind_on_resnet20(name: str, resnet20_layers: list) -> No
 
 
 def test_coupled_layers_share_one_keep_param_and_frozen_groups_get_none() -> None:
-    bound = SearchSpace.load(ROOT / "search_spaces" / "prune.yaml").bind(toy_layers())
+    data = yaml.safe_load((ROOT / "search_spaces" / "prune.yaml").read_text(encoding="utf-8"))
+    bound = SearchSpace.from_dict({**data, "frozen": ["@first", "@last"]}).bind(toy_layers())
     keep = {p.name: p for p in bound.params}
     # group 0 holds the frozen stem, so the residual stream of block 1 is not pruned
     assert set(keep) == {"keep/layer1.0.conv1", "keep/layer2.0.conv1", "keep/layer2.0.conv2"}
@@ -126,7 +130,7 @@ def test_frozen_override_and_extreme_values() -> None:
 
 
 def test_layer_steps_follow_execution_order() -> None:
-    bound = SearchSpace.load(ROOT / "search_spaces" / "joint.yaml").bind(toy_layers())
+    bound = SearchSpace.from_dict(_FROZEN_STEM_JOINT).bind(toy_layers())
     steps = bound.layer_steps()
     assert [s.layer.name for s in steps] == [
         "layer1.0.conv1",
@@ -281,6 +285,22 @@ def test_sensitivity_prior_raises_the_keep_floor_of_sensitive_groups(tmp_path: P
 
 # Recorded from the code before quantizer/sparsity/lowrank rule keys existed: a space
 # that does not use them must give these exact params, distributions, digest and plans.
+# The space is joint.yaml as it was then (stem frozen with its group).
+_FROZEN_STEM_JOINT = {
+    "schema": "automc/search-space",
+    "version": 1,
+    "frozen": ["@first", "@last"],
+    "criterion": "l1",
+    "rules": [
+        {
+            "select": "*",
+            "keep": {"low": 0.2, "high": 1.0, "step": 0.05},
+            "w_bits": [4, 6, 8],
+            "a_bits": [8, 32],
+            "rank": [0.5, 0.75, 1.0],
+        }
+    ],
+}
 _JOINT_RESNET20_BLOCKS = {
     "layer1.0.conv1": "kwar",
     "layer1.0.conv2": "war",
@@ -321,7 +341,7 @@ def test_joint_space_on_resnet20_gives_the_recorded_distributions(resnet20_layer
         for layer, letters in _JOINT_RESNET20_BLOCKS.items()
         for c in letters
     }
-    bound = SearchSpace.load(ROOT / "search_spaces" / "joint.yaml").bind(resnet20_layers, model="resnet20")
+    bound = SearchSpace.from_dict(_FROZEN_STEM_JOINT).bind(resnet20_layers, model="resnet20")
     dists = bound.distributions()
     assert list(dists) == list(expected)
     assert dists == expected

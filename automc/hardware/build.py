@@ -40,7 +40,7 @@ import torch
 
 from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, predict_latency
 from automc.errors import AutomcError
-from automc.hardware.fitting import _features, fit_network_mixed, fit_overhead
+from automc.hardware.fitting import FitRow, _features, fit_network_mixed, fit_overhead
 from automc.hardware.table import measure_roofline, measure_table, table_configs
 from automc.hardware.timing import TimingProtocol, measure_as_profiled, measure_model_ms, pinned_threads
 from automc.hardware.variants import (
@@ -253,6 +253,7 @@ def build_profile(
                 provider=runtime.provider,
                 graph_optimization=runtime.graph_optimization,
                 precisions=precisions,
+                channel_block=runtime.channel_block,
             ),
             measurement=MeasurementInfo(
                 warmup=settings.warmup,
@@ -323,20 +324,21 @@ def build_profile(
         networks = []
         for case in cases:
             own = [
-                (r[0] - r[4], r[4], r[3], r[5], m)
+                FitRow(r[0] - r[4] - r[6], r[4], r[3], r[5], m, r[6])
                 for r, m, v in zip(rows, measured_ms, train)
                 if v.model == case.name
             ]
-            net_scale, int8_scale, net_c0, net_stage, transition = fit_network_mixed(own)
+            t = fit_network_mixed(own)
             networks.append(
                 NetworkFit(
                     model=case.name,
                     fingerprint=layers_fingerprint(case.layers),
-                    table_scale=net_scale,
-                    network_overhead_ms=net_c0,
-                    extra_stage_ms=net_stage,
-                    int8_table_scale=int8_scale if int8_share is not None else None,
-                    transition_ms=transition,
+                    table_scale=t.table_scale,
+                    network_overhead_ms=t.network_overhead_ms,
+                    extra_stage_ms=t.extra_stage_ms,
+                    int8_table_scale=t.int8_table_scale if int8_share is not None else None,
+                    transition_ms=t.transition_ms,
+                    generic_table_scale=t.generic_table_scale,
                 )
             )
         profile = replace(

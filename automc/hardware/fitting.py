@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 
 def _features(
     layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
-) -> tuple[float, float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float, float]:
     """(table-only latency, conv/linear calls, output elements, factorised layers, the part of
-    the table-only latency priced from int8 entries, int8/float precision boundaries) under
-    ``plan``; ``profile`` must carry no fitted terms (:func:`table_only`)."""
+    the table-only latency priced from int8 entries, int8/float precision boundaries, the part
+    of float stages off the runtime's blocked layout) under ``plan``; ``profile`` must carry no
+    fitted terms (:func:`table_only`)."""
     bare = predict_latency(layers, plan, profile)
     table_ms = bare.total_ms - profile.latency.network_overhead_ms
     keep = plan.group_keep(layers)
@@ -46,7 +47,7 @@ def _features(
             if max(c.w_bits, c.a_bits) <= 8 and bare.simulated.get(name, 8) == 8:
                 int8_ms += ms
     features = (table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised), int8_ms)
-    return (*features, float(bare.boundaries))
+    return (*features, float(bare.boundaries), bare.off_layout_ms)
 
 
 def _nonneg_lstsq(
@@ -89,39 +90,87 @@ def fit_overhead(rows: Sequence[tuple[float, float, float, float]]) -> tuple[flo
     return float(coef[0]), float(coef[1]), float(coef[2]), float(coef[3])
 
 
-def fit_network_mixed(
-    rows: Sequence[tuple[float, float, float, float, float]],
-) -> tuple[float, float, float, float, float]:
-    """Fit ``measured = scale * float_table + int8_scale * int8_table + overhead
-    + stage * factorised + transition * boundaries``.
+class FitRow(NamedTuple):
+    """One timed network for :func:`fit_network_mixed`: its table latency split by kernel path."""
+
+    float_ms: float
+    """Table latency of its float stages (on the runtime's blocked layout, where it has one)."""
+    int8_ms: float
+    """Table latency of its layers priced from int8 entries."""
+    factorised: float
+    """Low-rank-factorised layers."""
+    boundaries: float
+    """Int8/float precision boundaries (``automc.cost.latency.PrecisionRegions``)."""
+    measured_ms: float
+    generic_ms: float = 0.0
+    """Table latency of its float stages off the blocked layout (``automc.cost.latency.off_block_layout``)."""
+
+
+class NetworkTerms(NamedTuple):
+    """The per-network terms :func:`fit_network_mixed` fits (``NetworkFit``'s fields)."""
+
+    table_scale: float
+    int8_table_scale: float
+    network_overhead_ms: float
+    extra_stage_ms: float
+    transition_ms: float
+    generic_table_scale: float | None = None
+    """``None``: not told apart from ``table_scale`` (no spread in ``generic_ms``, or fitted <= 0)."""
+
+
+def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
+    """Fit ``measured = scale * float_table + generic_scale * generic_table + int8_scale *
+    int8_table + overhead + stage * factorised + transition * boundaries``.
 
     Args:
-        rows: ``(float_table_ms, int8_table_ms, factorised_layers, boundaries, measured_ms)``
-            per network: the table latency of its layers priced from float entries and from
-            int8 entries, and its int8/float precision boundaries
-            (``automc.cost.latency.PrecisionRegions``).
+        rows: :class:`FitRow` per network (plain tuples in its field order; ``generic_ms``
+            may be left out).
 
     Returns:
-        ``(table_scale, int8_table_scale, network_overhead_ms, extra_stage_ms, transition_ms)``,
-        every term >= 0, minimising relative squared error (see :func:`fit_network`). The int8
-        scale needs a spread in ``int8_table_ms``; without one it is ``table_scale`` (one scale
-        for the whole table) and the transition cost 0. The stage and transition terms need a
-        spread in their counts and a row more than the terms fitted.
+        :class:`NetworkTerms`, every term >= 0, minimising relative squared error (see
+        :func:`fit_network`). A separate int8 or generic scale needs a spread in its table
+        part, four rows or more, and must come out positive; otherwise that part is priced
+        at ``table_scale`` (the int8 scale is then ``table_scale``, the transition cost 0,
+        the generic scale ``None``). The stage and transition terms need a spread in their
+        counts and a row more than the terms fitted.
     """
-    data = np.asarray(rows, dtype=np.float64)
-    w = 1.0 / data[:, 4]
-    design = np.column_stack([data[:, 0], np.ones(len(data)), data[:, 2], data[:, 1], data[:, 3]])
-    mixed = len(data) >= 4 and np.ptp(data[:, 1]) > 1e-9 and np.ptp(data[:, 0]) > 1e-9
-    active = [0, 1, 3]
-    for col in (2, 4):
-        if len(data) > len(active) + 1 and np.ptp(design[:, col]) > 0:
-            active.append(col)
-    coef = _nonneg_lstsq(design, data[:, 4], w, active) if mixed else np.zeros(5)
-    if coef[0] <= 0 or coef[3] <= 0:
-        total = [(f + q, k, m) for f, q, k, _, m in data.tolist()]
-        scale, overhead, stage = fit_network(total)
-        return scale, scale, overhead, stage, 0.0
-    return float(coef[0]), float(coef[3]), float(coef[1]), float(coef[2]), float(coef[4])
+    data = np.asarray([tuple(FitRow(*r)) for r in rows], dtype=np.float64)
+    f, q, k, b, y, g = data.T
+    n = len(data)
+    w = 1.0 / y
+    split = [name for name, part in (("int8", q), ("generic", g)) if n >= 4 and np.ptp(part) > 1e-9]
+    if "int8" in split and np.ptp(f) <= 1e-9:
+        split.remove("int8")
+    while True:
+        base = f + (0 if "int8" in split else q) + (0 if "generic" in split else g)
+        cols: dict[str, np.ndarray] = {"float": base, "overhead": np.ones(n)}
+        cols.update({name: {"int8": q, "generic": g}[name] for name in split})
+        extra = {"stage": k, "transition": b} if "int8" in split else {"stage": k}
+        for name, col in extra.items():
+            if n > len(cols) + 1 and np.ptp(col) > 0:
+                cols[name] = col
+        if n < 2 or np.ptp(base) <= 1e-9 and not split:
+            cols.pop("overhead")
+        names = list(cols)
+        coef = _nonneg_lstsq(np.column_stack([cols[c] for c in names]), y, w, list(range(len(names))))
+        c = dict(zip(names, (float(v) for v in coef)))
+        dropped = [name for name in split if c[name] <= 0]
+        if not dropped:
+            break
+        split = [name for name in split if name not in dropped]
+    if c["float"] <= 0:
+        scale, overhead, stage = fit_network(
+            [(fi + qi + gi, ki, yi) for fi, qi, ki, _, yi, gi in data.tolist()]
+        )
+        return NetworkTerms(scale, scale, overhead, stage, 0.0)
+    return NetworkTerms(
+        table_scale=c["float"],
+        int8_table_scale=c.get("int8", c["float"]),
+        network_overhead_ms=c.get("overhead", 0.0),
+        extra_stage_ms=c.get("stage", 0.0),
+        transition_ms=c.get("transition", 0.0),
+        generic_table_scale=c.get("generic"),
+    )
 
 
 def fit_network(rows: Sequence[tuple[float, float, float]]) -> tuple[float, float, float]:
@@ -184,12 +233,22 @@ def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profi
     bare = table_only(profile)
     rows = []
     for v in variants:
-        table_ms, _, _, factorised, int8_ms, boundaries = _features(layers, v.plan, bare)
-        rows.append((table_ms - int8_ms, int8_ms, factorised, boundaries, v.measured_ms))
+        table_ms, _, _, factorised, int8_ms, boundaries, generic_ms = _features(layers, v.plan, bare)
+        rows.append(
+            FitRow(
+                table_ms - int8_ms - generic_ms, int8_ms, factorised, boundaries, v.measured_ms, generic_ms
+            )
+        )
     out = []
-    for i, (float_ms, int8_ms, factorised, boundaries, _) in enumerate(rows):
-        scale, int8_scale, overhead, stage, transition = fit_network_mixed(rows[:i] + rows[i + 1 :])
+    for i, r in enumerate(rows):
+        t = fit_network_mixed(rows[:i] + rows[i + 1 :])
+        generic_scale = t.table_scale if t.generic_table_scale is None else t.generic_table_scale
         out.append(
-            overhead + scale * float_ms + int8_scale * int8_ms + stage * factorised + transition * boundaries
+            t.network_overhead_ms
+            + t.table_scale * r.float_ms
+            + generic_scale * r.generic_ms
+            + t.int8_table_scale * r.int8_ms
+            + t.extra_stage_ms * r.factorised
+            + t.transition_ms * r.boundaries
         )
     return out

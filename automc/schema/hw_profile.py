@@ -42,7 +42,7 @@ _TOP_REQUIRED = {"schema", "version", "device", "runtime", "measurement", "roofl
 _TOP_OPTIONAL = {"validation"}
 _DEVICE_KEYS = {"id", "kind", "description"}
 _RUNTIME_KEYS = {"framework", "version", "threads", "batch", "dtype"}
-_RUNTIME_OPTIONAL = {"provider", "graph_optimization", "precisions"}
+_RUNTIME_OPTIONAL = {"provider", "graph_optimization", "precisions", "channel_block"}
 _MEASUREMENT_KEYS = {"warmup", "repeats", "statistic", "date"}
 _ROOFLINE_KEYS = {"peak_macs_per_s", "memory_bandwidth_bytes_per_s", "launch_overhead_ms"}
 _ENERGY_KEYS = {"table", "onchip_buffer_bytes"}
@@ -105,6 +105,10 @@ class RuntimeInfo:
         precisions: the precisions the runtime executes natively and the table holds
             entries for (``fp32``, ``int8``...). Absent in a file: the precisions of its
             table's entries (``fp32`` for a torch-eager profile).
+        channel_block: channels per block of the runtime's blocked float conv layout
+            (ONNX Runtime CPU: MLAS NCHWc, 16 with AVX-512, 8 with AVX/AVX2); convs whose
+            channels do not fit it run a generic kernel
+            (:func:`automc.cost.latency.off_block_layout`). 0 (absent in a file): none.
     """
 
     framework: str
@@ -115,6 +119,7 @@ class RuntimeInfo:
     provider: str = "eager"
     graph_optimization: str = "none"
     precisions: tuple[str, ...] = ("fp32",)
+    channel_block: int = 0
 
     @property
     def native_bits(self) -> tuple[int, ...]:
@@ -289,6 +294,11 @@ class NetworkFit:
             quantize or dequantize and layout reorder where an int8 layer meets a float
             region; ``automc.cost.latency.PrecisionRegions``). Optional in the file (0 when
             absent: profiles measured before it, and runtimes without int8 kernels).
+        generic_table_scale: factor applied to the table latencies of float conv stages off
+            the runtime's blocked channel layout (``RuntimeInfo.channel_block``), when it
+            differs from ``table_scale``: measured alone every layer pays its own layout
+            reorders, inside a network only the generic ones do. ``None`` (absent in the
+            file): ``table_scale``.
     """
 
     model: str
@@ -298,6 +308,7 @@ class NetworkFit:
     extra_stage_ms: float = 0.0
     int8_table_scale: float | None = None
     transition_ms: float = 0.0
+    generic_table_scale: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -311,6 +322,8 @@ class NetworkFit:
             out["int8_table_scale"] = _round_sig(self.int8_table_scale)
         if self.transition_ms:
             out["transition_ms"] = _round_sig(self.transition_ms)
+        if self.generic_table_scale is not None:
+            out["generic_table_scale"] = _round_sig(self.generic_table_scale)
         return out
 
 
@@ -447,6 +460,7 @@ class HwProfile:
                 "provider": self.runtime.provider,
                 "graph_optimization": self.runtime.graph_optimization,
                 "precisions": list(self.runtime.precisions),
+                **({"channel_block": self.runtime.channel_block} if self.runtime.channel_block else {}),
             },
             "measurement": {
                 "warmup": self.measurement.warmup,
@@ -578,7 +592,10 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
         if d is None:
             continue
         p.keys(
-            d, field, required=_NETWORK_KEYS, optional={"extra_stage_ms", "int8_table_scale", "transition_ms"}
+            d,
+            field,
+            required=_NETWORK_KEYS,
+            optional={"extra_stage_ms", "int8_table_scale", "transition_ms", "generic_table_scale"},
         )
         model = p.string(d, "model", field)
         fp = p.string(d, "fingerprint", field)
@@ -587,6 +604,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
         stage = p.number(d, "extra_stage_ms", field) if "extra_stage_ms" in d else 0.0
         int8_scale = p.number(d, "int8_table_scale", field, positive=True, required=False)
         transition = p.number(d, "transition_ms", field) if "transition_ms" in d else 0.0
+        generic = p.number(d, "generic_table_scale", field, positive=True, required=False)
         if (
             model
             and fp
@@ -604,6 +622,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
                     extra_stage_ms=float(stage),
                     int8_table_scale=None if int8_scale is None else float(int8_scale),
                     transition_ms=float(transition),
+                    generic_table_scale=None if generic is None else float(generic),
                 )
             )
     return tuple(out)
@@ -633,7 +652,17 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
         provider = p.string(rt, "provider", "runtime") if "provider" in rt else "eager"
         level = p.string(rt, "graph_optimization", "runtime") if "graph_optimization" in rt else "none"
         precisions = _precisions(p, rt) if "precisions" in rt else None
-        if fw and ver and dtype and threads is not None and batch is not None and provider and level:
+        block = p.number(rt, "channel_block", "runtime", integer=True) if "channel_block" in rt else 0
+        if (
+            fw
+            and ver
+            and dtype
+            and threads is not None
+            and batch is not None
+            and provider
+            and level
+            and block is not None
+        ):
             runtime = RuntimeInfo(
                 framework=fw,
                 version=ver,
@@ -643,6 +672,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
                 provider=provider,
                 graph_optimization=level,
                 precisions=precisions or ("fp32",),
+                channel_block=int(block),
             )
 
     ms = _section(p, data, "measurement", _MEASUREMENT_KEYS)

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from automc.cost import CostModel
-from automc.cost.latency import PRECISION_FLAG_KEY, PrecisionRegions, layer_stages, predict_latency
+from automc.cost.latency import (
+    PRECISION_FLAG_KEY,
+    PrecisionRegions,
+    layer_stages,
+    off_block_layout,
+    predict_latency,
+)
 from automc.errors import ConfigError
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, NetworkFit, parse_hw_profile
@@ -229,3 +235,58 @@ def test_the_network_fit_prices_each_precision_boundary() -> None:
             0.125 * boundaries
         )
     assert predict_latency(LAYERS, at_bits(8), torch_profile()).boundaries == 0  # no int8 kernels
+
+
+@pytest.mark.parametrize(
+    ("kind", "n", "m", "groups", "block", "off"),
+    [
+        ("conv2d", 3, 16, 1, 16, False),  # fewer input channels than a block: NCHW input read directly
+        ("conv2d", 32, 20, 1, 16, False),  # output channels are padded to the block
+        ("conv2d", 28, 32, 1, 16, True),
+        ("conv2d", 24, 32, 1, 8, False),
+        ("conv2d", 28, 32, 1, 0, False),  # no blocked layout at all
+        ("dwconv2d", 48, 48, 0, 16, False),
+        ("dwconv2d", 40, 40, 0, 16, True),
+        ("grouped", 64, 64, 2, 16, False),
+        ("grouped", 48, 64, 2, 16, True),
+        ("linear", 28, 10, 1, 16, False),
+    ],
+)
+def test_off_block_layout_follows_the_nchwc_rules(
+    kind: str, n: int, m: int, groups: int, block: int, off: bool
+) -> None:
+    assert off_block_layout(kind, n, m, groups, block) is off
+
+
+def test_float_stages_off_the_blocked_layout_are_priced_at_the_generic_scale() -> None:
+    prof = ort_profile()
+    blocked = replace(prof, runtime=replace(prof.runtime, channel_block=8))
+    fit = NetworkFit(
+        model="toy",
+        fingerprint=layers_fingerprint(LAYERS),
+        table_scale=1.0,
+        network_overhead_ms=0.0,
+        int8_table_scale=1.0,
+        generic_table_scale=2.5,
+    )
+    with_fit = replace(blocked, latency=replace(blocked.latency, networks=(fit,)))
+    plain = replace(
+        with_fit, latency=replace(with_fit.latency, networks=(replace(fit, generic_table_scale=None),))
+    )
+    # the stem keeps 12 of its 16 channels: the body conv reads 12 (>= 8, not a multiple of 8)
+    plan = CompressionPlan(layers={"stem": LayerChoice(keep_ratio=0.75)})
+    est, ref = predict_latency(LAYERS, plan, with_fit), predict_latency(LAYERS, plan, plain)
+    assert est.off_layout == 1 and est.off_layout_ms > 0
+    body = ref.per_layer_ms["body"]
+    assert est.per_layer_ms["body"] == pytest.approx(2.5 * body)
+    assert est.total_ms - ref.total_ms == pytest.approx(1.5 * body)
+    aligned = CompressionPlan(layers={"stem": LayerChoice(keep_ratio=0.5)})
+    assert predict_latency(LAYERS, aligned, with_fit).off_layout == 0
+    int8_body = CompressionPlan(
+        layers={"stem": LayerChoice(keep_ratio=0.75), "body": LayerChoice(w_bits=8, a_bits=8)}
+    )
+    assert predict_latency(LAYERS, int8_body, with_fit).off_layout == 0  # int8 kernels have no NCHWc path
+    assert predict_latency(LAYERS, plan, replace(with_fit, runtime=prof.runtime)).off_layout == 0
+    again = parse_hw_profile(with_fit.to_dict(), "again.yaml")
+    assert again.runtime.channel_block == 8 and again.latency.networks[0].generic_table_scale == 2.5
+    assert parse_hw_profile(prof.to_dict(), "old.yaml").runtime.channel_block == 0

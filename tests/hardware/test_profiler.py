@@ -31,7 +31,7 @@ from automc.hardware import (
 )
 from automc.hardware import build as hw_build
 from automc.hardware.build import _to_fastest_phase
-from automc.hardware.fitting import fit_network_mixed
+from automc.hardware.fitting import FitRow, fit_network_mixed
 from automc.plan import CompressionPlan, LayerChoice, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, dump_hw_profile, load_hw_profile
 
@@ -180,11 +180,27 @@ def test_fit_network_mixed_recovers_the_transition_cost() -> None:
         f, q, k, b = rng.uniform(0.2, 1.0), rng.uniform(0.0, 0.8), rng.randint(0, 6), rng.randint(0, 12)
         rows.append((f, q, k, b, 0.45 * f + 0.2 * q + 0.15 + 0.02 * k + 0.011 * b))
     fitted = fit_network_mixed(rows)
-    assert fitted == pytest.approx((0.45, 0.2, 0.15, 0.02, 0.011))
+    assert fitted[:5] == pytest.approx((0.45, 0.2, 0.15, 0.02, 0.011))
+    assert fitted.generic_table_scale is None
     flat = [(f, q, k, 4, m - 0.011 * b + 0.044) for f, q, k, b, m in rows]
-    scale, int8_scale, overhead, stage, transition = fit_network_mixed(flat)
-    assert transition == 0.0 and overhead == pytest.approx(0.15 + 0.044)
+    scale, int8_scale, overhead, stage, transition, generic = fit_network_mixed(flat)
+    assert transition == 0.0 and overhead == pytest.approx(0.15 + 0.044) and generic is None
     assert (scale, int8_scale, stage) == pytest.approx((0.45, 0.2, 0.02))
+
+
+def test_fit_network_mixed_tells_the_off_layout_stages_apart() -> None:
+    """Float stages off the runtime's blocked layout get their own scale when their share
+    varies; a share that never varies is priced at the table scale."""
+    rng = random.Random(1)
+    rows = []
+    for _ in range(12):
+        f, g, q = rng.uniform(0.1, 0.8), rng.uniform(0.0, 0.6), rng.uniform(0.0, 0.4)
+        rows.append(FitRow(f, q, 0, 0, 0.5 * f + 1.3 * g + 0.3 * q + 0.1, g))
+    t = fit_network_mixed(rows)
+    assert (t.table_scale, t.generic_table_scale, t.int8_table_scale) == pytest.approx((0.5, 1.3, 0.3))
+    assert t.network_overhead_ms == pytest.approx(0.1)
+    same = [r._replace(generic_ms=0.0, float_ms=r.float_ms + r.generic_ms) for r in rows]
+    assert fit_network_mixed(same).generic_table_scale is None
 
 
 def test_network_fit_prices_each_factorised_layers_second_call() -> None:

@@ -59,6 +59,12 @@ class Runtime(Protocol):
         """Graph-optimisation level its sessions use (``ORT_ENABLE_ALL``; ``none`` for torch)."""
         ...
 
+    @property
+    def channel_block(self) -> int:
+        """Channels per block of its blocked float conv layout on this machine (0: none);
+        see :func:`automc.cost.latency.off_block_layout`."""
+        ...
+
     def export(
         self,
         model: Any,

@@ -57,6 +57,11 @@ class OpenVino:
         """OpenVINO's compile-time transformations (always on): ``default``."""
         return "default"
 
+    @property
+    def channel_block(self) -> int:
+        """0: not modelled for OpenVINO (its CPU plugin picks blocked layouts per node)."""
+        return 0
+
     def export(
         self,
         model: Any,

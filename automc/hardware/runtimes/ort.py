@@ -31,7 +31,26 @@ from automc.errors import AutomcError
 from automc.hardware.runtimes.base import Session
 from automc.hardware.runtimes.ort_session import GRAPH_OPTIMIZATION, PROVIDERS, load
 
-__all__ = ["OnnxRuntime"]
+__all__ = ["OnnxRuntime", "nchwc_block_size"]
+
+
+def nchwc_block_size() -> int:
+    """MLAS's NCHWc block size on this x86-64 CPU (16 with AVX-512F, 8 with AVX or AVX2), 0
+    elsewhere: read from numpy's CPU-feature table (MLAS picks its kernels the same way)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return 0
+    import importlib
+
+    try:
+        umath = importlib.import_module("numpy._core._multiarray_umath")
+    except ImportError:
+        umath = importlib.import_module("numpy.core._multiarray_umath")
+    features = umath.__cpu_features__
+    if features.get("AVX512F"):
+        return 16
+    return 8 if features.get("AVX2") or features.get("AVX") else 0
 
 
 class OnnxRuntime:
@@ -77,6 +96,14 @@ class OnnxRuntime:
     def graph_optimization(self) -> str:
         """``ORT_ENABLE_ALL``."""
         return GRAPH_OPTIMIZATION
+
+    @property
+    def channel_block(self) -> int:
+        """MLAS's NCHWc block on the CPU provider (the NCHWc layout pass runs at
+        ``ORT_ENABLE_ALL``): 16 with AVX-512F, 8 with AVX/AVX2, else 0 (also for CUDA/TensorRT)."""
+        if self.device != "cpu" or GRAPH_OPTIMIZATION != "ORT_ENABLE_ALL":
+            return 0
+        return nchwc_block_size()
 
     def export(
         self,

@@ -54,6 +54,11 @@ class TorchEager:
         """``none``."""
         return "none"
 
+    @property
+    def channel_block(self) -> int:
+        """0: eager PyTorch has no layout pass (oneDNN blocks internally, per call)."""
+        return 0
+
     def export(
         self,
         model: Any,

@@ -20,7 +20,15 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   predictor's Spearman), and ``refit_loo_*`` refits the profile's network terms leave-one-out
   on the first copy's own timings (``automc.hardware.refit_loo_ms``, the table kept): the
   error of the model's form alone, without the machine's drift since profiling.
-  ``boundaries_mean``: int8/float precision boundaries per variant (``LatencyEstimate.boundaries``).
+  ``boundaries_mean``: int8/float precision boundaries per variant (``LatencyEstimate.boundaries``);
+  ``off_layout_mean``: float layers per variant off the runtime's blocked channel layout
+  (``LatencyEstimate.off_layout``; ONNX Runtime CPU's NCHWc, ``channel_block`` in the profile).
+* ``keep_sweep``: per model, the ``prune`` space's uniform plans (one keep ratio for every
+  group, 1.0 down to 0.25 in its 0.05 steps, fp32) timed interleaved with the base model:
+  measured and predicted latency as a fraction of the base's, how many run slower than the
+  unpruned base (measured, predicted), and the Spearman of prediction against measurement
+  along the sweep. Channel counts that do not fit the blocked layout run a generic kernel,
+  so latency is not monotone in the keep ratio on this runtime.
 
 The machine's 1-minute load average is recorded before and after: other processes share
 the CPU and slow some periods down.
@@ -94,6 +102,47 @@ def _speedups(case: Any, runtime: Any, threads: int, repeats: int) -> dict[str, 
     }
 
 
+def _keep_sweep(
+    case: Any, profile: Any, runtime: Any, threads: int, repeats: int, seed: int
+) -> dict[str, Any]:
+    """The ``prune`` space's uniform plans, timed interleaved with the base (see the module docstring)."""
+    from automc import compress
+    from automc.cost.latency import predict_latency, spearman
+    from automc.hardware import TimingProtocol, measure_variants
+    from automc.space import SearchSpace
+
+    bound = SearchSpace.load(ROOT / "search_spaces" / "prune.yaml").bind(list(case.layers), model=case.name)
+    grid = sorted({v for p in bound.params if p.field == "keep" for v in p.grid() if v >= 0.25}, reverse=True)
+    plans = [bound.to_plan(bound.uniform_values(k)) for k in grid]
+    timed = measure_variants(
+        [case],
+        [plans],
+        lambda m, p, x: compress.apply(m, p, x),
+        TimingProtocol(
+            warmup=profile.measurement.warmup,
+            repeats=repeats,
+            statistic=profile.measurement.statistic,
+            threads=threads,
+            seed=seed,
+        ),
+        runtime=runtime,
+        progress=True,
+        desc=f"{case.name} keep sweep",
+    )
+    measured = [v.measured_ms / timed[0].measured_ms for v in timed]
+    estimates = [predict_latency(case.layers, p, profile) for p in plans]
+    predicted = [e.total_ms / estimates[0].total_ms for e in estimates]
+    return {
+        "slower_than_base_measured": sum(m > 1.0 for m in measured[1:]),
+        "slower_than_base_predicted": sum(p > 1.0 for p in predicted[1:]),
+        "spearman": round(spearman(predicted, measured), 4),
+        "points": [
+            {"keep": k, "measured": round(m, 4), "predicted": round(p, 4), "off_layout": e.off_layout}
+            for k, m, p, e in zip(grid, measured, predicted, estimates)
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="hw_profiles/cpu-x86-2core-ort.yaml")
@@ -131,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     speedup: dict[str, dict[str, float]] = {}
     per_model: dict[str, dict[str, float]] = {}
     points: dict[str, list[list[float]]] = {}
+    sweeps: dict[str, dict[str, Any]] = {}
     pred_all: list[float] = []
     meas_all: list[float] = []
     for name in args.model or ["resnet20", "mobilenetv2"]:
@@ -175,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         row["refit_loo_rmspe"] = refit["rmspe"]
         row["refit_loo_spearman"] = refit["spearman"]
         row["boundaries_mean"] = sum(e.boundaries for e in estimates) / len(estimates)
+        row["off_layout_mean"] = sum(e.off_layout for e in estimates) / len(estimates)
         row["macs_spearman"] = spearman([float(v.macs) for v in variants], measured)
         row["bitops_spearman"] = spearman([_bitops(case.layers, v.plan) for v in variants], measured)
         row["int8_layer_share_mean"] = sum(
@@ -187,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         pred_all += predicted
         meas_all += measured
         print(f"{name}: {json.dumps(per_model[name])}", file=sys.stderr)
+        sweeps[name] = _keep_sweep(case, profile, runtime, threads, repeats, args.seed)
+        print(
+            f"{name} keep sweep: {json.dumps({k: v for k, v in sweeps[name].items() if k != 'points'})}",
+            file=sys.stderr,
+        )
     pooled = fidelity(pred_all, meas_all)
     overall = {
         "n": int(pooled["n"]),
@@ -224,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - started, 1),
         "speedup": speedup,
         "fidelity": {"overall": overall, "per_model": per_model},
+        "keep_sweep": sweeps,
         "targets": TARGETS,
         "targets_met": met,
         "points_predicted_measured_macs": points,

@@ -72,6 +72,16 @@ def _unit_interval(v: float) -> str | None:
     return None if 0.0 <= v <= 1.0 else f"must be in [0, 1], got {v!r}"
 
 
+FINETUNE_CHOICES = ("spread", "best")
+"""How the fine-tuned winners are chosen (``FinetuneConfig.choose``)."""
+
+
+def _finetune_choice(v: str) -> str | None:
+    if v in FINETUNE_CHOICES:
+        return None
+    return f"unknown winner choice {v!r} (known: {', '.join(FINETUNE_CHOICES)})"
+
+
 def _search_proxy(v: str) -> str | None:
     if v in SEARCH_PROXIES:
         return None
@@ -250,13 +260,18 @@ class FinetuneConfig(_Record):
     """Fine-tuning of the Pareto winners with knowledge distillation.
 
     Attributes:
-        top: number of winners, spread along the front (0 = none).
+        top: number of winners (0 = none).
+        choose: ``spread``: spread along the Pareto front of the feasible trials (the
+            trade-off, for the report); ``best``: the feasible trials best in the first
+            objective (the proxy's accuracy), whatever their cost: under a hard budget, the
+            candidates most likely to be the most accurate model that fits.
         epochs: fine-tuning epochs per winner.
         kd_temperature: distillation temperature.
         kd_alpha: weight of the distillation loss (``1 - kd_alpha``: the labels).
     """
 
     top: int = _checked(3, _at_least(0))
+    choose: str = _checked("spread", _finetune_choice)
     epochs: int = _checked(3, _at_least(0))
     kd_temperature: float = _checked(4.0, _positive)
     kd_alpha: float = _checked(0.9, _unit_interval)
@@ -483,6 +498,7 @@ FLAT_NAMES: Mapping[str, str] = types.MappingProxyType(
         "progress": "output.progress",
         "seed": "seed",
         "finetune_top": "finetune.top",
+        "finetune_choose": "finetune.choose",
         "finetune_epochs": "finetune.epochs",
         "kd_temperature": "finetune.kd_temperature",
         "kd_alpha": "finetune.kd_alpha",

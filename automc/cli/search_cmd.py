@@ -203,6 +203,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--finetune-top", type=int, help=_help("finetune_top", "fine-tune K winners spread along the front")
     )
+    p.add_argument(
+        "--finetune-choose",
+        metavar="HOW",
+        help=_help(
+            "finetune_choose",
+            "spread (along the front) or best (the feasible trials best in the first objective, "
+            "whatever their cost: for a hard budget)",
+        ),
+    )
     p.add_argument("--finetune-epochs", type=int, help=_help("finetune_epochs"))
     p.add_argument("--kd-temperature", type=float, help=_help("kd_temperature"))
     p.add_argument(

@@ -347,7 +347,7 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     outcome.warn_if_nothing_feasible(data.trials, setup.limits)
     front = data.pareto_numbers()
     rows = {t.number: t for t in data.trials}
-    chosen = winners_mod.choose(rows, front, objs, config.finetune.top)
+    chosen = winners_mod.choose(rows, front, objs, config.finetune.top, config.finetune.choose)
     plans = {n: CompressionPlan.from_dict(rows[n].plan) for n in chosen}
     timed = [setup.base] + [
         winners_mod.float_architecture(setup.base, plans[n], setup.example, config.seed) for n in chosen

@@ -29,13 +29,29 @@ class Winner:
 
 
 def choose(
-    rows: Mapping[int, TrialRecord], front: Sequence[int], objectives: Sequence[Any], k: int
+    rows: Mapping[int, TrialRecord],
+    front: Sequence[int],
+    objectives: Sequence[Any],
+    k: int,
+    how: str = "spread",
 ) -> list[int]:
-    """``k`` trial numbers spread along the feasible ``front`` (all of it when it is smaller)."""
+    """``k`` trial numbers: ``spread`` along the feasible ``front`` (all of it when it is
+    smaller), or the ``best`` feasible complete trials in the first objective (ties: the
+    lower trial number)."""
     from automc.pareto import select_spread
 
     if not k:
         return []
+    if how == "best":
+        first = objectives[0]
+        sign = -1.0 if first.direction == "maximize" else 1.0
+        scored = [
+            t
+            for t in rows.values()
+            if t.complete and t.feasible and math.isfinite(t.values.get(first.name, math.nan))
+        ]
+        scored.sort(key=lambda t: (sign * t.values[first.name], t.number))
+        return [t.number for t in scored[:k]]
     pts = [[rows[n].values[o.name] for o in objectives] for n in front]
     return [front[i] for i in select_spread(pts, [o.direction for o in objectives], k)]
 

@@ -117,3 +117,32 @@ def test_the_study_names_its_metrics_for_the_dashboard(run):
 
     result, _ = run
     assert optuna.load_study(study_name=result.study, storage=result.storage).metric_names == ["acc", "macs"]
+
+
+def test_best_choice_takes_the_feasible_trials_best_in_the_first_objective() -> None:
+    from automc.pipeline.winners import choose
+    from automc.search.base import Objective
+    from automc.search.storage import TrialRecord
+
+    objectives = (Objective.named("acc"), Objective.named("macs"))
+    rows = {
+        0: TrialRecord(number=0, state="COMPLETE", values={"acc": 0.70, "macs": 10.0}),
+        1: TrialRecord(number=1, state="COMPLETE", values={"acc": 0.90, "macs": 30.0}),
+        2: TrialRecord(number=2, state="COMPLETE", values={"acc": 0.95, "macs": 40.0}, feasible=False),
+        3: TrialRecord(number=3, state="COMPLETE", values={"acc": 0.85, "macs": 35.0}),  # dominated
+        4: TrialRecord(number=4, state="PRUNED"),
+        5: TrialRecord(number=5, state="COMPLETE", values={"acc": 0.60, "macs": 5.0}),
+    }
+    front = [0, 1, 5]
+    assert choose(rows, front, objectives, 2, "best") == [1, 3]
+    assert set(choose(rows, front, objectives, 2, "spread")) == {1, 5}
+    assert choose(rows, front, objectives, 0, "best") == []
+
+
+def test_an_unknown_winner_choice_is_one_clear_error() -> None:
+    from automc.config import SearchConfig
+    from automc.errors import AutomcError
+
+    assert SearchConfig().with_overrides(finetune_choose="best").finetune.choose == "best"
+    with pytest.raises(AutomcError, match="--finetune-choose: unknown winner choice 'top'"):
+        SearchConfig().with_overrides(finetune_choose="top")

@@ -3,10 +3,13 @@
 * ``uniform`` (the default of ``optuna-tpe``, ``optuna-nsga2`` and ``amc``): what a user
   would try by hand, one keep ratio for every pruned group: the largest ratio on the
   space's grid whose plan meets every budget (priced by the controller's ``cost_fn``),
-  every other dimension at identity; and where the space's bit-width grids hold 8, the
-  same again with every layer at 8-bit weights and activations (the largest ratio that
-  meets the budgets at int8, which a latency, size or energy budget rewards). At most two
-  plans, and none without budgets and a ``cost_fn``: the budget is what places them.
+  every other dimension at identity; then that plan *filled* to the budget: groups raised
+  one grid step at a time, in execution order and round after round, while the budgets
+  still hold (the grid's step leaves part of a budget unused: on resnet20 the uniform
+  keep 0.5 uses 25% of the MACs under a 30% budget). Where the space's bit-width grids
+  hold 8, both again with every layer at 8-bit weights and activations (the largest ratio
+  that meets the budgets at int8, which a latency, size or energy budget rewards). At most
+  four distinct plans, and none without budgets and a ``cost_fn``: the budget places them.
   Random sampling of per-group ratios rarely lands near a tight budget (TPE's first 10
   trials are random), so without these a short search may see no feasible plan at all.
 * ``ilp``: the ``ilp`` solver's sweep (:func:`automc.search.solver.solver_values`), after
@@ -18,7 +21,7 @@ each distinct plan once; ``none`` turns the warm start off.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from automc.errors import AutomcError
@@ -26,7 +29,7 @@ from automc.errors import AutomcError
 if TYPE_CHECKING:
     from automc.plan import CompressionPlan
     from automc.search.base import Controller, Evaluate
-    from automc.space import BoundSpace
+    from automc.space import BoundSpace, Param
 
 WARM_STARTS = ("uniform", "ilp")
 """Warm starts a spec can name."""
@@ -85,12 +88,33 @@ def uniform_values(
         total = cost_fn(space.to_plan(values))
         return all(float(total[m]) <= limit * (1 + 1e-9) for m, limit in budgets.items())
 
+    keep = [p for p in space.params if p.field == "keep"]
     out: list[dict[str, Any]] = []
     for bits in ({}, int8) if int8 else ({},):
         for level in levels or [1.0]:
             values = {**space.uniform_values(level), **bits}
             if meets(values):
-                if values not in out:
-                    out.append(values)
+                for plan in (values, _filled(values, keep, meets)):
+                    if plan not in out:
+                        out.append(plan)
                 break
+    return out
+
+
+def _filled(
+    values: Mapping[str, Any], keep: Sequence[Param], meets: Callable[[Mapping[str, Any]], bool]
+) -> dict[str, Any]:
+    """``values`` with its keep params raised one grid step at a time, in order and round after
+    round, while ``meets`` holds."""
+    out = dict(values)
+    raised = True
+    while raised:
+        raised = False
+        for p in keep:
+            grid = p.grid()
+            i = grid.index(out[p.name]) if out[p.name] in grid else len(grid) - 1
+            if i + 1 < len(grid):
+                trial = {**out, p.name: grid[i + 1]}
+                if meets(trial):
+                    out, raised = trial, True
     return out

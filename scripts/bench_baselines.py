@@ -8,8 +8,9 @@ its latency measured on the ONNX Runtime profile) and per seed:
   start (``--warm-start``; default ``uniform``) in the joint (prune + quantization + low rank)
   and the prune-only space; ``automc-joint-amc``:
   the same with ``--other-controller`` (AMC led the controller bench, ``search.json``).
-  The search fine-tunes its ``--finetune-top`` Pareto winners; the reported one is the
-  best on the val split among those meeting the budget as measured.
+  The search fine-tunes its ``--finetune-top`` winners (``--finetune-choose best``: the
+  feasible trials best by the proxy); the reported one is the best on the val split among
+  those meeting the budget as measured.
 * ``random-joint``: automc's ``random`` controller (no warm start), same space, trials and fine-tune.
 * ``tp-l1-uniform`` / ``tp-l1-global`` / ``tp-taylor``: Torch-Pruning ``MetaPruner`` with
   ``MagnitudeImportance(p=1)`` (one ratio for every layer / ``global_pruning=True``) and
@@ -114,8 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
     p.add_argument("--trials", type=int, default=None, help="search trials (default 20)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="KD fine-tune epochs (default 2)")
+    p.add_argument("--finetune-top", type=int, default=3, help="winners each search fine-tunes (default 3)")
     p.add_argument(
-        "--finetune-top", type=int, default=3, help="Pareto winners each search fine-tunes (default 3)"
+        "--finetune-choose",
+        default="best",
+        help="how the search picks them (default best: the feasible trials best by the proxy, "
+        "what a hard budget asks for; spread: along the front)",
     )
     p.add_argument("--controller", default="optuna-tpe", help="automc's controller (its default)")
     p.add_argument(
@@ -163,6 +168,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "trials",
         "finetune_epochs",
         "finetune_top",
+        "finetune_choose",
         "controller",
         "warm_start",
         "other_controller",
@@ -679,6 +685,7 @@ def prepare_context(args: argparse.Namespace, work: Path) -> tuple[Context, dict
         base_epochs=args.base_epochs,
         trials=args.trials,
         finetune_top=args.finetune_top,
+        finetune_choose=args.finetune_choose,
         finetune_epochs=args.finetune_epochs,
         warm_start=args.warm_start,
         profile=args.profile,

@@ -102,19 +102,15 @@ def _speedups(case: Any, runtime: Any, threads: int, repeats: int) -> dict[str, 
     }
 
 
-def _keep_sweep(
-    case: Any, profile: Any, runtime: Any, threads: int, repeats: int, seed: int
-) -> dict[str, Any]:
-    """The ``prune`` space's uniform plans, timed interleaved with the base (see the module docstring)."""
+def _timed(
+    case: Any, plans: list[Any], profile: Any, runtime: Any, threads: int, repeats: int, seed: int, what: str
+) -> list[Any]:
+    """``plans`` of ``case`` exported through ``runtime`` and timed in one interleaved run with the
+    profile's warm-up and statistic."""
     from automc import compress
-    from automc.cost.latency import predict_latency, spearman
     from automc.hardware import TimingProtocol, measure_variants
-    from automc.space import SearchSpace
 
-    bound = SearchSpace.load(ROOT / "search_spaces" / "prune.yaml").bind(list(case.layers), model=case.name)
-    grid = sorted({v for p in bound.params if p.field == "keep" for v in p.grid() if v >= 0.25}, reverse=True)
-    plans = [bound.to_plan(bound.uniform_values(k)) for k in grid]
-    timed = measure_variants(
+    return measure_variants(
         [case],
         [plans],
         lambda m, p, x: compress.apply(m, p, x),
@@ -127,8 +123,21 @@ def _keep_sweep(
         ),
         runtime=runtime,
         progress=True,
-        desc=f"{case.name} keep sweep",
+        desc=f"{case.name} {what}",
     )
+
+
+def _keep_sweep(
+    case: Any, profile: Any, runtime: Any, threads: int, repeats: int, seed: int
+) -> dict[str, Any]:
+    """The ``prune`` space's uniform plans, timed interleaved with the base (see the module docstring)."""
+    from automc.cost.latency import predict_latency, spearman
+    from automc.space import SearchSpace
+
+    bound = SearchSpace.load(ROOT / "search_spaces" / "prune.yaml").bind(list(case.layers), model=case.name)
+    grid = sorted({v for p in bound.params if p.field == "keep" for v in p.grid() if v >= 0.25}, reverse=True)
+    plans = [bound.to_plan(bound.uniform_values(k)) for k in grid]
+    timed = _timed(case, plans, profile, runtime, threads, repeats, seed, "keep sweep")
     measured = [v.measured_ms / timed[0].measured_ms for v in timed]
     estimates = [predict_latency(case.layers, p, profile) for p in plans]
     predicted = [e.total_ms / estimates[0].total_ms for e in estimates]
@@ -155,13 +164,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from automc import compress, graph, models
+    from automc import graph, models
     from automc.cost.latency import fidelity, predict_latency, spearman
     from automc.hardware import (
         LEVEL_JITTER,
         ProfileCase,
-        TimingProtocol,
-        measure_variants,
         random_plan,
         refit_loo_ms,
     )
@@ -199,21 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for i in range(args.n)
         ]
-        timed = measure_variants(
-            [case],
-            [plans + plans],
-            lambda m, p, x: compress.apply(m, p, x),
-            TimingProtocol(
-                warmup=profile.measurement.warmup,
-                repeats=repeats,
-                statistic=profile.measurement.statistic,
-                threads=threads,
-                seed=args.seed,
-            ),
-            runtime=runtime,
-            progress=True,
-            desc=f"{name} variants",
-        )
+        timed = _timed(case, plans + plans, profile, runtime, threads, repeats, args.seed, "variants")
         variants, again = timed[: args.n], timed[args.n :]
         estimates = [predict_latency(case.layers, v.plan, profile) for v in variants]
         predicted = [e.total_ms for e in estimates]

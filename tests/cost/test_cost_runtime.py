@@ -216,20 +216,24 @@ def test_precision_boundaries_count_the_int8_layers_next_to_float_regions() -> N
     assert count("dw") == 2 and count("fc") == 2
 
 
-def test_the_network_fit_prices_each_precision_boundary() -> None:
-    prof = ort_profile()
+def with_fit(prof: HwProfile, **terms: Any) -> HwProfile:
+    """``prof`` with one network fit of LAYERS: unit scales, no overhead, and ``terms``."""
     fit = NetworkFit(
         model="toy",
         fingerprint=layers_fingerprint(LAYERS),
         table_scale=1.0,
         network_overhead_ms=0.0,
         int8_table_scale=1.0,
-        transition_ms=0.125,
+        **terms,
     )
-    with_fit = replace(prof, latency=replace(prof.latency, networks=(fit,)))
-    no_cost = replace(prof, latency=replace(prof.latency, networks=(replace(fit, transition_ms=0.0),)))
+    return replace(prof, latency=replace(prof.latency, networks=(fit,)))
+
+
+def test_the_network_fit_prices_each_precision_boundary() -> None:
+    prof = ort_profile()
+    fitted, no_cost = with_fit(prof, transition_ms=0.125), with_fit(prof)
     for plan, boundaries in ((CompressionPlan(), 0), (at_bits(8, names=("stem",)), 2), (at_bits(8), 2)):
-        est = predict_latency(LAYERS, plan, with_fit)
+        est = predict_latency(LAYERS, plan, fitted)
         assert est.boundaries == boundaries
         assert est.total_ms - predict_latency(LAYERS, plan, no_cost).total_ms == pytest.approx(
             0.125 * boundaries
@@ -261,32 +265,21 @@ def test_off_block_layout_follows_the_nchwc_rules(
 def test_float_stages_off_the_blocked_layout_are_priced_at_the_generic_scale() -> None:
     prof = ort_profile()
     blocked = replace(prof, runtime=replace(prof.runtime, channel_block=8))
-    fit = NetworkFit(
-        model="toy",
-        fingerprint=layers_fingerprint(LAYERS),
-        table_scale=1.0,
-        network_overhead_ms=0.0,
-        int8_table_scale=1.0,
-        generic_table_scale=2.5,
-    )
-    with_fit = replace(blocked, latency=replace(blocked.latency, networks=(fit,)))
-    plain = replace(
-        with_fit, latency=replace(with_fit.latency, networks=(replace(fit, generic_table_scale=None),))
-    )
+    fitted, plain = with_fit(blocked, generic_table_scale=2.5), with_fit(blocked)
     # the stem keeps 12 of its 16 channels: the body conv reads 12 (>= 8, not a multiple of 8)
     plan = CompressionPlan(layers={"stem": LayerChoice(keep_ratio=0.75)})
-    est, ref = predict_latency(LAYERS, plan, with_fit), predict_latency(LAYERS, plan, plain)
+    est, ref = predict_latency(LAYERS, plan, fitted), predict_latency(LAYERS, plan, plain)
     assert est.off_layout == 1 and est.off_layout_ms > 0
     body = ref.per_layer_ms["body"]
     assert est.per_layer_ms["body"] == pytest.approx(2.5 * body)
     assert est.total_ms - ref.total_ms == pytest.approx(1.5 * body)
     aligned = CompressionPlan(layers={"stem": LayerChoice(keep_ratio=0.5)})
-    assert predict_latency(LAYERS, aligned, with_fit).off_layout == 0
+    assert predict_latency(LAYERS, aligned, fitted).off_layout == 0
     int8_body = CompressionPlan(
         layers={"stem": LayerChoice(keep_ratio=0.75), "body": LayerChoice(w_bits=8, a_bits=8)}
     )
-    assert predict_latency(LAYERS, int8_body, with_fit).off_layout == 0  # int8 kernels have no NCHWc path
-    assert predict_latency(LAYERS, plan, replace(with_fit, runtime=prof.runtime)).off_layout == 0
-    again = parse_hw_profile(with_fit.to_dict(), "again.yaml")
+    assert predict_latency(LAYERS, int8_body, fitted).off_layout == 0  # int8 kernels have no NCHWc path
+    assert predict_latency(LAYERS, plan, replace(fitted, runtime=prof.runtime)).off_layout == 0
+    again = parse_hw_profile(fitted.to_dict(), "again.yaml")
     assert again.runtime.channel_block == 8 and again.latency.networks[0].generic_table_scale == 2.5
     assert parse_hw_profile(prof.to_dict(), "old.yaml").runtime.channel_block == 0

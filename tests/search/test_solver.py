@@ -321,18 +321,6 @@ def test_warm_start_evaluates_the_solver_plans_first(name: str) -> None:
     assert scorer.probes() == ref_scorer.probes() > 0
 
 
-def test_a_controller_without_warm_start_refuses_it() -> None:
-    space = toy_space()
-    with pytest.raises(AutomcError, match="unknown option\\(s\\) warm_start"):
-        create(
-            "random",
-            space=space,
-            objectives=OBJECTIVES,
-            recorder=Recorder(None, "r", OBJECTIVES, {}),
-            warm_start="ilp",
-        )
-
-
 # --- Ray ---------------------------------------------------------------------------------
 @pytest.mark.ray
 def test_sensitivity_probes_run_as_ray_tasks(tmp_path: Path) -> None:

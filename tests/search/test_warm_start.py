@@ -122,13 +122,20 @@ def test_controllers_evaluate_the_uniform_plans_first_by_default(name: str) -> N
     assert firsts["none"] != expected
 
 
-def test_a_bad_warm_start_is_refused_by_the_controller() -> None:
-    space = toy_space()
-    with pytest.raises(AutomcError, match="optuna-tpe.*unknown warm start 'greedy'"):
+@pytest.mark.parametrize(
+    ("name", "warm", "message"),
+    [
+        ("optuna-tpe", "greedy", "optuna-tpe.*unknown warm start 'greedy'"),
+        ("amc", "ilp+ilp", "amc controller: unknown warm start 'ilp\\+ilp'"),
+        ("random", "ilp", "unknown option\\(s\\) warm_start"),  # a controller without warm starts
+    ],
+)
+def test_a_bad_warm_start_is_refused_by_the_controller(name: str, warm: str, message: str) -> None:
+    with pytest.raises(AutomcError, match=message):
         create(
-            "optuna-tpe",
-            space=space,
+            name,
+            space=toy_space(),
             objectives=OBJECTIVES,
             recorder=Recorder(None, "bad", OBJECTIVES, {}),
-            warm_start="greedy",
+            warm_start=warm,
         )

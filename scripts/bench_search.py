@@ -11,8 +11,10 @@ Per controller and budget it reports the median and IQR over seeds of:
   to ``(1 - acc, cost / base cost)`` and the fixed reference point ``(1, 1)``;
 * the best proxy accuracy found within the MACs budget.
 
-A controller spelled ``NAME+ilp`` (``optuna-tpe+ilp``, ``optuna-nsga2+ilp``, ``amc+ilp``) is
-warm-started with the ``ilp`` solver's plans. The ``ilp`` solver first scores one probe
+A controller spelled ``NAME+WARM`` (``optuna-tpe+ilp``, ``optuna-nsga2+ilp``, ``amc+ilp``,
+``optuna-tpe+uniform``, ``optuna-tpe+uniform+ilp``) is warm-started that way
+(:mod:`automc.search.warm_start`); a plain ``NAME`` runs without a warm start (``none``, not
+the controller's default ``uniform``), as the committed JSONs were measured. The ``ilp`` solver first scores one probe
 per value of every dimension with the proxy; those probes are not trials, so they are
 reported as ``probes`` next to the trials, and their time is part of the run's wall
 time. At equal wall time (``--wall-seconds``; default: the median run time of the first
@@ -239,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
                 seed=seed,
                 budgets=limits,
                 cost_fn=cost_fn,
-                **({"warm_start": warm} if warm else {}),
+                **(
+                    {"warm_start": warm or "none"}
+                    if "warm_start" in registry.get_factory(name).OPTIONS
+                    else {}
+                ),
             )
             finished: list[float] = []
             t0 = time.perf_counter()

@@ -51,6 +51,8 @@ def summary_table(result: SearchResult) -> str:
         note = (w.figures.get("latency_flags") or {}).get(PRECISION_FLAG_KEY)
         if note:
             lines.append(f"trial {w.trial}: {note.removeprefix('latency: ')}")
+        if w.figures.get("latency_check"):
+            lines.append(f"trial {w.trial}: latency {w.figures['latency_check']}")
     lines.append(
         f"storage: {result.storage} (study {result.study}); open with: optuna-dashboard {result.storage}"
     )

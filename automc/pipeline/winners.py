@@ -256,6 +256,48 @@ RUNTIME_ACC_TOLERANCE = 0.005
 """How far (accuracy, 0.5 points) a shipped artifact's test accuracy may fall below the PyTorch one."""
 
 
+LATENCY_TOLERANCE = 0.10
+"""Relative error of a winner's latency prediction beyond which it is flagged with the reasons."""
+
+
+def latency_check(figures: Mapping[str, Any], base_predicted_ms: float | None) -> dict[str, Any]:
+    """``latency_error`` (predicted / measured − 1 on the runtime) and, beyond
+    :data:`LATENCY_TOLERANCE`, ``latency_check``: why, as far as the run can tell. The reasons:
+    layers priced by the roofline; the base model, timed in the same run as the winner, off
+    by as much in the same direction (the machine runs at another speed than when profiled);
+    a timing spread (IQR) over a third of the latency; else the latency model's own error.
+    ``{}`` without both a prediction and a measurement."""
+    from automc.cost.latency import NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
+
+    pred, meas = figures.get("latency_ms"), figures.get("latency_ms_measured")
+    if pred is None or not meas:
+        return {}
+    err = float(pred) / float(meas) - 1.0
+    out: dict[str, Any] = {"latency_error": err}
+    if abs(err) <= LATENCY_TOLERANCE:
+        return out
+    reasons = []
+    flags = {k for k in figures.get("latency_flags") or {} if k not in (PRECISION_FLAG_KEY, NETWORK_FLAG_KEY)}
+    if NETWORK_FLAG_KEY in (figures.get("latency_flags") or {}):
+        reasons.append("the network is not in the profile")
+    if flags:
+        reasons.append(f"{len(flags)} layers priced by the roofline (outside the profile's table)")
+    base_meas = figures.get("base_latency_ms_runtime")
+    if base_predicted_ms and base_meas:
+        base_err = float(base_predicted_ms) / float(base_meas) - 1.0
+        if abs(base_err) > LATENCY_TOLERANCE and base_err * err > 0:
+            reasons.append(
+                f"the base model, timed in the same run, is {base_err:+.0%} off too: the machine runs "
+                "at another speed than when it was profiled"
+            )
+    iqr = figures.get("latency_ms_measured_iqr")
+    if iqr is not None and float(iqr) > float(meas) / 3:
+        reasons.append(f"noisy timing (IQR {float(iqr) / float(meas):.0%} of the latency)")
+    reasons = reasons or ["the latency model's own error on this network (scripts/bench_runtime.py)"]
+    out["latency_check"] = f"predicted {err:+.0%} off the measurement: " + "; ".join(reasons)
+    return out
+
+
 def runtime_accuracy_check(trial: int, figures: Mapping[str, Any]) -> dict[str, Any]:
     """``{"runtime_acc_ok": bool}`` for a winner shipped to a runtime (``{}`` otherwise): whether
     its artifact's test accuracy is within :data:`RUNTIME_ACC_TOLERANCE` of the PyTorch
@@ -405,6 +447,9 @@ def finish(
     figures.update(latency_flags(report))
     figures.update(shipped.figures)
     figures.update(runtime_accuracy_check(row.number, figures))
+    identity_plan = CompressionPlan(model=config.base.model)
+    base_pred = setup.cost_model.estimate(setup.layers, identity_plan).total.get("latency_ms")
+    figures.update(latency_check(figures, base_pred))
     ident = {**identity(setup, config), "trial": row.number}
     files = {
         "model": str(wdir / "model.pt"),

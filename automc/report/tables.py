@@ -79,6 +79,7 @@ def winner_rows(data: ReportData) -> list[list[tuple[str, str]]]:
                 ("latency pred", _latency_pred(e)),
                 ("latency meas", _latency_on_runtime(e)),
                 ("speed-up", f"{speedup:.2f}x" if speedup else "—"),
+                ("latency check", _latency_check(e)),
             ]
         )
     return rows
@@ -95,6 +96,18 @@ def _latency_on_runtime(entry: Mapping[str, Any]) -> str:
         return text
     int8 = entry.get("runtime_int8_layers")
     return f"{text} on {runtime}" + (f", {int8} int8 layers" if int8 else "")
+
+
+def _latency_check(entry: Mapping[str, Any]) -> str:
+    """``within 10%`` of the measurement, the flag with its reasons, or ``—`` (nothing to compare)."""
+    if entry.get("latency_check"):
+        return str(entry["latency_check"])
+    err = entry.get("latency_error", entry.get("profile_error"))
+    if err is None:
+        return "—"
+    return (
+        f"within 10% ({float(err):+.0%})" if abs(float(err)) <= 0.10 else f"predicted {float(err):+.0%} off"
+    )
 
 
 def _latency_pred(entry: Mapping[str, Any]) -> str:

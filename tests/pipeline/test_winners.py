@@ -146,3 +146,22 @@ def test_an_unknown_winner_choice_is_one_clear_error() -> None:
     assert SearchConfig().with_overrides(finetune_choose="best").finetune.choose == "best"
     with pytest.raises(AutomcError, match="--finetune-choose: unknown winner choice 'top'"):
         SearchConfig().with_overrides(finetune_choose="top")
+
+
+def test_a_winner_off_its_latency_prediction_is_flagged_with_the_reasons() -> None:
+    from automc.pipeline.winners import latency_check
+
+    close = latency_check({"latency_ms": 1.05, "latency_ms_measured": 1.0}, 0.5)
+    assert close == {"latency_error": pytest.approx(0.05)}
+    assert latency_check({"latency_ms": 1.0}, 0.5) == {}
+    base = {"latency_ms": 1.3, "latency_ms_measured": 1.0, "latency_ms_measured_iqr": 0.05}
+    form = latency_check(base, 0.5)["latency_check"]
+    assert form.startswith("predicted +30% off the measurement") and "latency model's own error" in form
+    slow = latency_check({**base, "base_latency_ms_runtime": 0.4}, 0.5)["latency_check"]
+    assert "base model, timed in the same run, is +25% off too" in slow and "own error" not in slow
+    opposite = latency_check({**base, "base_latency_ms_runtime": 0.6}, 0.5)["latency_check"]
+    assert "base model" not in opposite
+    noisy = latency_check({**base, "latency_ms_measured_iqr": 0.5}, None)["latency_check"]
+    assert "noisy timing (IQR 50% of the latency)" in noisy
+    rough = latency_check({**base, "latency_flags": {"conv1": "latency: outside the profile table"}}, None)
+    assert "1 layers priced by the roofline" in rough["latency_check"]

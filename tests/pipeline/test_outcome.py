@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 
 from automc.pipeline.outcome import PROFILE_TOLERANCE, warn_if_nothing_feasible, warn_if_profile_off
@@ -101,7 +103,7 @@ def test_a_search_with_nothing_feasible_says_so_in_one_line(home, tmp_path, caps
         "--dataset",
         "synthetic",
         "--space",
-        "prune",
+        str(Path(__file__).parent / "data" / "prune_frozen_stem.yaml"),
         "--profile",
         "none",
     ]

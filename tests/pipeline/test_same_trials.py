@@ -4,7 +4,9 @@
 on the prune space with over-budget candidates; TPE on the joint space) as the single
 ``automc/engine.py`` recorded them. ``automc.search`` and ``automc search`` must reproduce
 their params, costs, constraints and proxy scores; over-budget trials are now stored
-without made-up objective values (PRUNED), which is the one intended difference.
+without made-up objective values (PRUNED), which is the one intended difference. They
+search the spaces as they were then (``data/*_frozen_stem.yaml``: the stem frozen with its
+dependency group) without a warm start (TPE's default ``uniform`` came later).
 """
 
 from __future__ import annotations
@@ -18,8 +20,17 @@ import pytest
 import automc
 from automc.cli import main
 
-FIXTURE = json.loads((Path(__file__).parent / "data" / "trials_before_refactor.json").read_text())
+DATA = Path(__file__).parent / "data"
+FIXTURE = json.loads((DATA / "trials_before_refactor.json").read_text())
 CASES = FIXTURE["cases"]
+
+
+def _as_recorded(search: dict) -> dict:
+    """The recorded search's settings with the space file it ran on and no warm start."""
+    out = {**search, "space": str(DATA / f"{search['space']}_frozen_stem.yaml")}
+    if out["controller"] != "random":
+        out["warm_start"] = "none"
+    return out
 
 
 def _trials(storage: str, study: str) -> list[dict]:
@@ -59,14 +70,14 @@ def _assert_same(got: list[dict], want: list[dict]) -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_python_api_reproduces_the_recorded_trials(home, tmp_path, case):
     spec = CASES[case]
-    result = automc.search(out=tmp_path, **spec["search"], **FIXTURE["common"])
+    result = automc.search(out=tmp_path, **_as_recorded(spec["search"]), **FIXTURE["common"])
     want = spec["trials"]
     assert any(not t["feasible"] for t in want) or case == "tpe_joint"
     _assert_same(_trials(result.storage, result.study), want)
 
 
 def test_cli_reproduces_the_recorded_trials(home, tmp_path):
-    spec = CASES["random_prune"]["search"]
+    spec = _as_recorded(CASES["random_prune"]["search"])
     argv = ["search", "--model", spec["model"], "--dataset", spec["dataset"], "--space", spec["space"]]
     argv += ["--budget", ",".join(spec["budgets"]), "--objectives", ",".join(spec["objectives"])]
     argv += ["--controller", spec["controller"], "--trials", str(spec["trials"]), "--seed", str(spec["seed"])]

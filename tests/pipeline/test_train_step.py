@@ -54,7 +54,7 @@ def test_search_trains_the_base_proxy_and_winners_with_the_users_step(tmp_path, 
     # being no part of the cache key, not cached
     assert result.base["val_acc"] > 0.3
     assert not list((tmp_path / "home").glob("base_models/*.pt"))
-    assert result.winners and result.winners[0].figures["test_acc"] > 0.3
+    assert result.winners and result.winners[0].figures["test_acc"] > 0.2  # chance: 0.1
     # the step trained the proxy's candidates: a study scored with it resumes only with it
     with pytest.raises(automc.AutomcError, match="cannot resume .* train_step differs"):
         automc.search(trials=4, **run)

@@ -295,3 +295,34 @@ def test_through_compress_apply(name):
     assert small(x).shape == (16, 3)
     n_params = sum(p.numel() for p in small.parameters())
     assert n_params < 0.5 * sum(p.numel() for p in model.parameters())
+
+
+def test_group_l1_averages_every_tied_layer_after_normalising_each():
+    """One wide producer must not outvote the rest of the group: each layer's per-channel L1
+    is divided by its mean before the layers are averaged (Torch-Pruning's group magnitude)."""
+    from automc.compress.criteria.magnitude import group_l1_scores
+
+    wide, narrow = nn.Conv2d(64, 3, 1, bias=False), nn.Conv2d(2, 3, 1, bias=False)
+    consumer, bn = nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(3)
+    with torch.no_grad():
+        wide.weight.copy_(torch.tensor([1.2, 1.0, 0.8]).view(3, 1, 1, 1).expand(3, 64, 1, 1))
+        narrow.weight.copy_(torch.tensor([0.1, 3.0, 0.1]).view(3, 1, 1, 1).expand(3, 2, 1, 1))
+        consumer.weight.copy_(torch.tensor([0.2, 1.0, 1.0]).view(1, 3, 1, 1).expand(4, 3, 1, 1))
+        bn.weight.copy_(torch.tensor([0.5, 1.0, 1.5]))
+    group = ChannelGroup(
+        group=0,
+        channels=3,
+        producers=[("w", wide), ("n", narrow)],
+        norms=[("bn", bn)],
+        consumers=[("c", consumer, 0)],
+    )
+    parts = [
+        torch.tensor([1.2, 1.0, 0.8]),
+        torch.tensor([0.1, 3.0, 0.1]) / (3.2 / 3),
+        torch.tensor([0.5, 1.0, 1.5]),
+        torch.tensor([0.2, 1.0, 1.0]) / (2.2 / 3),
+    ]
+    assert torch.allclose(group_l1_scores(group), torch.stack(parts).mean(dim=0), atol=1e-6)
+    ctx = CriterionContext(model=nn.Sequential(), batches=[])
+    assert criteria.get("group_l1").select(group, 1, ctx) == [1]
+    assert criteria.get("l1").select(group, 1, ctx) == [0]  # the raw sum follows the wide producer

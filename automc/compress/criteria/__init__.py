@@ -8,8 +8,8 @@ in ``ctx``. A criterion may also rewrite the consumers' weights after pruning
 
 The built-in criteria, by what they measure:
 
-* :mod:`~automc.compress.criteria.magnitude`: ``l1``, ``l2`` filter norms and the
-  ``random`` baseline;
+* :mod:`~automc.compress.criteria.magnitude`: ``l1``, ``l2`` filter norms, ``group_l1``
+  (Torch-Pruning's group magnitude) and the ``random`` baseline;
 * :mod:`~automc.compress.criteria.reconstruction`: ``thinet``, ``lasso``;
 * :mod:`~automc.compress.criteria.gradient`: ``taylor`` (Gate Decorator);
 * :mod:`~automc.compress.criteria.clustering`: ``epruner``, ``correlation``.
@@ -108,6 +108,11 @@ REGISTRY.add(
     "L1 norm of each filter summed over the group's producers (Li et al. 2017)",
 )
 REGISTRY.add("l2", "automc.compress.criteria.magnitude:L2", "L2 norm of the group's concatenated filters")
+REGISTRY.add(
+    "group_l1",
+    "automc.compress.criteria.magnitude:GroupL1",
+    "Torch-Pruning's group magnitude: L1 of producers, BatchNorm and consumers, mean-normalised per layer",
+)
 REGISTRY.add(
     "random",
     "automc.compress.criteria.magnitude:RandomCriterion",

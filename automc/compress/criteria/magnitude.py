@@ -3,7 +3,11 @@
 ``l1`` is Li et al. (ICLR 2017, "Pruning Filters for Efficient ConvNets"): a channel's
 importance is the sum of ``|w|`` over its filter, summed over all producers of the
 dependency group (so a residual group ranks channels by all the convs writing them).
-``l2`` uses the Euclidean norm of the concatenated filters instead. Ties are broken by
+``l2`` uses the Euclidean norm of the concatenated filters instead. ``group_l1`` is
+Torch-Pruning's group magnitude (``MagnitudeImportance(p=1)``, its defaults): the per-channel L1
+of every weight tied to the channel (producers' filters, BatchNorm scales, consumers'
+input weights), each layer's scores divided by their mean, then averaged over the layers,
+so no single wide layer outvotes the rest of the group. Ties are broken by
 channel index (lower index kept), so the choice is deterministic. ``random`` keeps a
 uniformly random subset, seeded by ``ctx.seed`` and the group id.
 """
@@ -15,7 +19,7 @@ import torch
 from automc.compress.criteria import ChannelGroup, CriterionContext
 from automc.errors import AutomcError
 
-__all__ = ["L1", "L2", "RandomCriterion", "producer_rows", "top_k"]
+__all__ = ["L1", "L2", "GroupL1", "RandomCriterion", "group_l1_scores", "producer_rows", "top_k"]
 
 
 def producer_rows(group: ChannelGroup, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -42,6 +46,42 @@ class L1:
 
     def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
         return top_k(producer_rows(group).abs().sum(dim=1), n_keep)
+
+    def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
+        return None
+
+
+def group_l1_scores(group: ChannelGroup) -> torch.Tensor:
+    """Per-channel ``group_l1`` importance (see the module docstring)."""
+    from torch import nn
+
+    c = group.channels
+    parts = [
+        producer.weight.detach().float().reshape(c, -1).abs().sum(dim=1) for _, producer in group.producers
+    ]
+    parts += [
+        bn.weight.detach().float().abs() for _, bn in group.norms if getattr(bn, "weight", None) is not None
+    ]
+    for name, module, offset in group.consumers:
+        w = module.weight.detach().float()
+        if isinstance(module, nn.Linear):
+            mult = group.mults.get(name, 1)
+            cols = w[:, offset * mult : (offset + c) * mult].reshape(w.shape[0], c, mult)
+            parts.append(cols.abs().sum(dim=(0, 2)))
+        elif isinstance(module, nn.Conv2d) and module.groups == 1:
+            parts.append(w[:, offset : offset + c].abs().sum(dim=(0, 2, 3)))
+        elif isinstance(module, nn.Conv2d) and w.shape[1] == 1:  # depthwise: one filter per channel
+            parts.append(w[offset : offset + c].abs().sum(dim=(1, 2, 3)))
+    normed = [p / p.mean() if float(p.mean()) > 0 else p for p in parts]
+    return torch.stack(normed).mean(dim=0)
+
+
+class GroupL1:
+    name = "group_l1"
+    needs_data = False
+
+    def select(self, group: ChannelGroup, n_keep: int, ctx: CriterionContext) -> list[int]:
+        return top_k(group_l1_scores(group), n_keep)
 
     def reconstruct(self, group: ChannelGroup, kept: list[int], ctx: CriterionContext) -> None:
         return None

@@ -153,6 +153,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+SEARCH_SETTINGS = frozenset(
+    {
+        "trials",
+        "finetune_top",
+        "finetune_choose",
+        "controller",
+        "warm_start",
+        "other_controller",
+        "space_criteria",
+    }
+)
+"""Settings only automc's searches read: a rerun that changes only these keeps the Torch-Pruning results."""
+
+
+def space_criteria() -> dict[str, str]:
+    """The pruning criterion of each search space the automc methods search (``search_spaces/``)."""
+    from automc.space import SearchSpace
+
+    return {
+        name: SearchSpace.load(ROOT / "search_spaces" / f"{name}.yaml").spec.criteria[0]
+        for name in ("joint", "prune")
+    }
+
+
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     """What the results depend on: a rerun with other settings must not mix into the JSON."""
     keep = (
@@ -175,7 +199,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "profile",
         "threads",
     )
-    return {k: getattr(args, k) for k in keep}
+    return {**{k: getattr(args, k) for k in keep}, "space_criteria": space_criteria()}
 
 
 def methods_for(budget: str, chosen: list[str]) -> list[str]:
@@ -615,7 +639,9 @@ def margins_of(results: Mapping[str, Mapping[str, Any]], budgets: list[str]) -> 
 
 # ---- the run ----
 def load_report(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON written so far by the same settings, or a fresh report.
+    """The JSON written so far by the same settings, or a fresh report. Where only
+    :data:`SEARCH_SETTINGS` changed, the Torch-Pruning results are kept (they do not read
+    them), the search results dropped, and the change is listed under ``reruns``.
 
     Raises:
         AutomcError: the file exists but is not this bench's, or was written with other settings.
@@ -630,8 +656,14 @@ def load_report(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
         raise AutomcError(f"{path}: not readable as this bench's JSON ({e.__class__.__name__})") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         raise AutomcError(f"{path}: not a {SCHEMA} JSON; give another --out")
-    if report.get("settings") != dict(settings):
-        old = report.get("settings") or {}
+    old = report.get("settings") or {}
+    differ = {k for k in set(settings) | set(old) if old.get(k) != settings.get(k)}
+    if differ and differ <= SEARCH_SETTINGS:
+        changed = {k: [old.get(k), settings.get(k)] for k in sorted(differ)}
+        report["results"] = {k: v for k, v in report.get("results", {}).items() if k.startswith("tp-")}
+        report.setdefault("reruns", []).append({"search_settings_changed": changed})
+        report["settings"] = dict(settings)
+    elif differ:
         changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
         raise AutomcError(
             f"{path} was written with other settings ({'; '.join(changed)}); rerun its command or give another --out"

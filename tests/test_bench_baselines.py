@@ -81,6 +81,26 @@ def test_a_json_of_other_settings_is_refused_in_one_line(bench, tmp_path, capsys
     assert len(err) == 1 and "other settings" in err[0] and "trials 99 -> 3" in err[0]
 
 
+def test_a_rerun_with_other_search_settings_keeps_the_torch_pruning_results(bench, tmp_path) -> None:
+    settings = bench.settings_of(bench.parse_args([]))
+    assert settings["space_criteria"] == bench.space_criteria()
+    out = tmp_path / "b.json"
+    results = {
+        "tp-l1-uniform|flops=0.3|s0": {"test_acc": 0.7},
+        "automc-prune|flops=0.3|s0": {"test_acc": 0.6},
+    }
+    old = {**settings, "trials": 99, "space_criteria": {"joint": "l1", "prune": "l1"}}
+    out.write_text(json.dumps({"schema": bench.SCHEMA, "settings": old, "results": results, "runs": []}))
+    report = bench.load_report(out, settings)
+    assert list(report["results"]) == ["tp-l1-uniform|flops=0.3|s0"] and report["settings"] == settings
+    assert report["reruns"][0]["search_settings_changed"]["trials"] == [99, settings["trials"]]
+    out.write_text(
+        json.dumps({"schema": bench.SCHEMA, "settings": {**old, "seeds_x": 1}, "results": results})
+    )
+    with pytest.raises(AutomcError, match="other settings"):
+        bench.load_report(out, {**settings, "train_subset": 5})
+
+
 def test_unknown_method_is_refused(bench, tmp_path, capsys) -> None:
     assert bench.main(["--out", str(tmp_path / "b.json"), "--methods", "tp-nope"]) == 2
     assert "unknown --methods" in capsys.readouterr().err

@@ -659,9 +659,9 @@ def load_report(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     old = report.get("settings") or {}
     differ = {k for k in set(settings) | set(old) if old.get(k) != settings.get(k)}
     if differ and differ <= SEARCH_SETTINGS:
-        changed = {k: [old.get(k), settings.get(k)] for k in sorted(differ)}
+        rerun = {k: [old.get(k), settings.get(k)] for k in sorted(differ)}
         report["results"] = {k: v for k, v in report.get("results", {}).items() if k.startswith("tp-")}
-        report.setdefault("reruns", []).append({"search_settings_changed": changed})
+        report.setdefault("reruns", []).append({"search_settings_changed": rerun})
         report["settings"] = dict(settings)
     elif differ:
         changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]

@@ -55,15 +55,16 @@ def group_l1_scores(group: ChannelGroup) -> torch.Tensor:
     """Per-channel ``group_l1`` importance (see the module docstring)."""
     from torch import nn
 
+    def weight(module: nn.Module) -> torch.Tensor:
+        w = module.weight
+        assert isinstance(w, torch.Tensor)
+        return w.detach().float()
+
     c = group.channels
-    parts = [
-        producer.weight.detach().float().reshape(c, -1).abs().sum(dim=1) for _, producer in group.producers
-    ]
-    parts += [
-        bn.weight.detach().float().abs() for _, bn in group.norms if getattr(bn, "weight", None) is not None
-    ]
+    parts = [weight(producer).reshape(c, -1).abs().sum(dim=1) for _, producer in group.producers]
+    parts += [weight(bn).abs() for _, bn in group.norms if getattr(bn, "weight", None) is not None]
     for name, module, offset in group.consumers:
-        w = module.weight.detach().float()
+        w = weight(module)
         if isinstance(module, nn.Linear):
             mult = group.mults.get(name, 1)
             cols = w[:, offset * mult : (offset + c) * mult].reshape(w.shape[0], c, mult)

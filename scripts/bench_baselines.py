@@ -102,8 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--in-channels",
         type=int,
         default=3,
-        help="input channels (default 3: grey replicated, the input the ORT profile's resnet20 fit is "
-        "sound for; its 1-channel fit came out degenerate in the profiling run)",
+        help="input channels (default 3: grey replicated to 3 channels, as baselines.json was measured; "
+        "the ORT profile holds resnet20 fits for 1 and 3)",
     )
     p.add_argument("--train-subset", type=int, default=None, help="train images (default 2000; 0 = all)")
     p.add_argument("--val-subset", type=int, default=None, help="val images (default 1000; 0 = all)")

@@ -311,6 +311,11 @@ class PrecisionRegions:
         return sum(sum(float_region[r] for r in regs) for regs, on in zip(self.adjacent, int8) if on)
 
 
+LATENCY_TOLERANCE = 0.10
+"""Relative error of a latency prediction within which it counts as holding (a winner beyond it
+is flagged with the reasons, ``automc.pipeline.winners.latency_check``)."""
+
+
 def off_block_layout(kind: str, n: int, m: int, groups: int, block: int) -> bool:
     """Whether a float conv stage with ``n`` input and ``m`` output channels runs off the
     runtime's blocked channel layout (``block`` channels per block; 0 = the runtime has none).

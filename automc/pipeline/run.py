@@ -363,7 +363,11 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     winners = []
     wbar = _progress(len(chosen), "fine-tune", progress)
     for number, latency in zip(chosen, winner_ms):
-        winners.append(winners_mod.finish(rows[number], plans[number], setup, config, run_dir, latency))
+        winners.append(
+            winners_mod.finish(
+                rows[number], plans[number], setup, config, run_dir, latency, base_fig.get("latency_ms")
+            )
+        )
         wbar.update(1)
     wbar.close()
     recorder.set_study_attr(

@@ -256,18 +256,14 @@ RUNTIME_ACC_TOLERANCE = 0.005
 """How far (accuracy, 0.5 points) a shipped artifact's test accuracy may fall below the PyTorch one."""
 
 
-LATENCY_TOLERANCE = 0.10
-"""Relative error of a winner's latency prediction beyond which it is flagged with the reasons."""
-
-
 def latency_check(figures: Mapping[str, Any], base_predicted_ms: float | None) -> dict[str, Any]:
     """``latency_error`` (predicted / measured − 1 on the runtime) and, beyond
-    :data:`LATENCY_TOLERANCE`, ``latency_check``: why, as far as the run can tell. The reasons:
+    :data:`automc.cost.latency.LATENCY_TOLERANCE`, ``latency_check``: why, as far as the run can tell. The reasons:
     layers priced by the roofline; the base model, timed in the same run as the winner, off
     by as much in the same direction (the machine runs at another speed than when profiled);
     a timing spread (IQR) over a third of the latency; else the latency model's own error.
     ``{}`` without both a prediction and a measurement."""
-    from automc.cost.latency import NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
+    from automc.cost.latency import LATENCY_TOLERANCE, NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
 
     pred, meas = figures.get("latency_ms"), figures.get("latency_ms_measured")
     if pred is None or not meas:
@@ -277,8 +273,9 @@ def latency_check(figures: Mapping[str, Any], base_predicted_ms: float | None) -
     if abs(err) <= LATENCY_TOLERANCE:
         return out
     reasons = []
-    flags = {k for k in figures.get("latency_flags") or {} if k not in (PRECISION_FLAG_KEY, NETWORK_FLAG_KEY)}
-    if NETWORK_FLAG_KEY in (figures.get("latency_flags") or {}):
+    all_flags = figures.get("latency_flags") or {}
+    flags = {k for k in all_flags if k not in (PRECISION_FLAG_KEY, NETWORK_FLAG_KEY)}
+    if NETWORK_FLAG_KEY in all_flags:
         reasons.append("the network is not in the profile")
     if flags:
         reasons.append(f"{len(flags)} layers priced by the roofline (outside the profile's table)")
@@ -376,11 +373,13 @@ def finish(
     config: SearchConfig,
     out_dir: Path,
     latency: Mapping[str, float],
+    base_predicted_ms: float | None = None,
 ) -> Winner:
     """Fine-tune the winner of ``row`` with KD from the base model (with the user's
     ``setup.train_step`` in place of cross-entropy when given), measure it and write its files.
 
-    ``latency`` is the winner's entry of :func:`latencies_ms`; the fine-tuned model's
+    ``latency`` is the winner's entry of :func:`latencies_ms`, ``base_predicted_ms`` the base
+    model's predicted latency (:func:`base_figures`), for :func:`latency_check`; the fine-tuned model's
     latency measured on the profile's runtime (:func:`on_runtime`) replaces it when the
     model could be shipped there. The files in ``winners/trialN/`` each say what they are:
     ``model.pt`` (readable by :func:`automc.compress.load_compressed`: state dict, plan,
@@ -447,9 +446,7 @@ def finish(
     figures.update(latency_flags(report))
     figures.update(shipped.figures)
     figures.update(runtime_accuracy_check(row.number, figures))
-    identity_plan = CompressionPlan(model=config.base.model)
-    base_pred = setup.cost_model.estimate(setup.layers, identity_plan).total.get("latency_ms")
-    figures.update(latency_check(figures, base_pred))
+    figures.update(latency_check(figures, base_predicted_ms))
     ident = {**identity(setup, config), "trial": row.number}
     files = {
         "model": str(wdir / "model.pt"),

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from automc.budget import format_amount
-from automc.cost.latency import NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
+from automc.cost.latency import LATENCY_TOLERANCE, NETWORK_FLAG_KEY, PRECISION_FLAG_KEY
 from automc.report.data import ReportData, recommend
 
 
@@ -99,15 +99,16 @@ def _latency_on_runtime(entry: Mapping[str, Any]) -> str:
 
 
 def _latency_check(entry: Mapping[str, Any]) -> str:
-    """``within 10%`` of the measurement, the flag with its reasons, or ``—`` (nothing to compare)."""
+    """Within :data:`~automc.cost.latency.LATENCY_TOLERANCE` of the measurement, the flag with
+    its reasons, or ``—`` (nothing to compare)."""
     if entry.get("latency_check"):
         return str(entry["latency_check"])
     err = entry.get("latency_error", entry.get("profile_error"))
     if err is None:
         return "—"
-    return (
-        f"within 10% ({float(err):+.0%})" if abs(float(err)) <= 0.10 else f"predicted {float(err):+.0%} off"
-    )
+    if abs(float(err)) <= LATENCY_TOLERANCE:
+        return f"within {LATENCY_TOLERANCE:.0%} ({float(err):+.0%})"
+    return f"predicted {float(err):+.0%} off"
 
 
 def _latency_pred(entry: Mapping[str, Any]) -> str:

@@ -178,7 +178,8 @@ def space_criteria() -> dict[str, str]:
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
-    """What the results depend on: a rerun with other settings must not mix into the JSON."""
+    """What the results depend on: a rerun with other settings must not mix into the JSON.
+    (``--budgets`` is not among them: every result is keyed by its budget, and a rerun may add one.)"""
     keep = (
         "model",
         "dataset",
@@ -188,7 +189,6 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "val_subset",
         "test_subset",
         "base_epochs",
-        "budgets",
         "trials",
         "finetune_epochs",
         "finetune_top",
@@ -656,19 +656,53 @@ def load_report(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
         raise AutomcError(f"{path}: not readable as this bench's JSON ({e.__class__.__name__})") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         raise AutomcError(f"{path}: not a {SCHEMA} JSON; give another --out")
-    old = report.get("settings") or {}
+    old = dict(report.get("settings") or {})
+    legacy_budgets = old.pop("budgets", None)
+    if legacy_budgets and "budgets" not in report:
+        report["budgets"] = [b.strip() for b in str(legacy_budgets).split(",") if b.strip()]
     differ = {k for k in set(settings) | set(old) if old.get(k) != settings.get(k)}
     if differ and differ <= SEARCH_SETTINGS:
         rerun = {k: [old.get(k), settings.get(k)] for k in sorted(differ)}
         report["results"] = {k: v for k, v in report.get("results", {}).items() if k.startswith("tp-")}
         report.setdefault("reruns", []).append({"search_settings_changed": rerun})
-        report["settings"] = dict(settings)
     elif differ:
         changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
         raise AutomcError(
             f"{path} was written with other settings ({'; '.join(changed)}); rerun its command or give another --out"
         )
+    report["settings"] = dict(settings)
     return report
+
+
+def base_identity(base: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What tells two base models apart: their weights' digest (the test and val accuracies in a
+    JSON written before it was recorded)."""
+    if base.get("weights_digest"):
+        return ("weights", base["weights_digest"])
+    return ("accuracy", base.get("test_acc"), base.get("val_acc"))
+
+
+def check_same_base(report: Mapping[str, Any], base: Mapping[str, Any]) -> None:
+    """Refuse to add results measured from another base model than the JSON's (a base retrained
+    elsewhere: training is not bitwise reproducible across machines and thread counts).
+
+    Raises:
+        AutomcError: the JSON holds results and its base model is not ``base``.
+    """
+    from automc.errors import AutomcError
+
+    old = report.get("base")
+    if not report.get("results") or not old:
+        return
+    mine = (
+        base_identity(base) if old.get("weights_digest") else base_identity({**base, "weights_digest": None})
+    )
+    if base_identity(old) != mine:
+        raise AutomcError(
+            f"the base model differs from the one the JSON's results start from (test acc "
+            f"{old.get('test_acc')} there, {base.get('test_acc')} here; retrained?): give another --out, "
+            "or put that base model's weights file back in the automc cache"
+        )
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
@@ -703,6 +737,7 @@ def prepare_context(args: argparse.Namespace, work: Path) -> tuple[Context, dict
     """Load the data, train (or load) the base model, export and time it; the base's figures."""
     from automc import cost, train
     from automc.config import SearchConfig
+    from automc.data.splits import tensor_digest
     from automc.hardware import runtimes
     from automc.hardware.timing import time_artifacts
     from automc.pipeline.setup import load_splits
@@ -780,6 +815,7 @@ def prepare_context(args: argparse.Namespace, work: Path) -> tuple[Context, dict
         "seconds_this_run": base_s,
         "macs": macs,
         "params": int(sum(p.numel() for p in base.parameters())),
+        "weights_digest": tensor_digest(*base.state_dict().values()),
         "latency_ms": t.value(m.statistic),
         "runtime": rt.name,
         "timing": timing,
@@ -806,6 +842,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     torch.set_num_threads(args.threads)
     budgets = [parse_budget(token.strip()).token for token in args.budgets.split(",") if token.strip()]
+    run_budgets = list(budgets)
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
     known = set(AUTOMC_METHODS + SEARCH_BASELINES + TP_METHODS + INT8_METHODS)
     if set(chosen) - known:
@@ -820,7 +857,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     t_start = time.perf_counter()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     ctx, base = prepare_context(args, work)
+    check_same_base(report, base)
     report["base"] = base
+    budgets = list(dict.fromkeys([*report.get("budgets", []), *budgets]))
+    report["budgets"] = budgets
     ctx.ratios = report.setdefault("ratios", {})
     results: dict[str, Any] = report["results"]
     run_info: dict[str, Any] = {
@@ -834,7 +874,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         (method, budget, seed)
         for main_tier in (True, False)
         for seed in range(args.seeds)
-        for budget in budgets
+        for budget in run_budgets
         for method in methods_for(budget, chosen)
         if (method in MAIN["latency" if budget.startswith("latency") else "flops"]) == main_tier
     ]
@@ -845,7 +885,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         run_info["load_average_now"] = list(os.getloadavg())
         report["summary"] = summary_of(results, budgets)
         report["margins"] = margins_of(results, budgets)
-        report["missing"] = [f"{m}|{b}|s{s}" for m, b, s in order if f"{m}|{b}|s{s}" not in results]
+        report["missing"] = [
+            f"{m}|{b}|s{s}"
+            for b in budgets
+            for s in range(args.seeds)
+            for m in methods_for(b, chosen)
+            if f"{m}|{b}|s{s}" not in results
+        ]
         report["wall_seconds_total"] = sum(float(r.get("wall_seconds", 0.0)) for r in report["runs"])
         report["host"] = host
         write_report(out, report)

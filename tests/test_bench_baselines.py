@@ -101,6 +101,31 @@ def test_a_rerun_with_other_search_settings_keeps_the_torch_pruning_results(benc
         bench.load_report(out, {**settings, "train_subset": 5})
 
 
+def test_budgets_are_no_setting_a_rerun_adds_one(bench, tmp_path) -> None:
+    settings = bench.settings_of(bench.parse_args([]))
+    assert "budgets" not in settings
+    out = tmp_path / "b.json"
+    results = {"tp-l1-uniform|flops=0.3|s0": _rec(0.7, 0.7)}
+    legacy = {**settings, "budgets": "flops=0.3,flops=0.15"}
+    out.write_text(json.dumps({"schema": bench.SCHEMA, "settings": legacy, "results": results, "runs": []}))
+    report = bench.load_report(out, settings)
+    assert report["results"] == results and report["settings"] == settings
+    assert report["budgets"] == ["flops=0.3", "flops=0.15"]
+
+
+def test_results_from_another_base_model_are_refused(bench) -> None:
+    report = {"results": {"tp-l1-uniform|flops=0.3|s0": _rec(0.7, 0.7)}}
+    base = {"test_acc": 0.81, "val_acc": 0.84, "weights_digest": "aa"}
+    bench.check_same_base({**report, "base": base}, base)
+    # a JSON written before the digest was recorded: told apart by the base's accuracies
+    bench.check_same_base({**report, "base": {"test_acc": 0.81, "val_acc": 0.84}}, base)
+    with pytest.raises(AutomcError, match="base model differs"):
+        bench.check_same_base({**report, "base": {"test_acc": 0.813, "val_acc": 0.843}}, base)
+    with pytest.raises(AutomcError, match="base model differs"):
+        bench.check_same_base({**report, "base": {**base, "weights_digest": "bb"}}, base)
+    bench.check_same_base({"results": {}, "base": {**base, "weights_digest": "bb"}}, base)
+
+
 def test_unknown_method_is_refused(bench, tmp_path, capsys) -> None:
     assert bench.main(["--out", str(tmp_path / "b.json"), "--methods", "tp-nope"]) == 2
     assert "unknown --methods" in capsys.readouterr().err

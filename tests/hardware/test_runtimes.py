@@ -78,6 +78,13 @@ def test_runtimes_record_what_a_profile_needs(ort):
     assert isinstance(ort, runtimes.Runtime) and isinstance(eager, runtimes.Runtime)
 
 
+def test_sessions_run_without_spinning_workers(ort):
+    from automc.hardware.runtimes.ort_session import SPINNING, session_options
+
+    opts = session_options(threads=2)
+    assert opts.get_session_config_entry(SPINNING) == "0" and opts.intra_op_num_threads == 2
+
+
 def test_int8_export_runs_integer_kernels_after_graph_optimisation(ort, data, tmp_path):
     net = _model()
     names = _layers(net)

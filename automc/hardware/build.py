@@ -18,7 +18,7 @@ Steps (what ``automc profile`` runs):
        timed end to end and compared with the predictions (:mod:`automc.hardware.variants`).
 
 Each model's fit and validation networks are timed in one phase. The base model is also
-timed alone before the table and after the last phase; on torch eager, a phase that ran slow as a whole
+timed alone before the table and after the last phase; a phase that ran slow as a whole
 (a slow period of a shared machine lasts minutes) is scaled back to the fastest of those
 timings before steps 3-4 (:func:`_to_fastest_phase`; noted in ``device.description``).
 Every timing follows :mod:`automc.hardware.timing`; the profile's ``statistic`` (``min`` by
@@ -228,7 +228,10 @@ def build_profile(
             )
 
         def time_bases() -> dict[str, float]:
-            """Each base model timed alone in torch eager (the phase rescale's reference)."""
+            """Each base model timed alone on the runtime (the phase rescale's reference)."""
+            if runtime.name != "torch":
+                bases = time_networks(cases, [[CompressionPlan()] for _ in cases], "base models")
+                return {v.model: v.measured_ms for v in bases}
             return {
                 c.name: measure_model_ms(
                     c.model,
@@ -240,7 +243,7 @@ def build_profile(
                 for c in cases
             }
 
-        bases_before = time_bases() if runtime.name == "torch" else {}
+        bases_before = time_bases()
         entries = measure_table(keys, timing, device=dev, progress=progress, runtime=runtime)
         profile = HwProfile(
             device=DeviceInfo(id=settings.profile_id, kind=dev.type, description=description),
@@ -301,11 +304,7 @@ def build_profile(
         measured = []
         for case, tp, vp in zip(cases, train_plans, val_plans):
             measured += time_networks([case], [tp + vp], f"networks ({case.name})")
-        notes: list[str] = []
-        if runtime.name == "torch":
-            # only an interleaved phase runs slow as a whole; another runtime's networks are
-            # timed one session at a time, so its base timing speaks for itself alone
-            measured, notes = _to_fastest_phase(measured, bases_before, time_bases())
+        measured, notes = _to_fastest_phase(measured, bases_before, time_bases())
         if notes:
             profile = replace(
                 profile, device=replace(profile.device, description=f"{description}; {'; '.join(notes)}")

@@ -33,10 +33,10 @@ from automc.schema.hw_profile import ConfigKey, LatencyEntry, Roofline
 if TYPE_CHECKING:
     from automc.hardware.runtimes import Runtime
 
-SESSIONS_PER_ROUND = 1
-"""Table configurations whose runtime sessions are alive (and timed interleaved) at once: one,
-because an ONNX Runtime session's idle worker threads spin, and the spinning threads of
-other live sessions would share the cores with the one being timed."""
+SESSIONS_PER_ROUND = 64
+"""Table configurations whose runtime sessions are alive (and timed interleaved) at once. Their
+workers do not spin (``automc.hardware.runtimes.ort_session.SPINNING``), so live sessions
+leave the cores to the one being timed; rounds bound the memory that many sessions hold."""
 
 
 def table_configs(

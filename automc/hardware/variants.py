@@ -22,7 +22,7 @@ from torch import nn
 from automc.cost.flops import layer_geometry
 from automc.cost.latency import fidelity, predict_latency
 from automc.errors import AutomcError
-from automc.hardware.timing import DEFAULT_TIMING, Timing, TimingProtocol, fold_bn, time_callables
+from automc.hardware.timing import DEFAULT_TIMING, TimingProtocol, fold_bn, time_callables
 from automc.plan import LAYER_KINDS, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, ValidationInfo
 
@@ -183,9 +183,9 @@ def measure_variants(
     runtime: Runtime | None = None,
 ) -> list[Variant]:
     """Compress each case by each of its plans and time the networks as deployed on ``runtime``
-    (:func:`network_fns`; torch eager when ``None``): on torch all of them interleaved, on
-    another runtime one session at a time (an idle session's worker threads spin and would
-    slow the session being timed).
+    (:func:`network_fns`; torch eager when ``None``), all of them interleaved, so that a slow
+    period of a shared machine slows them alike (runtime sessions' workers do not spin:
+    ``automc.hardware.runtimes.ort_session.SPINNING``).
 
     Each network is timed by ``protocol`` with samples of :data:`NETWORK_SAMPLE_MS`; a
     runtime's sessions get its ``session_threads``. ``measured_ms`` is the protocol's
@@ -196,26 +196,22 @@ def measure_variants(
         for plan in case_plans:
             net = case.model if not plan.layers else compress(case.model, plan, case.example_input)
             nets.append((case.name, plan, net, case.example_input))
-    # an ONNX Runtime session's idle worker threads spin: time its sessions one at a time
-    per_round = max(1, len(nets)) if runtime is None or runtime.name == "torch" else 1
-    timings: list[Timing] = []
     with tempfile.TemporaryDirectory(prefix="automc-networks-") as tmp:
-        for start in range(0, len(nets), per_round):
-            fns = network_fns(
-                [(net, plan, x) for _, plan, net, x in nets[start : start + per_round]],
-                runtime,
-                threads=protocol.session_threads,
-                workdir=Path(tmp),
-                device=device,
-            )
-            timings += time_callables(
-                fns,
-                replace(protocol, sample_ms=NETWORK_SAMPLE_MS, seed=protocol.seed + start),
-                device=str(device),
-                progress=progress,
-                desc=desc,
-            )
-            del fns
+        fns = network_fns(
+            [(net, plan, x) for _, plan, net, x in nets],
+            runtime,
+            threads=protocol.session_threads,
+            workdir=Path(tmp),
+            device=device,
+        )
+        timings = time_callables(
+            fns,
+            replace(protocol, sample_ms=NETWORK_SAMPLE_MS),
+            device=str(device),
+            progress=progress,
+            desc=desc,
+        )
+        del fns
     by_name = {c.name: c for c in cases}
     return [
         Variant(

@@ -252,6 +252,13 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+NETWORK_SAMPLE_MS = 2.0
+"""Target duration (ms) of one sample of a whole network, whatever a protocol's ``sample_ms``
+(which is sized for single layers): the profile's fit and held-out networks
+(``automc.hardware.variants.measure_variants``), a search's winners and base model, and
+:func:`measure_models_ms` are all timed with it, so their latencies compare."""
+
+
 def measure_models_ms(
     models: Sequence[nn.Module],
     example_input: torch.Tensor,
@@ -274,7 +281,11 @@ def measure_models_ms(
     with pinned_threads(threads):
         nets = [(fold_bn(m) if fold else copy.deepcopy(m).eval()).to(x.device) for m in models]
         fns: list[Callable[[], Any]] = [functools.partial(net, x) for net in nets]
-        timings = time_callables(fns, TimingProtocol(warmup=warmup, repeats=repeats), device=str(x.device))
+        timings = time_callables(
+            fns,
+            TimingProtocol(warmup=warmup, repeats=repeats, sample_ms=NETWORK_SAMPLE_MS),
+            device=str(x.device),
+        )
     return [t.value(statistic) for t in timings]
 
 
@@ -309,7 +320,7 @@ def time_artifacts(
     repeats: int = 30,
 ) -> list[Timing]:
     """:class:`Timing` of one batch ``example`` through each of ``runtime``'s ``artifacts``,
-    timed in one interleaved run (:func:`time_callables`).
+    timed in one interleaved run (:func:`time_callables`, samples of :data:`NETWORK_SAMPLE_MS`).
 
     Each artifact is loaded as a session with ``threads`` intra-op threads. Imports torch only
     when the runtime does (the torch runtime; its thread count is restored afterwards).
@@ -320,7 +331,9 @@ def time_artifacts(
         fns: list[Callable[[], Any]] = [
             functools.partial(runtime.session(Path(a), threads=threads), x) for a in artifacts
         ]
-        return time_callables(fns, TimingProtocol(warmup=warmup, repeats=repeats))
+        return time_callables(
+            fns, TimingProtocol(warmup=warmup, repeats=repeats, sample_ms=NETWORK_SAMPLE_MS)
+        )
     finally:
         if before is not None:
             sys.modules["torch"].set_num_threads(before)

@@ -22,7 +22,13 @@ from torch import nn
 from automc.cost.flops import layer_geometry
 from automc.cost.latency import fidelity, predict_latency
 from automc.errors import AutomcError
-from automc.hardware.timing import DEFAULT_TIMING, TimingProtocol, fold_bn, time_callables
+from automc.hardware.timing import (
+    DEFAULT_TIMING,
+    NETWORK_SAMPLE_MS,
+    TimingProtocol,
+    fold_bn,
+    time_callables,
+)
 from automc.plan import LAYER_KINDS, NOT_PRUNABLE, CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.schema.hw_profile import HwProfile, ValidationInfo
 
@@ -164,11 +170,6 @@ def network_fns(
         )
         fns.append(functools.partial(runtime.session(artifact, threads=threads), x.numpy()))
     return fns
-
-
-NETWORK_SAMPLE_MS = 2.0
-"""Target duration (ms) of one sample of a whole network (:func:`measure_variants`), whatever the
-protocol's ``sample_ms`` (which is sized for single layers)."""
 
 
 def measure_variants(

@@ -34,7 +34,8 @@ best median val accuracy against the baseline with the best median test accuracy
 median over seeds of the paired test-accuracy difference in points.
 
 Each (method, budget, seed) result is written to the JSON as soon as it is done; rerunning
-the same command skips those present, and a JSON written with other settings is refused.
+the same command skips those present (a rerun may add budgets), and a JSON written with other
+settings, or whose results start from another base model (a base retrained elsewhere), is refused.
 ``missing`` lists what the command has not measured yet (``--max-minutes`` stops starting
 new results after that long; the per-run command, load average and wall time are in ``runs``).
 

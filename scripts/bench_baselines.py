@@ -675,14 +675,6 @@ def load_report(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     return report
 
 
-def base_identity(base: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What tells two base models apart: their weights' digest (the test and val accuracies in a
-    JSON written before it was recorded)."""
-    if base.get("weights_digest"):
-        return ("weights", base["weights_digest"])
-    return ("accuracy", base.get("test_acc"), base.get("val_acc"))
-
-
 def check_same_base(report: Mapping[str, Any], base: Mapping[str, Any]) -> None:
     """Refuse to add results measured from another base model than the JSON's (a base retrained
     elsewhere: training is not bitwise reproducible across machines and thread counts).
@@ -695,10 +687,9 @@ def check_same_base(report: Mapping[str, Any], base: Mapping[str, Any]) -> None:
     old = report.get("base")
     if not report.get("results") or not old:
         return
-    mine = (
-        base_identity(base) if old.get("weights_digest") else base_identity({**base, "weights_digest": None})
-    )
-    if base_identity(old) != mine:
+    # a JSON written before the digest was recorded: its base's accuracies tell the bases apart
+    keys = ("weights_digest",) if old.get("weights_digest") else ("test_acc", "val_acc")
+    if any(old.get(k) != base.get(k) for k in keys):
         raise AutomcError(
             f"the base model differs from the one the JSON's results start from (test acc "
             f"{old.get('test_acc')} there, {base.get('test_acc')} here; retrained?): give another --out, "
@@ -842,8 +833,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from automc.errors import AutomcError
 
     torch.set_num_threads(args.threads)
-    budgets = [parse_budget(token.strip()).token for token in args.budgets.split(",") if token.strip()]
-    run_budgets = list(budgets)
+    run_budgets = [parse_budget(token.strip()).token for token in args.budgets.split(",") if token.strip()]
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
     known = set(AUTOMC_METHODS + SEARCH_BASELINES + TP_METHODS + INT8_METHODS)
     if set(chosen) - known:
@@ -860,7 +850,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     ctx, base = prepare_context(args, work)
     check_same_base(report, base)
     report["base"] = base
-    budgets = list(dict.fromkeys([*report.get("budgets", []), *budgets]))
+    budgets = list(dict.fromkeys([*report.get("budgets", []), *run_budgets]))
     report["budgets"] = budgets
     ctx.ratios = report.setdefault("ratios", {})
     results: dict[str, Any] = report["results"]

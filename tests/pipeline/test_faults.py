@@ -21,6 +21,7 @@ import pytest
 
 from automc.pipeline import search
 from automc.proxy import ShortTrainProxy
+from automc.search.storage import OWNER_ATTR
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -36,7 +37,9 @@ def _trials(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def _mid_trial(db: Path) -> bool:
-    """Whether the study holds at least two complete trials and one running (the moment to kill).
+    """Whether the study holds at least two complete trials and one running whose owner is
+    recorded (the moment to kill: a trial killed before its owner is written is failed only
+    after ``GRACE_PERIOD_S``, see ``automc.search.storage``).
 
     Reads the SQLite file read-only (the poller must never create Optuna's tables itself);
     a missing file or table, or a locked database, means "not yet".
@@ -46,9 +49,14 @@ def _mid_trial(db: Path) -> bool:
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
             states = [row[0] for row in con.execute("SELECT state FROM trials")]
+            owned_running = con.execute(
+                "SELECT COUNT(*) FROM trials JOIN trial_system_attributes USING (trial_id) "
+                "WHERE trials.state = 'RUNNING' AND trial_system_attributes.key = ?",
+                (OWNER_ATTR,),
+            ).fetchone()[0]
     except sqlite3.OperationalError:
         return False
-    return states.count("COMPLETE") >= 2 and "RUNNING" in states
+    return states.count("COMPLETE") >= 2 and owned_running > 0
 
 
 def test_sigkill_mid_search_then_rerun_resumes(home: Path, tmp_path: Path) -> None:

@@ -294,6 +294,10 @@ class HardwareConfig(_Record):
         workers: DataLoader worker processes for training and evaluation (batches stay the
             same for a seed); ``None`` = 0 on the CPU, ``min(4, usable cores)`` on CUDA,
             where batches are also pinned (``automc.device.Placement``).
+        channel_block: align pruned channel counts to a runtime's blocked channel layout of
+            this many channels per block (``automc.space.SearchSpace.bind``); ``None`` = the
+            profile's ``runtime.channel_block`` when latency is a budget or an objective, else
+            no alignment; 0 or 1 = no alignment.
     """
 
     profile: str | None = "cpu-x86-2core-ort"
@@ -301,6 +305,7 @@ class HardwareConfig(_Record):
     amp: bool = True
     threads: int | None = _checked(None, _at_least(1))
     workers: int | None = _checked(None, _at_least(0))
+    channel_block: int | None = _checked(None, _at_least(0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -490,6 +495,7 @@ FLAT_NAMES: Mapping[str, str] = types.MappingProxyType(
         "amp": "hardware.amp",
         "threads": "hardware.threads",
         "workers": "hardware.workers",
+        "channel_block": "hardware.channel_block",
         "storage": "output.storage",
         "study": "output.study",
         "new_study": "output.new_study",

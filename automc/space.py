@@ -4,6 +4,8 @@ Binding turns per-layer rules into a flat list of searchable dimensions (:class:
 
 * ``keep/<layer>``: keep ratio of one dependency group, named after the group's first
   layer in execution order; coupled layers (one ``LayerSpec.group``) share this one param.
+  Bound for a runtime with a blocked channel layout (``channel_block``), it offers only the
+  ratios whose channel counts stay on that layout.
 * ``w_bits/<layer>``, ``a_bits/<layer>``: bit-width choices of one layer.
 * ``rank/<layer>``: rank fraction of one layer (1.0 = no factorisation); converted to an
   integer rank with ``LayerSpec.max_rank`` by :meth:`BoundSpace.to_plan`.
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automc.cost.latency import block_layout_keep, block_layout_rank
 from automc.errors import AutomcError, ConfigError
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
 from automc.schema.common import Problems
@@ -192,12 +195,19 @@ class SearchSpace:
     def source(self) -> str:
         return self.spec.source
 
-    def bind(self, layers: Sequence[LayerSpec], *, model: str = "") -> BoundSpace:
+    def bind(self, layers: Sequence[LayerSpec], *, model: str = "", channel_block: int = 1) -> BoundSpace:
         """Resolve the rules against ``layers``.
 
         Args:
             layers: the model's layers (any order; execution order is taken from ``index``).
             model: model name stored in the plans.
+            channel_block: channels per block of the target runtime's blocked layout
+                (``RuntimeInfo.channel_block``); above 1, every keep ratio of the grid is moved
+                to the nearest channel count that keeps the group on that layout
+                (:func:`automc.cost.latency.block_layout_keep`) and a group's keep param
+                offers those ratios only (categorical); a low rank is moved likewise (the
+                second conv of a factorised layer reads ``rank`` channels), to no
+                factorisation where that is the layer's full rank. 1: as the file says.
 
         Returns:
             The bound space.
@@ -253,14 +263,20 @@ class SearchSpace:
             if floor > low:
                 n_up = math.ceil((floor - rng.low) / rng.step - 1e-6)
                 low = min(rng.high, round(rng.low + n_up * rng.step, 10))
-            if low >= rng.high - _EPS:
-                if rng.high < 1.0:
+            grid = Param(name="", kind="float", low=low, high=rng.high, step=rng.step).grid()
+            if channel_block > 1:
+                grid = _block_layout_keeps(grid, members, channel_block)
+            if len(grid) == 1:
+                if grid[0] < 1.0:
                     for n in names:
-                        fixed[n]["keep"] = rng.high
+                        fixed[n]["keep"] = grid[0]
                 continue
-            param = Param(
-                name=f"keep/{names[0]}", kind="float", low=low, high=rng.high, step=rng.step, layers=names
-            )
+            if channel_block > 1:
+                param = Param(name=f"keep/{names[0]}", kind="categorical", choices=grid, layers=names)
+            else:
+                param = Param(
+                    name=f"keep/{names[0]}", kind="float", low=low, high=rng.high, step=rng.step, layers=names
+                )
             keep_owner[names[0]] = param
         probs.raise_if_any()
         for spec in ordered:
@@ -291,6 +307,7 @@ class SearchSpace:
             criterion=criteria[0],
             model=model,
             source=self.source,
+            channel_block=max(1, channel_block),
         )
 
     def _prior_min_keep(self) -> dict[str, float]:
@@ -315,6 +332,12 @@ class SearchSpace:
                 f"{self.source}: prior.sensitivity_csv: file not found: {prior.sensitivity_csv}"
             )
         return {str(k): float(v) for k, v in sensitivity_prior(path, prior.threshold).items()}
+
+
+def _block_layout_keeps(grid: Sequence[float], members: Sequence[LayerSpec], block: int) -> tuple[float, ...]:
+    """The keep ratios of ``grid``, each moved to the nearest channel count on the runtime's
+    blocked layout (``block`` channels per block), ascending and without repeats."""
+    return tuple(sorted({block_layout_keep(k, members, block) for k in grid}))
 
 
 def _intersect(
@@ -342,6 +365,8 @@ class BoundSpace:
         layers: the model's layers in execution order.
         model: model name written into plans.
         source: the search-space file.
+        channel_block: the runtime's channel block the keep ratios were aligned to (1: none;
+            :meth:`SearchSpace.bind`).
     """
 
     def __init__(
@@ -353,8 +378,10 @@ class BoundSpace:
         criterion: str,
         model: str = "",
         source: str = "",
+        channel_block: int = 1,
     ) -> None:
         self.params: tuple[Param, ...] = tuple(params)
+        self.channel_block = channel_block
         self.layers: tuple[LayerSpec, ...] = tuple(layers)
         self.model = model
         self.source = source
@@ -402,7 +429,10 @@ class BoundSpace:
     def _rank(self, spec: LayerSpec, fraction: float) -> int | None:
         if fraction >= 1.0 - _EPS:
             return None
-        return max(1, min(spec.max_rank, int(round(fraction * spec.max_rank))))
+        rank = max(1, min(spec.max_rank, int(round(fraction * spec.max_rank))))
+        if self.channel_block > 1:
+            return block_layout_rank(rank, spec.max_rank, self.channel_block)
+        return rank
 
     def to_plan(self, values: Mapping[str, Any]) -> CompressionPlan:
         """The plan for a point of the space.

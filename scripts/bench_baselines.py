@@ -19,7 +19,10 @@ its latency measured on the ONNX Runtime profile) and per seed:
   ONNX Runtime latency timed interleaved with the base model (latency budgets) meet the
   budget. At latency budgets each is also run as ``...-int8``: the ratio bisected on the
   int8 (static QDQ, every conv and linear layer) artifact's latency, fine-tuned in fp32,
-  then quantized post-training.
+  then quantized post-training. ``tp-l1-uniform-aligned`` (latency budgets): uniform L1 with
+  ``round_to`` at the runtime's channel block (``OnnxRuntime.channel_block``), what a user who
+  knows ONNX Runtime's blocked layout would add; it keeps multiples of the block only, while
+  automc's aligned search also keeps fewer channels than a block (``block_layout_channels``).
 
 Every model is fine-tuned by ``automc.train.finetune`` with knowledge distillation from
 the base model (``FINETUNE_RECIPE`` with ``--finetune-epochs``, the search config's KD
@@ -68,9 +71,11 @@ AUTOMC_METHODS = ("automc-joint", "automc-prune", "automc-joint-amc")
 SEARCH_BASELINES = ("random-joint",)
 TP_METHODS = ("tp-l1-uniform", "tp-l1-global", "tp-taylor")
 INT8_METHODS = tuple(f"{m}-int8" for m in TP_METHODS)
+ALIGNED_TP = "tp-l1-uniform-aligned"
+"""Uniform L1 with Torch-Pruning's ``round_to`` at the runtime's channel block (latency budgets)."""
 MAIN = {
     "flops": ("automc-joint", "automc-prune", *TP_METHODS),
-    "latency": ("automc-joint", "automc-prune", *INT8_METHODS, "tp-l1-uniform"),
+    "latency": ("automc-joint", "automc-prune", *INT8_METHODS, "tp-l1-uniform", ALIGNED_TP),
 }
 """The main comparison per budget metric, run for every seed before the rest: an interrupted run has it.
 At latency budgets automc's prune-only search is in it too: the joint space's cheapest plan may be
@@ -208,7 +213,13 @@ def methods_for(budget: str, chosen: list[str]) -> list[str]:
     main comparison first so that an interrupted run has it."""
     if budget.startswith("latency"):
         pairs = [(f"{m}-int8", m) for m in TP_METHODS]
-        apply = ("automc-joint", "automc-prune", *[m for pair in pairs for m in pair], *SEARCH_BASELINES)
+        apply = (
+            "automc-joint",
+            "automc-prune",
+            *[m for pair in pairs for m in pair],
+            ALIGNED_TP,
+            *SEARCH_BASELINES,
+        )
     else:
         apply = ("automc-joint", *TP_METHODS, *AUTOMC_METHODS[1:], *SEARCH_BASELINES)
     return [m for m in apply if not chosen or m in chosen]
@@ -357,6 +368,7 @@ def tp_prune(ctx: Context, method: str, ratio: float, seed: int) -> Any:
         global_pruning=method.startswith("tp-l1-global"),
         max_pruning_ratio=MAX_RATIO,
         ignored_layers=[last],
+        round_to=ctx.runtime.channel_block or None if method == ALIGNED_TP else None,
     )
     if taylor:
         model.zero_grad()

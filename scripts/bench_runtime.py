@@ -24,6 +24,10 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   ``boundaries_mean``: int8/float precision boundaries per variant (``LatencyEstimate.boundaries``);
   ``off_layout_mean``: float layers per variant off the runtime's blocked channel layout
   (``LatencyEstimate.off_layout``; ONNX Runtime CPU's NCHWc, ``channel_block`` in the profile).
+  ``aligned_overall`` / ``aligned_per_model``: the same for ``--n`` further variants per model
+  drawn alike but with every channel count and rank on the profile's blocked layout
+  (``random_plan`` with ``channel_block``): the networks a search with a latency budget
+  explores (``SearchSpace.bind``), timed in the same interleaved run.
 * ``keep_sweep``: per model, the ``prune`` space's uniform plans (one keep ratio for every
   group, 1.0 down to 0.25 in its 0.05 steps, fp32) timed interleaved with the base model:
   measured and predicted latency as a fraction of the base's, how many run slower than the
@@ -128,6 +132,35 @@ def _timed(
     )
 
 
+def _fidelity_row(
+    case: Any, variants: list[Any], again: list[Any], profile: Any
+) -> tuple[dict[str, float], list[float]]:
+    """The profile's fidelity on ``variants`` (see the module docstring) and its predictions;
+    ``again``: the same networks timed a second time in the run."""
+    from automc.cost.latency import fidelity, predict_latency, spearman
+    from automc.hardware import refit_loo_ms
+
+    estimates = [predict_latency(case.layers, v.plan, profile) for v in variants]
+    predicted = [e.total_ms for e in estimates]
+    measured = [v.measured_ms for v in variants]
+    row = fidelity(predicted, measured)
+    self_agreement = fidelity([v.measured_ms for v in again], measured)
+    row["measurement_self_spearman"] = self_agreement["spearman"]
+    row["measurement_self_within_10pct"] = self_agreement["within_10pct"]
+    refit = fidelity(refit_loo_ms(case.layers, variants, profile), measured)
+    row["refit_loo_within_10pct"] = refit["within_10pct"]
+    row["refit_loo_rmspe"] = refit["rmspe"]
+    row["refit_loo_spearman"] = refit["spearman"]
+    row["boundaries_mean"] = sum(e.boundaries for e in estimates) / len(estimates)
+    row["off_layout_mean"] = sum(e.off_layout for e in estimates) / len(estimates)
+    row["macs_spearman"] = spearman([float(v.macs) for v in variants], measured)
+    row["bitops_spearman"] = spearman([_bitops(case.layers, v.plan) for v in variants], measured)
+    row["int8_layer_share_mean"] = sum(
+        sum(v.plan.choice(s.name).w_bits == 8 for s in case.layers) / len(case.layers) for v in variants
+    ) / len(variants)
+    return {k: (int(v) if k == "n" else round(float(v), 4)) for k, v in row.items()}, predicted
+
+
 def _keep_sweep(
     case: Any, profile: Any, runtime: Any, threads: int, repeats: int, seed: int
 ) -> dict[str, Any]:
@@ -166,13 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from automc import graph, models
-    from automc.cost.latency import fidelity, predict_latency, spearman
-    from automc.hardware import (
-        LEVEL_JITTER,
-        ProfileCase,
-        random_plan,
-        refit_loo_ms,
-    )
+    from automc.cost.latency import fidelity
+    from automc.hardware import LEVEL_JITTER, ProfileCase, random_plan
     from automc.hardware.runtimes import get
     from automc.hardware.variants import INT8_SHARE
     from automc.schema.hw_profile import resolve_profile
@@ -189,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     per_model: dict[str, dict[str, float]] = {}
     points: dict[str, list[list[float]]] = {}
     sweeps: dict[str, dict[str, Any]] = {}
+    aligned: dict[str, dict[str, float]] = {}
+    pooled_aligned: tuple[list[float], list[float]] = ([], [])
     pred_all: list[float] = []
     meas_all: list[float] = []
     for name in args.model or ["resnet20", "mobilenetv2"]:
@@ -197,57 +227,61 @@ def main(argv: list[str] | None = None) -> int:
         case = ProfileCase(name=name, model=model, example_input=x, layers=tuple(graph.layers(model, x)))
         speedup[name] = _speedups(case, runtime, threads, repeats)
         print(f"{name}: {json.dumps(speedup[name])}", file=sys.stderr)
-        plans = [
-            random_plan(
-                case.layers,
-                rng,
-                level_jitter=LEVEL_JITTER if i % 2 else None,
-                model=name,
-                int8_share=INT8_SHARE,
-            )
-            for i in range(args.n)
-        ]
-        timed = _timed(case, plans + plans, profile, runtime, threads, repeats, args.seed, "variants")
-        variants, again = timed[: args.n], timed[args.n :]
-        estimates = [predict_latency(case.layers, v.plan, profile) for v in variants]
-        predicted = [e.total_ms for e in estimates]
-        measured = [v.measured_ms for v in variants]
-        row = fidelity(predicted, measured)
-        self_agreement = fidelity([v.measured_ms for v in again], measured)
-        row["measurement_self_spearman"] = self_agreement["spearman"]
-        row["measurement_self_within_10pct"] = self_agreement["within_10pct"]
-        refit = fidelity(refit_loo_ms(case.layers, variants, profile), measured)
-        row["refit_loo_within_10pct"] = refit["within_10pct"]
-        row["refit_loo_rmspe"] = refit["rmspe"]
-        row["refit_loo_spearman"] = refit["spearman"]
-        row["boundaries_mean"] = sum(e.boundaries for e in estimates) / len(estimates)
-        row["off_layout_mean"] = sum(e.off_layout for e in estimates) / len(estimates)
-        row["macs_spearman"] = spearman([float(v.macs) for v in variants], measured)
-        row["bitops_spearman"] = spearman([_bitops(case.layers, v.plan) for v in variants], measured)
-        row["int8_layer_share_mean"] = sum(
-            sum(v.plan.choice(s.name).w_bits == 8 for s in case.layers) / len(case.layers) for v in variants
-        ) / len(variants)
-        per_model[name] = {k: (int(v) if k == "n" else round(float(v), 4)) for k, v in row.items()}
-        points[name] = [
-            [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, variants)
-        ]
-        pred_all += predicted
-        meas_all += measured
+        block = profile.runtime.channel_block
+        plans = {
+            kind: [
+                random_plan(
+                    case.layers,
+                    rng,
+                    level_jitter=LEVEL_JITTER if i % 2 else None,
+                    model=name,
+                    int8_share=INT8_SHARE,
+                    channel_block=block if kind == "aligned" else 0,
+                )
+                for i in range(args.n)
+            ]
+            for kind in (("any", "aligned") if block > 1 else ("any",))
+        }
+        networks = [p for kind in plans for p in plans[kind]]
+        timed = _timed(case, networks + networks, profile, runtime, threads, repeats, args.seed, "variants")
+        for k, kind in enumerate(plans):
+            first = timed[k * args.n : (k + 1) * args.n]
+            again = timed[len(networks) + k * args.n : len(networks) + (k + 1) * args.n]
+            row, predicted = _fidelity_row(case, first, again, profile)
+            if kind == "aligned":
+                aligned[name] = row
+                pooled_aligned[0] += predicted
+                pooled_aligned[1] += [v.measured_ms for v in first]
+                continue
+            per_model[name] = row
+            measured = [v.measured_ms for v in first]
+            points[name] = [
+                [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, first)
+            ]
+            pred_all += predicted
+            meas_all += measured
         print(f"{name}: {json.dumps(per_model[name])}", file=sys.stderr)
+        if name in aligned:
+            print(f"{name} aligned: {json.dumps(aligned[name])}", file=sys.stderr)
         sweeps[name] = _keep_sweep(case, profile, runtime, threads, repeats, args.seed)
         print(
             f"{name} keep sweep: {json.dumps({k: v for k, v in sweeps[name].items() if k != 'points'})}",
             file=sys.stderr,
         )
-    pooled = fidelity(pred_all, meas_all)
-    overall = {
-        "n": int(pooled["n"]),
-        "within_10pct": round(pooled["within_10pct"], 4),
-        "rmspe": round(pooled["rmspe"], 4),
-        "spearman": min(r["spearman"] for r in per_model.values()),
-        "macs_spearman": min(r["macs_spearman"] for r in per_model.values()),
-        "bitops_spearman": min(r["bitops_spearman"] for r in per_model.values()),
-    }
+
+    def pooled_row(predicted: list[float], measured: list[float], rows: Any) -> dict[str, Any]:
+        pooled = fidelity(predicted, measured)
+        return {
+            "n": int(pooled["n"]),
+            "within_10pct": round(pooled["within_10pct"], 4),
+            "rmspe": round(pooled["rmspe"], 4),
+            "spearman": min(r["spearman"] for r in rows),
+            "macs_spearman": min(r["macs_spearman"] for r in rows),
+            "bitops_spearman": min(r["bitops_spearman"] for r in rows),
+        }
+
+    overall = pooled_row(pred_all, meas_all, per_model.values())
+    aligned_overall = pooled_row(*pooled_aligned, aligned.values()) if aligned else {}
     met = {
         "within_10pct": overall["within_10pct"] >= TARGETS["within_10pct"],
         "spearman": overall["spearman"] >= TARGETS["spearman"],
@@ -275,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_after": round(os.getloadavg()[0], 2),
         "wall_s": round(time.perf_counter() - started, 1),
         "speedup": speedup,
-        "fidelity": {"overall": overall, "per_model": per_model},
+        "fidelity": {
+            "overall": overall,
+            "per_model": per_model,
+            "aligned_overall": aligned_overall,
+            "aligned_per_model": aligned,
+        },
         "keep_sweep": sweeps,
         "targets": TARGETS,
         "targets_met": met,

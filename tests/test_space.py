@@ -524,3 +524,33 @@ def test_controllers_sample_the_quantizer_sparsity_and_lowrank_dimensions(contro
     assert {q for q, _, _ in seen} == {"uniform", "kmeans"}
     assert {s for _, s, _ in seen} == {0.0, 0.5}
     assert {m for _, _, m in seen} == {"svd", "sparse_lowrank"}
+
+
+def test_keep_ratios_bound_for_a_blocked_layout_keep_every_plan_on_it(resnet20_layers: list) -> None:
+    """Bound with the runtime's channel block, no sampled plan has a float conv off the blocked
+    layout (as the shipped ONNX Runtime profile prices it); bound without, most have."""
+    from automc.cost import load_profile
+    from automc.cost.latency import predict_latency
+
+    profile = load_profile("cpu-x86-2core-ort")
+    block = profile.runtime.channel_block
+    assert block > 1
+    space_def = SearchSpace.load(ROOT / "search_spaces" / "joint.yaml")
+    aligned = space_def.bind(resnet20_layers, model="resnet20", channel_block=block)
+    plain = space_def.bind(resnet20_layers, model="resnet20")
+    assert aligned.channel_block == block and plain.channel_block == 1
+    keeps = [p for p in aligned.params if p.field == "keep"]
+    assert keeps and all(p.kind == "categorical" and p.grid()[-1] == 1.0 for p in keeps)
+    assert [p.name for p in keeps] == [p.name for p in plain.params if p.field == "keep"]
+    rng = random.Random(0)
+    off_aligned, off_plain = [], []
+    for _ in range(20):
+        plan = aligned.to_plan(aligned.sample(rng))
+        plan.validate_for(resnet20_layers)
+        off_aligned.append(predict_latency(resnet20_layers, plan, profile).off_layout)
+        off_plain.append(
+            predict_latency(resnet20_layers, plain.to_plan(plain.sample(rng)), profile).off_layout
+        )
+    assert off_aligned == [0] * 20
+    assert sum(n > 0 for n in off_plain) >= 10
+    assert aligned.digest() != plain.digest()

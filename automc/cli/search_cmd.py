@@ -177,6 +177,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument(
+        "--channel-block",
+        type=int,
+        help=_help(
+            "channel_block",
+            "align pruned channel counts to a blocked channel layout of N channels per block "
+            "(0: none); unset: the profile runtime's block when latency is a budget or objective",
+        ),
+    )
+    p.add_argument(
         "--storage", help=_help("storage", "Optuna storage URL or path; unset: sqlite:///<out>/study.db")
     )
     p.add_argument(

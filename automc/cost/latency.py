@@ -337,6 +337,43 @@ def off_block_layout(kind: str, n: int, m: int, groups: int, block: int) -> bool
     return n >= block and n % block != 0
 
 
+def block_layout_channels(count: int, channels: int, block: int, *, depthwise: bool) -> int:
+    """The channel count nearest ``count`` (ties: the larger) that keeps a dependency group of
+    ``channels`` channels on the runtime's blocked layout (:func:`off_block_layout`).
+
+    Such a count is a multiple of ``block``, or all ``channels`` (the unpruned layout), or,
+    where no member of the group is depthwise or grouped (``depthwise``), fewer than one block:
+    a plain conv reading fewer channels than a block stays on the layout. ``block <= 1``
+    leaves ``count`` as it is.
+    """
+    if block <= 1 or count >= channels:
+        return min(count, channels)
+    if count < block and not depthwise:
+        return count
+    lower = count // block * block
+    upper = min(channels, lower + block)
+    if lower == 0 or upper - count <= count - lower:
+        return upper
+    return lower
+
+
+def block_layout_keep(keep: float, members: Sequence[LayerSpec], block: int) -> float:
+    """The keep ratio of the dependency group ``members`` (``LayerSpec.group``) moved to the
+    nearest channel count on the blocked layout (:func:`block_layout_channels`; a group
+    with a depthwise or grouped member needs whole blocks)."""
+    channels = members[0].out_channels
+    depthwise = any(m.kind in ("dwconv2d", "grouped") for m in members)
+    count = block_layout_channels(kept_channels(channels, keep), channels, block, depthwise=depthwise)
+    return round(count / channels, 10)
+
+
+def block_layout_rank(rank: int, max_rank: int, block: int) -> int | None:
+    """A low rank moved to the nearest count on the blocked layout (the factorised layer's
+    second conv reads ``rank`` channels); ``None`` (no factorisation) where that is ``max_rank``."""
+    moved = block_layout_channels(rank, max_rank, block, depthwise=False)
+    return None if moved >= max_rank else moved
+
+
 def _bracket(grid: tuple[int, ...], v: int) -> tuple[int, int, float] | None:
     if v < grid[0] or v > grid[-1]:
         return None

@@ -280,7 +280,10 @@ def build_profile(
 
         # Every second variant is spread around a network-wide compression level, so the fit
         # sees heavily and lightly compressed networks (its scale and overhead are told apart)
-        # and the validation covers both the middle and the ends of the MACs range.
+        # and the validation covers both the middle and the ends of the MACs range. On a
+        # runtime with a blocked channel layout every second pair keeps its channels on it, as
+        # a search with a latency budget does (``SearchSpace.bind``): the fit sees networks
+        # with and without convs off the layout, and the validation covers both.
         def mixed_plans(case: ProfileCase, rng: random.Random, n: int) -> list[CompressionPlan]:
             return [
                 random_plan(
@@ -289,6 +292,7 @@ def build_profile(
                     level_jitter=LEVEL_JITTER if i % 2 else None,
                     model=case.name,
                     int8_share=int8_share,
+                    channel_block=runtime.channel_block if i // 2 % 2 else 0,
                 )
                 for i in range(n)
             ]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from automc.cost.flops import layer_geometry
-from automc.cost.latency import fidelity, predict_latency
+from automc.cost.latency import block_layout_keep, block_layout_rank, fidelity, predict_latency
 from automc.errors import AutomcError
 from automc.hardware.timing import (
     DEFAULT_TIMING,
@@ -76,6 +76,7 @@ def random_plan(
     rank_range: tuple[float, float] = (0.2, 0.9),
     model: str = "",
     int8_share: tuple[float, float] | None = None,
+    channel_block: int = 0,
 ) -> CompressionPlan:
     """A random fp32 plan: a keep ratio per dependency group, random ranks on some layers.
 
@@ -96,7 +97,15 @@ def random_plan(
     activation bits with a per-plan probability drawn from that range, so plans mix int8
     and fp32 layers in every proportion; the draws come after all others, so the pruning
     and ranks of a seeded plan do not depend on it.
+
+    With ``channel_block`` above 1, every drawn keep ratio and rank is moved to the nearest
+    channel count on the runtime's blocked layout, as a search bound for that runtime moves
+    them (``automc.space.SearchSpace.bind``); the draws are the same.
     """
+    members: dict[int, list[LayerSpec]] = {}
+    for spec in layers:
+        if spec.group != NOT_PRUNABLE:
+            members.setdefault(spec.group, []).append(spec)
     if rank_probability is None:
         rank_probability = rng.uniform(*RANK_SHARE)
     level = rng.uniform(*keep_range) if level_jitter is not None else 1.0
@@ -111,10 +120,15 @@ def random_plan(
             else:
                 drawn = level * rng.uniform(1.0 - level_jitter, 1.0 + level_jitter)
                 drawn = min(keep_range[1], max(keep_range[0], drawn))
-            keep = group_keep.setdefault(spec.group, round(drawn, 3))
+            drawn = round(drawn, 3)
+            if spec.group not in group_keep and channel_block > 1:
+                drawn = block_layout_keep(drawn, members[spec.group], channel_block)
+            keep = group_keep.setdefault(spec.group, drawn)
         rank = None
         if spec.kind in ("conv2d", "linear") and spec.max_rank > 1 and rng.random() < rank_probability:
             rank = max(1, int(round(rng.uniform(*rank_range) * spec.max_rank)))
+            if channel_block > 1:
+                rank = block_layout_rank(rank, spec.max_rank, channel_block)
         if keep < 1.0 or rank is not None:
             choices[spec.name] = LayerChoice(keep_ratio=keep, rank=rank)
     if int8_share is not None:

@@ -308,6 +308,7 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     meta["data"] = setup.splits.facts()
     meta["limits"] = setup.limits
     meta["layer_order"] = [s.name for s in setup.layers]
+    meta["channel_block"] = setup.bound.channel_block
     run_dir.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(url, study_name, objs, meta)
     config.dump(run_dir / CONFIG_FILE)

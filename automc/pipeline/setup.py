@@ -338,6 +338,22 @@ def _cpu_proxy(
     return create(config.proxy.name, data=data, teacher=base if kl_teacher else None)
 
 
+def channel_block(setting: int | None, profile: Any, metrics: set[str]) -> int:
+    """Channels per block that the search aligns pruned channel counts to (1: none).
+
+    ``setting`` is ``hardware.channel_block``; unset, it is the profile runtime's block
+    (``RuntimeInfo.channel_block``) where ``metrics`` (the budgets' and objectives' cost
+    keys) include ``latency_ms``: off the blocked layout a pruned network can run slower
+    than the unpruned one (README, "Pruning that runs faster"), which only a latency
+    budget or objective is told.
+    """
+    if setting is not None:
+        return max(1, setting)
+    if profile is None or "latency_ms" not in metrics:
+        return 1
+    return max(1, int(getattr(profile.runtime, "channel_block", 0)))
+
+
 def prepare(
     config: SearchConfig,
     *,
@@ -379,7 +395,11 @@ def prepare(
     net = _untrained(config, splits, model).eval()
     graph.require_modelled(net, example)
     layers = tuple(graph.layers(net, example))
-    bound = space.bind(layers, model=config.base.model)
+    metrics = {b.metric for b in budgets} | {
+        o.name for o in budget_mod.parse_objectives(list(config.objectives))
+    }
+    block = channel_block(hw.channel_block, profile, metrics)
+    bound = space.bind(layers, model=config.base.model, channel_block=block)
     cost_model = cost_mod.CostModel(profile=profile)
 
     def cost_fn(plan: CompressionPlan) -> Mapping[str, float]:
@@ -392,6 +412,11 @@ def prepare(
         train.check_train_step(user.train_step, net, splits, placement.device)
     base, base_info = _base_model(config, splits, net, user=user, placement=placement)
     announce_data(splits)
+    if block > 1:
+        sys.stderr.write(
+            f"automc: pruned channel counts aligned to the runtime's blocked layout of {block} channels "
+            "(--channel-block 0: not aligned)\n"
+        )
     base.eval()
     device = placement.device
     score = scorer(evaluate, device, placement.workers)

@@ -11,6 +11,7 @@ from automc.cost import CostModel
 from automc.cost.latency import (
     PRECISION_FLAG_KEY,
     PrecisionRegions,
+    block_layout_channels,
     layer_stages,
     off_block_layout,
     predict_latency,
@@ -260,6 +261,29 @@ def test_off_block_layout_follows_the_nchwc_rules(
     kind: str, n: int, m: int, groups: int, block: int, off: bool
 ) -> None:
     assert off_block_layout(kind, n, m, groups, block) is off
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize(("channels", "block"), [(16, 16), (32, 16), (40, 16), (64, 8), (24, 8), (7, 8)])
+def test_block_layout_channels_is_the_nearest_count_on_the_layout(
+    channels: int, block: int, depthwise: bool
+) -> None:
+    """Against the layout rule itself: every count is moved to the nearest count whose
+    consumers (a plain conv reading it, or the group's depthwise conv) stay on the layout."""
+
+    def on_layout(c: int) -> bool:
+        if c == channels:
+            return True
+        if depthwise:
+            return not off_block_layout("dwconv2d", c, c, c, block)
+        return not off_block_layout("conv2d", c, 64, 1, block)
+
+    allowed = [c for c in range(1, channels + 1) if on_layout(c)]
+    for count in range(1, channels + 1):
+        got = block_layout_channels(count, channels, block, depthwise=depthwise)
+        assert got in allowed
+        assert abs(got - count) == min(abs(c - count) for c in allowed)
+    assert block_layout_channels(5, 32, 1, depthwise=True) == 5
 
 
 def test_float_stages_off_the_blocked_layout_are_priced_at_the_generic_scale() -> None:

@@ -53,6 +53,25 @@ def test_random_plans_mix_int8_and_fp32_layers_without_moving_the_rest() -> None
     assert min(shares) < 0.5 < max(shares)
 
 
+def test_random_plans_on_a_blocked_layout_keep_every_conv_on_it() -> None:
+    """``channel_block`` moves the drawn counts onto the layout (no conv priced off it by the
+    shipped ONNX Runtime profile but those the unpruned model has: a group keeping all its
+    channels keeps their layout), as a search bound for that runtime does."""
+    from automc.cost import load_profile
+
+    torch.manual_seed(0)
+    model = models.create("mobilenetv2").eval()
+    layers = tuple(graph.layers(model, torch.randn(1, 3, 32, 32)))
+    profile = load_profile("cpu-x86-2core-ort")
+    block = profile.runtime.channel_block
+    aligned = [random_plan(layers, random.Random(s), channel_block=block) for s in range(8)]
+    plain = [random_plan(layers, random.Random(s)) for s in range(8)]
+    base = predict_latency(layers, CompressionPlan(), profile).off_layout
+    assert all(predict_latency(layers, p, profile).off_layout <= base for p in aligned)
+    assert all(predict_latency(layers, p, profile).off_layout > base for p in plain)
+    assert any(p.choice(s.name).rank for p in aligned for s in layers)
+
+
 def test_profile_for_a_runtime_not_installed_is_one_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -217,3 +217,34 @@ def test_a_proxy_scoring_near_chance_is_reported(capsys):
     skipped = [replace(r, proxy={}) for r in _rows([0.0] * 6)]
     assert not warn_if_proxy_blind(skipped + _rows([0.5] * 5), 10, "adaptive_bn")
     assert capsys.readouterr().err == ""
+
+
+def test_channel_block_aligns_every_trial_and_is_recorded(home, tmp_path):
+    """``channel_block=4`` (no profile needed when set): every trial's pruned channel counts
+    are fewer than a block or a multiple of it, and the study records the block."""
+    from automc.plan import CompressionPlan, kept_channels
+
+    r = automc.search(trials=8, out=tmp_path, seed=0, channel_block=4, **{**ARGS, "finetune_top": 0})
+    channels = {"conv1": 8, "conv2": 16}
+    counts = set()
+    for t in r.trials:
+        plan = CompressionPlan.from_dict(t.plan)
+        for name, c in channels.items():
+            n = kept_channels(c, plan.choice(name).keep_ratio)
+            assert n < 4 or n % 4 == 0, (t.number, name, n)
+            counts.add(n)
+    assert len(counts) > 2
+    meta = optuna.load_study(study_name=r.study, storage=r.storage).user_attrs["automc"]
+    assert meta["channel_block"] == 4
+
+
+def test_channel_block_follows_the_profile_only_where_latency_is_priced():
+    from automc.cost import load_profile
+    from automc.pipeline.setup import channel_block
+
+    ort = load_profile("cpu-x86-2core-ort")
+    assert channel_block(None, ort, {"latency_ms", "macs"}) == ort.runtime.channel_block > 1
+    assert channel_block(None, ort, {"macs"}) == 1  # a MACs budget is not told the layout
+    assert channel_block(None, None, {"latency_ms"}) == 1
+    assert channel_block(0, ort, {"latency_ms"}) == 1
+    assert channel_block(8, None, {"macs"}) == 8

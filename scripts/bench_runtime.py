@@ -250,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             row, predicted = _fidelity_row(case, first, again, profile)
             if kind == "aligned":
                 aligned[name] = row
-                pooled_aligned[0] += predicted
-                pooled_aligned[1] += [v.measured_ms for v in first]
+                pooled_aligned[0].extend(predicted)
+                pooled_aligned[1].extend(v.measured_ms for v in first)
                 continue
             per_model[name] = row
             measured = [v.measured_ms for v in first]

@@ -182,3 +182,27 @@ def test_margins_name_automc_refusal_when_it_has_no_result(bench) -> None:
     m = bench.margins_of(results, ["latency=0.5"])["latency=0.5"]
     assert m["margin_points"] is None
     assert m["automc_errors"] == {"automc-joint": "budget latency_ms=0.3ms cannot be met"}
+
+
+def test_the_aligned_torch_pruning_baseline_keeps_multiples_of_the_runtime_block(bench) -> None:
+    from types import SimpleNamespace
+
+    import torch
+    from torch import nn
+
+    from automc import models
+
+    ctx = SimpleNamespace(
+        base=models.create("resnet20").eval(),
+        example=torch.zeros(1, 3, 32, 32),
+        runtime=SimpleNamespace(channel_block=16),
+    )
+    assert bench.ALIGNED_TP in bench.methods_for("latency=0.5", [])
+    assert bench.ALIGNED_TP not in bench.methods_for("flops=0.3", [])
+
+    def widths(method: str) -> set[int]:
+        model = bench.tp_prune(ctx, method, 0.3, seed=0)
+        return {m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)}
+
+    assert all(w % 16 == 0 for w in widths(bench.ALIGNED_TP))
+    assert any(w % 16 for w in widths("tp-l1-uniform"))

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automc.errors import AutomcError
 from automc.search.base import Objective
@@ -218,6 +218,19 @@ def fraction_hint(b: Budget) -> str:
     return f" (did you mean {name.strip()}={fraction:g}, a fraction of the base model?)"
 
 
+def cheapest_corners(space: BoundSpace) -> list[dict[str, Any]]:
+    """:meth:`BoundSpace.extreme_values`, and the same point with its bit-widths, its ranks,
+    or both at :meth:`BoundSpace.identity_values` (distinct points only)."""
+    extreme, identity = space.extreme_values(), space.identity_values()
+    fields = {p.name: p.field for p in space.params}
+    corners: list[dict[str, Any]] = []
+    for kept in ((), ("w_bits", "a_bits"), ("rank",), ("w_bits", "a_bits", "rank")):
+        values = {n: identity[n] if fields[n] in kept else v for n, v in extreme.items()}
+        if values not in corners:
+            corners.append(values)
+    return corners
+
+
 def check_feasible_space(
     space: BoundSpace,
     cost_fn: Callable[[CompressionPlan], Mapping[str, float]],
@@ -228,9 +241,11 @@ def check_feasible_space(
 ) -> None:
     """Refuse budgets that even the cheapest plan of the space cannot meet.
 
-    The cheapest plan is :meth:`BoundSpace.extreme_values` (smallest keep, fewest bits,
-    smallest rank). It needs the layer table only, not trained weights, so it runs before
-    the base model is trained. Caveat: for measured latency, fewer bits is assumed never slower.
+    Per metric, the cheapest of :meth:`BoundSpace.extreme_values` (smallest keep, fewest bits,
+    smallest rank) and of that point with its bits, its ranks or both left as the base has
+    them (:func:`cheapest_corners`): on a deployment runtime an int8 layer between float
+    ones, or a factorised layer's second call, can cost more latency than it saves. It needs
+    the layer table only, not trained weights, so it runs before the base model is trained.
 
     Args:
         space: the space bound to the base model's layers.
@@ -242,7 +257,8 @@ def check_feasible_space(
     Raises:
         AutomcError: one line naming every budget that cannot be met.
     """
-    cost = cost_fn(space.to_plan(space.extreme_values()))
+    costs = [cost_fn(space.to_plan(values)) for values in cheapest_corners(space)]
+    cost = {m: min(float(c[m]) for c in costs) for m in costs[0] if all(m in c for c in costs)}
     by_metric = {b.metric: b for b in budgets}
     problems = []
     for metric, limit in limits.items():

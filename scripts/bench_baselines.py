@@ -23,6 +23,9 @@ its latency measured on the ONNX Runtime profile) and per seed:
   ``round_to`` at the runtime's channel block (``OnnxRuntime.channel_block``), what a user who
   knows ONNX Runtime's blocked layout would add; it keeps multiples of the block only, while
   automc's aligned search also keeps fewer channels than a block (``block_layout_channels``).
+  Its kept channels are a step function of the ratio (each layer floored to whole blocks, a
+  layer left whole where that floor is 0), so its ratio is the smallest of 18 evenly spaced
+  ones that meets the budget (``scan_ratio``) rather than bisected.
 
 Every model is fine-tuned by ``automc.train.finetune`` with knowledge distillation from
 the base model (``FINETUNE_RECIPE`` with ``--finetune-epochs``, the search config's KD
@@ -407,6 +410,34 @@ def bisect_ratio(measure: Callable[[float], float], target: float, steps: int) -
     return hi, at_hi
 
 
+def scan_ratio(measure: Callable[[float], float], target: float, points: int) -> tuple[float, float]:
+    """The smallest of ``points`` evenly spaced channel ratios in ``(0, MAX_RATIO]`` whose
+    ``measure`` meets ``target``: for Torch-Pruning's ``round_to``, whose kept channels are a
+    step function of the ratio (each layer's count floored to a multiple of the block, a layer
+    left whole where that floor is 0), so the latency is not monotone and bisection misses.
+
+    Returns:
+        ``(ratio, its measure)``.
+
+    Raises:
+        AutomcError: no ratio meets the target (the smallest measure found is named).
+    """
+    from automc.errors import AutomcError
+
+    seen = []
+    for i in range(1, points + 1):
+        ratio = MAX_RATIO * i / points
+        value = measure(ratio)
+        if value <= target:
+            return ratio, value
+        seen.append((value, ratio))
+    best, at = min(seen)
+    raise AutomcError(
+        f"Torch-Pruning reaches at best {best:.3f} of the base (ratio {at:.2f} of {points} up to "
+        f"{MAX_RATIO}), not {target}"
+    )
+
+
 def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
     """One Torch-Pruning baseline: bisect the ratio to the budget, fine-tune, measure."""
     import torch
@@ -427,7 +458,10 @@ def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
             def measure(r: float) -> float:
                 return latency_fraction(ctx, tp_prune(ctx, method, r, seed), int8=int8, seed=seed)
 
-            ratio, _ = bisect_ratio(measure, target, steps=5)
+            if method == ALIGNED_TP:
+                ratio, _ = scan_ratio(measure, target, points=18)
+            else:
+                ratio, _ = bisect_ratio(measure, target, steps=5)
         else:
 
             def measure(r: float) -> float:

@@ -21,6 +21,11 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   ±10%), and ``refit_loo_*`` refits the profile's network terms leave-one-out
   on the first copy's own timings (``automc.hardware.refit_loo_ms``, the table kept): the
   error of the model's form alone, without the machine's drift since profiling.
+  ``relative_within_10pct`` / ``relative_rmspe``: the same on each variant's latency as a
+  fraction of the unpruned base model's, timed in the same interleaved run (measured) and
+  predicted by the profile (predicted), as a budget given as a fraction of the base's latency
+  (``latency=0.5``) is priced; ``base_predicted_over_measured``: how far the machine's speed
+  has moved since profiling, which the fraction cancels.
   ``boundaries_mean``: int8/float precision boundaries per variant (``LatencyEstimate.boundaries``);
   ``off_layout_mean``: float layers per variant off the runtime's blocked channel layout
   (``LatencyEstimate.off_layout``; ONNX Runtime CPU's NCHWc, ``channel_block`` in the profile).
@@ -133,17 +138,24 @@ def _timed(
 
 
 def _fidelity_row(
-    case: Any, variants: list[Any], again: list[Any], profile: Any
+    case: Any, variants: list[Any], again: list[Any], base: Any, profile: Any
 ) -> tuple[dict[str, float], list[float]]:
     """The profile's fidelity on ``variants`` (see the module docstring) and its predictions;
-    ``again``: the same networks timed a second time in the run."""
+    ``again``: the same networks timed a second time in the run; ``base``: the unpruned
+    network timed in the same run."""
     from automc.cost.latency import fidelity, predict_latency, spearman
     from automc.hardware import refit_loo_ms
+    from automc.plan import CompressionPlan
 
     estimates = [predict_latency(case.layers, v.plan, profile) for v in variants]
     predicted = [e.total_ms for e in estimates]
     measured = [v.measured_ms for v in variants]
     row = fidelity(predicted, measured)
+    base_ms = predict_latency(case.layers, CompressionPlan(), profile).total_ms
+    relative = fidelity([p / base_ms for p in predicted], [m / base.measured_ms for m in measured])
+    row["relative_within_10pct"] = relative["within_10pct"]
+    row["relative_rmspe"] = relative["rmspe"]
+    row["base_predicted_over_measured"] = base_ms / base.measured_ms
     self_agreement = fidelity([v.measured_ms for v in again], measured)
     row["measurement_self_spearman"] = self_agreement["spearman"]
     row["measurement_self_within_10pct"] = self_agreement["within_10pct"]
@@ -203,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from automc.hardware import LEVEL_JITTER, ProfileCase, random_plan
     from automc.hardware.runtimes import get
     from automc.hardware.variants import INT8_SHARE
+    from automc.plan import CompressionPlan
     from automc.schema.hw_profile import resolve_profile
 
     profile = resolve_profile(args.profile)
@@ -243,11 +256,20 @@ def main(argv: list[str] | None = None) -> int:
             for kind in (("any", "aligned") if block > 1 else ("any",))
         }
         networks = [p for kind in plans for p in plans[kind]]
-        timed = _timed(case, networks + networks, profile, runtime, threads, repeats, args.seed, "variants")
+        base, *timed = _timed(
+            case,
+            [CompressionPlan(), *networks, *networks],
+            profile,
+            runtime,
+            threads,
+            repeats,
+            args.seed,
+            "variants",
+        )
         for k, kind in enumerate(plans):
             first = timed[k * args.n : (k + 1) * args.n]
             again = timed[len(networks) + k * args.n : len(networks) + (k + 1) * args.n]
-            row, predicted = _fidelity_row(case, first, again, profile)
+            row, predicted = _fidelity_row(case, first, again, base, profile)
             if kind == "aligned":
                 aligned[name] = row
                 pooled_aligned[0].extend(predicted)
@@ -278,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
             "spearman": min(r["spearman"] for r in rows),
             "macs_spearman": min(r["macs_spearman"] for r in rows),
             "bitops_spearman": min(r["bitops_spearman"] for r in rows),
+            "relative_within_10pct": round(
+                sum(r["relative_within_10pct"] * r["n"] for r in rows) / sum(r["n"] for r in rows), 4
+            ),
         }
 
     overall = pooled_row(pred_all, meas_all, per_model.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from automc.budget import (
+    cheapest_corners,
     check_feasible_space,
     constraints,
     parse_budget,
@@ -126,3 +127,22 @@ def test_impossible_budget_is_refused_with_the_cheapest_cost() -> None:
     assert "cannot be met: the smallest plan in the space costs" in str(err.value)
     with pytest.raises(AutomcError, match="gives no latency_ms"):
         check_feasible_space(bound, cost_fn, {"latency_ms": 1.0})
+
+
+def test_feasibility_counts_plans_whose_low_bits_or_ranks_cost_more_latency() -> None:
+    """On a deployment runtime a low-bit or a factorised layer can be slower than a float or
+    a single one: a latency budget met by the space's smallest keep at the base's bits and
+    ranks is not refused because the all-extreme plan misses it."""
+    bound = SearchSpace.from_dict(dict(TOY_SPACE)).bind(toy_layers())
+
+    def cost_fn(plan):
+        low_bits = sum(plan.choice(s.name).w_bits <= 4 for s in bound.layers)
+        factorised = sum(plan.choice(s.name).rank is not None for s in bound.layers)
+        return {"latency_ms": plan_macs(bound.layers, plan) * 1e-6 * (1 + low_bits) + 5.0 * factorised}
+
+    corners = [cost_fn(bound.to_plan(v))["latency_ms"] for v in cheapest_corners(bound)]
+    extreme = cost_fn(bound.to_plan(bound.extreme_values()))["latency_ms"]
+    assert len(corners) == 4 and min(corners) < extreme
+    check_feasible_space(bound, cost_fn, {"latency_ms": min(corners) * 1.01})
+    with pytest.raises(AutomcError, match="cannot be met"):
+        check_feasible_space(bound, cost_fn, {"latency_ms": min(corners) * 0.99})

@@ -34,7 +34,10 @@ of each layer's channels, ``grid.rank_fractions`` of its maximal rank; see
 :func:`channel_grid`); channel counts in between are interpolated bilinearly in (input,
 output) channels between the four surrounding grid points (linearly in channels for
 depthwise convs). Bilinear interpolation is exact for any latency of the form
-``a + b*n + c*m + d*n*m``, which covers MAC-proportional cost.
+``a + b*n + c*m + d*n*m``, which covers MAC-proportional cost. On a runtime with a blocked
+channel layout the conv grids are moved onto it (:func:`block_layout_grid`), so the table
+holds the blocked kernels only and a conv off the layout is priced from them with the
+network's fitted generic-kernel scale.
 
 Caveats, stated plainly:
     * A configuration outside the table (channel count outside the grid range, a layer
@@ -188,28 +191,39 @@ class StageAxes:
 
 
 def _grid_for(
-    channels: int, fractions: Sequence[float], prunable: bool, multiple: int = 1
+    channels: int,
+    fractions: Sequence[float],
+    prunable: bool,
+    multiple: int = 1,
+    block: int = 0,
+    *,
+    depthwise: bool = False,
 ) -> tuple[int, ...]:
     if not prunable:
         return (channels,)
     grid = channel_grid(channels, fractions)
     if multiple > 1:
-        grid = tuple(sorted({max(multiple, (c // multiple) * multiple) for c in grid}))
-    return grid
+        return tuple(sorted({max(multiple, (c // multiple) * multiple) for c in grid}))
+    return block_layout_grid(grid, channels, block, depthwise=depthwise)
 
 
 def layer_stages(
-    spec: LayerSpec, channel_fractions: Sequence[float], rank_fractions: Sequence[float]
+    spec: LayerSpec,
+    channel_fractions: Sequence[float],
+    rank_fractions: Sequence[float],
+    block: int = 0,
 ) -> tuple[StageAxes, tuple[StageAxes, StageAxes] | None]:
-    """The table axes of a layer: its plain stage and, when factorisable, its two low-rank stages."""
-    in_grid = _grid_for(
-        spec.in_channels,
-        channel_fractions,
-        input_prunable(spec),
-        spec.groups if spec.kind == "grouped" else 1,
-    )
+    """The table axes of a layer: its plain stage and, when factorisable, its two low-rank stages.
+
+    ``block > 1`` moves a conv's grid counts onto the runtime's blocked channel layout
+    (:func:`block_layout_grid`), as a profile with ``LatencyTable.grid_block`` was measured.
+    """
+    multiple = spec.groups if spec.kind == "grouped" else 1
+    block = block if spec.kind in ("conv2d", "dwconv2d") else 0
+    depthwise = spec.kind == "dwconv2d"
+    in_grid = _grid_for(spec.in_channels, channel_fractions, input_prunable(spec), multiple, block)
     out_grid = _grid_for(
-        spec.out_channels, channel_fractions, spec.prunable, spec.groups if spec.kind == "grouped" else 1
+        spec.out_channels, channel_fractions, spec.prunable, multiple, block, depthwise=depthwise
     )
     groups = 0 if spec.kind == "dwconv2d" else spec.groups
     if spec.kind == "dwconv2d":
@@ -226,7 +240,9 @@ def layer_stages(
     )
     if spec.kind not in ("conv2d", "linear"):
         return plain, None
-    rank_grid = channel_grid(spec.max_rank, rank_fractions)
+    rank_grid = block_layout_grid(
+        channel_grid(spec.max_rank, rank_fractions), spec.max_rank, block, depthwise=False
+    )
     first = replace(plain, groups=1, out_grid=rank_grid)
     second = StageAxes(
         kind=spec.kind,
@@ -357,6 +373,28 @@ def block_layout_channels(count: int, channels: int, block: int, *, depthwise: b
     return lower
 
 
+def block_layout_grid(
+    grid: tuple[int, ...], channels: int, block: int, *, depthwise: bool
+) -> tuple[int, ...]:
+    """A table grid of channel counts (sorted, out of ``channels``) moved onto the blocked layout.
+
+    Each count moves to :func:`block_layout_channels`; the smallest one moves down to a whole
+    block instead (where it is not already on the layout), so the grid still spans every count
+    a search on the layout takes. The table then measures the runtime's blocked kernels only,
+    and a count between two grid points interpolates between two kernels of one kind: counts
+    off the layout are priced from the same points with the generic kernels' fitted scale
+    (``NetworkFit.generic_table_scale``). ``block <= 1``, or a layer of at most one block,
+    leaves the grid as it is.
+    """
+    if block <= 1 or channels <= block:
+        return grid
+    points = {block_layout_channels(c, channels, block, depthwise=depthwise) for c in grid}
+    low = grid[0]
+    if depthwise or low >= block:
+        low = max(block, low // block * block)
+    return tuple(sorted(points | {low}))
+
+
 def block_layout_keep(keep: float, members: Sequence[LayerSpec], block: int) -> float:
     """The keep ratio of the dependency group ``members`` (``LayerSpec.group``) moved to the
     nearest channel count on the blocked layout (:func:`block_layout_channels`; a group
@@ -419,6 +457,7 @@ class LatencyPredictor:
         self._next_uid = 0
         self._prices: dict[tuple[int, int, int, int, int], tuple[float, float, str]] = {}
         self._block = profile.runtime.channel_block
+        self._grid_block = lt.grid_block
         self._elem_ms = lt.elementwise_ns_per_element * 1e-6
         self._layer_ms = lt.layer_overhead_ms
         self._scale = lt.table_scale
@@ -438,7 +477,7 @@ class LatencyPredictor:
         if len(self._layers) > 100_000:
             self._layers.clear()
             self._prices.clear()
-        plain, lowrank = layer_stages(spec, self.channel_fractions, self.rank_fractions)
+        plain, lowrank = layer_stages(spec, self.channel_fractions, self.rank_fractions, self._grid_block)
         oh, ow = spec.out_hw
         ih, iw = spec.in_hw
         layer = _Layer(

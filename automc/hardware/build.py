@@ -218,6 +218,7 @@ def build_profile(
             rank_fractions=settings.rank_fractions,
             batch=settings.batch,
             bits=widths,
+            block=runtime.channel_block,
         )
 
         def time_networks(
@@ -275,6 +276,7 @@ def build_profile(
                     }
                 ),
                 entries=tuple(entries),
+                grid_block=runtime.channel_block,
             ),
         )
 

@@ -47,14 +47,16 @@ def table_configs(
     batch: int = 1,
     bits: int | Sequence[int] = 32,
     lowrank: bool = True,
+    block: int = 0,
 ) -> list[ConfigKey]:
     """Every table configuration the models and their compressed variants can take (sorted),
-    at each of ``bits`` (one width or several: ``(32, 8)`` for fp32 and int8)."""
+    at each of ``bits`` (one width or several: ``(32, 8)`` for fp32 and int8), with the conv
+    grids on a blocked layout of ``block`` channels (``automc.cost.latency.layer_stages``)."""
     widths = (bits,) if isinstance(bits, int) else tuple(bits)
     keys: set[ConfigKey] = set()
     for layers in layer_lists:
         for spec in layers:
-            plain, factors = layer_stages(spec, channel_fractions, rank_fractions)
+            plain, factors = layer_stages(spec, channel_fractions, rank_fractions, block)
             stages = [plain] + (list(factors) if factors is not None and lowrank else [])
             for st in stages:
                 for n, m in st.grid_points():

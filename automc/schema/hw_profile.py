@@ -47,7 +47,13 @@ _MEASUREMENT_KEYS = {"warmup", "repeats", "statistic", "date"}
 _ROOFLINE_KEYS = {"peak_macs_per_s", "memory_bandwidth_bytes_per_s", "launch_overhead_ms"}
 _ENERGY_KEYS = {"table", "onchip_buffer_bytes"}
 _LATENCY_REQUIRED = {"network_overhead_ms", "grid", "table"}
-_LATENCY_OPTIONAL = {"layer_overhead_ms", "elementwise_ns_per_element", "table_scale", "networks"}
+_LATENCY_OPTIONAL = {
+    "layer_overhead_ms",
+    "elementwise_ns_per_element",
+    "table_scale",
+    "networks",
+    "grid_block",
+}
 _NETWORK_KEYS = {"model", "fingerprint", "table_scale", "network_overhead_ms"}
 _GRID_KEYS = {"channel_fractions", "rank_fractions"}
 _ENTRY_REQUIRED = {
@@ -346,6 +352,9 @@ class LatencyTable:
         grid: the channel grid the table was measured on: ``channel_fractions`` and
             ``rank_fractions`` (fractions of each layer's channels / maximal rank).
         entries: the measured configurations.
+        grid_block: the channel block the conv grids were moved onto
+            (``automc.cost.latency.block_layout_grid``; 0 = the fractions' counts as they are,
+            as in profiles measured before the grid followed the layout).
     """
 
     network_overhead_ms: float
@@ -355,6 +364,7 @@ class LatencyTable:
     elementwise_ns_per_element: float = 0.0
     table_scale: float = 1.0
     networks: tuple[NetworkFit, ...] = ()
+    grid_block: int = 0
 
     def network(self, fingerprint: str) -> NetworkFit | None:
         """The per-network fit for a layer fingerprint, if that network was profiled."""
@@ -368,6 +378,7 @@ class LatencyTable:
             "elementwise_ns_per_element": _round_sig(self.elementwise_ns_per_element),
             "table_scale": _round_sig(self.table_scale),
             "grid": {k: list(v) for k, v in self.grid.items()},
+            **({"grid_block": self.grid_block} if self.grid_block else {}),
             "table": [e.to_dict() for e in self.entries],
         }
 
@@ -732,6 +743,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
         layer_oh = p.number(lt, "layer_overhead_ms", "latency", required=False)
         elem = p.number(lt, "elementwise_ns_per_element", "latency", required=False)
         scale = p.number(lt, "table_scale", "latency", required=False, positive=True)
+        grid_block = p.number(lt, "grid_block", "latency", integer=True, required=False)
         networks = _networks(p, lt.get("networks", []))
         grid_raw = p.mapping(lt.get("grid"), "latency.grid")
         grid: dict[str, tuple[float, ...]] = {}
@@ -766,6 +778,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
                 elementwise_ns_per_element=float(elem or 0.0),
                 table_scale=float(scale if scale is not None else 1.0),
                 networks=networks,
+                grid_block=int(grid_block or 0),
             )
 
     if runtime is not None and latency is not None:

@@ -12,6 +12,8 @@ from automc.cost.latency import (
     PRECISION_FLAG_KEY,
     PrecisionRegions,
     block_layout_channels,
+    block_layout_grid,
+    channel_grid,
     layer_stages,
     off_block_layout,
     predict_latency,
@@ -284,6 +286,28 @@ def test_block_layout_channels_is_the_nearest_count_on_the_layout(
         assert got in allowed
         assert abs(got - count) == min(abs(c - count) for c in allowed)
     assert block_layout_channels(5, 32, 1, depthwise=True) == 5
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize(("channels", "block"), [(16, 16), (32, 16), (96, 16), (144, 16), (40, 8), (7, 8)])
+def test_block_layout_grid_holds_only_counts_on_the_layout_and_spans_the_aligned_ones(
+    channels: int, block: int, depthwise: bool
+) -> None:
+    """Every grid point is a count on the layout (where the layer is wider than a block), and
+    every aligned count from the smallest fraction up lies inside the grid, so a search on the
+    layout is priced by interpolation, never by the roofline."""
+    fractions = (0.25, 0.5, 0.75, 1.0)
+    plain = channel_grid(channels, fractions)
+    grid = block_layout_grid(plain, channels, block, depthwise=depthwise)
+    if channels <= block:
+        assert grid == plain
+        return
+    for c in grid:
+        assert block_layout_channels(c, channels, block, depthwise=depthwise) == c
+    assert grid[-1] == channels
+    for count in range(plain[0], channels + 1):
+        assert grid[0] <= block_layout_channels(count, channels, block, depthwise=depthwise) <= grid[-1]
+    assert block_layout_grid(plain, channels, 1, depthwise=depthwise) == plain
 
 
 def test_float_stages_off_the_blocked_layout_are_priced_at_the_generic_scale() -> None:

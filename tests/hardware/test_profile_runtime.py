@@ -70,6 +70,7 @@ def test_random_plans_on_a_blocked_layout_keep_every_conv_on_it() -> None:
     assert all(predict_latency(layers, p, profile).off_layout <= base for p in aligned)
     assert all(predict_latency(layers, p, profile).off_layout > base for p in plain)
     assert any(p.choice(s.name).rank for p in aligned for s in layers)
+    assert profile.latency.grid_block == block
 
 
 def test_profile_for_a_runtime_not_installed_is_one_error(

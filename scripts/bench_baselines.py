@@ -15,17 +15,18 @@ its latency measured on the ONNX Runtime profile) and per seed:
 * ``tp-l1-uniform`` / ``tp-l1-global`` / ``tp-taylor``: Torch-Pruning ``MetaPruner`` with
   ``MagnitudeImportance(p=1)`` (one ratio for every layer / ``global_pruning=True``) and
   with ``TaylorImportance`` (one ratio; gradients of the cross-entropy on seeded train
-  batches). The pruning ratio is bisected until the fvcore MACs (MACs budgets) or the
-  ONNX Runtime latency timed interleaved with the base model (latency budgets) meet the
-  budget. At latency budgets each is also run as ``...-int8``: the ratio bisected on the
+  batches). The pruning ratio is bisected until the fvcore MACs meet a MACs budget; at a
+  latency budget it is the smallest ratio whose ONNX Runtime latency, timed interleaved with
+  the base model, meets it (``scan_ratio``: 18 evenly spaced ratios, then 3 halvings towards
+  the one below; latency is not monotone in the ratio on a blocked channel layout). At
+  latency budgets each is also run as ``...-int8``: the ratio found on the
   int8 (static QDQ, every conv and linear layer) artifact's latency, fine-tuned in fp32,
   then quantized post-training. ``tp-l1-uniform-aligned`` (latency budgets): uniform L1 with
   ``round_to`` at the runtime's channel block (``OnnxRuntime.channel_block``), what a user who
   knows ONNX Runtime's blocked layout would add; it keeps multiples of the block only, while
   automc's aligned search also keeps fewer channels than a block (``block_layout_channels``).
   Its kept channels are a step function of the ratio (each layer floored to whole blocks, a
-  layer left whole where that floor is 0), so its ratio is the smallest of 18 evenly spaced
-  ones that meets the budget (``scan_ratio``) rather than bisected.
+  layer left whole where that floor is 0), so its ratio is the grid's, not halved further.
 
 Every model is fine-tuned by ``automc.train.finetune`` with knowledge distillation from
 the base model (``FINETUNE_RECIPE`` with ``--finetune-epochs``, the search config's KD
@@ -84,7 +85,7 @@ MAIN = {
 At latency budgets automc's prune-only search is in it too: the joint space's cheapest plan may be
 priced slower than the base model, and the search then refuses the budget."""
 MAX_RATIO = 0.9
-"""Largest Torch-Pruning channel ratio the bisection tries."""
+"""Largest Torch-Pruning channel ratio tried."""
 TAYLOR_BATCHES = 4
 TARGET_POINTS = {"flops=0.15": 1.0, "flops=0.3": 0.3, "latency=0.5": 1.0}
 """Targets of the comparison: automc's winner at least this many test-accuracy points above the best baseline."""
@@ -410,11 +411,18 @@ def bisect_ratio(measure: Callable[[float], float], target: float, steps: int) -
     return hi, at_hi
 
 
-def scan_ratio(measure: Callable[[float], float], target: float, points: int) -> tuple[float, float]:
+def scan_ratio(
+    measure: Callable[[float], float], target: float, points: int, steps: int = 0
+) -> tuple[float, float]:
     """The smallest of ``points`` evenly spaced channel ratios in ``(0, MAX_RATIO]`` whose
-    ``measure`` meets ``target``: for Torch-Pruning's ``round_to``, whose kept channels are a
-    step function of the ratio (each layer's count floored to a multiple of the block, a layer
-    left whole where that floor is 0), so the latency is not monotone and bisection misses.
+    ``measure`` meets ``target``, then bisected ``steps`` times towards the grid ratio below it.
+
+    For latency budgets on a runtime with a blocked channel layout: a pruned conv off the
+    layout runs a generic kernel, so latency is not monotone in the ratio (a larger ratio can
+    be faster), and a bisection over the whole range can stop at a ratio that prunes far more
+    than the budget needs. With Torch-Pruning's ``round_to`` the kept channels are a step
+    function of the ratio (each layer floored to whole blocks, a layer left whole where that
+    floor is 0).
 
     Returns:
         ``(ratio, its measure)``.
@@ -429,7 +437,15 @@ def scan_ratio(measure: Callable[[float], float], target: float, points: int) ->
         ratio = MAX_RATIO * i / points
         value = measure(ratio)
         if value <= target:
-            return ratio, value
+            lo, hi, at_hi = MAX_RATIO * (i - 1) / points, ratio, value
+            for _ in range(steps if i > 1 else 0):
+                mid = (lo + hi) / 2
+                at_mid = measure(mid)
+                if at_mid <= target:
+                    hi, at_hi = mid, at_mid
+                else:
+                    lo = mid
+            return hi, at_hi
         seen.append((value, ratio))
     best, at = min(seen)
     raise AutomcError(
@@ -439,7 +455,7 @@ def scan_ratio(measure: Callable[[float], float], target: float, points: int) ->
 
 
 def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
-    """One Torch-Pruning baseline: bisect the ratio to the budget, fine-tune, measure."""
+    """One Torch-Pruning baseline: find the ratio that meets the budget, fine-tune, measure."""
     import torch
 
     from automc import train
@@ -449,7 +465,7 @@ def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
     target = budget_value(budget)
     int8 = method.endswith("-int8")
     t0 = time.perf_counter()
-    # L1 importance does not depend on the seed: its bisected ratio is found once per budget
+    # L1 importance does not depend on the seed: its ratio is found once per budget
     cache_key = None if method.startswith("tp-taylor") else f"{method}|{budget}"
     found = ctx.ratios.get(cache_key) if cache_key else None
     if found is None:
@@ -458,10 +474,7 @@ def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
             def measure(r: float) -> float:
                 return latency_fraction(ctx, tp_prune(ctx, method, r, seed), int8=int8, seed=seed)
 
-            if method == ALIGNED_TP:
-                ratio, _ = scan_ratio(measure, target, points=18)
-            else:
-                ratio, _ = bisect_ratio(measure, target, steps=5)
+            ratio, _ = scan_ratio(measure, target, points=18, steps=0 if method == ALIGNED_TP else 3)
         else:
 
             def measure(r: float) -> float:

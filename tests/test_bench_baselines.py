@@ -71,6 +71,25 @@ def test_bisection_finds_the_smallest_ratio_meeting_the_target(bench) -> None:
         bench.bisect_ratio(lambda r: 1.0, 0.5, steps=3)
 
 
+def test_scan_finds_the_smallest_ratio_where_latency_is_not_monotone(bench) -> None:
+    """Latency on a blocked layout: ratios in (0.4, 0.5) leave convs off the layout and run
+    slower than the base. Bisection from 0.9 halves into that bump and overshoots; the scan
+    finds the first ratio that meets the budget, then refines below it."""
+
+    def latency(r: float) -> float:
+        return 1.3 if 0.4 < r < 0.5 else 1.0 - 2 * r
+
+    target = 0.45
+    bisected, _ = bench.bisect_ratio(latency, target, steps=5)
+    ratio, value = bench.scan_ratio(latency, target, points=18, steps=3)
+    assert value <= target and ratio == pytest.approx(0.275, abs=0.05 / 8)
+    assert bisected >= 0.5
+    step, _ = bench.scan_ratio(latency, target, points=18)
+    assert step == pytest.approx(0.3)
+    with pytest.raises(AutomcError, match="at best -0.800"):
+        bench.scan_ratio(latency, -1.0, points=18)
+
+
 def test_a_json_of_other_settings_is_refused_in_one_line(bench, tmp_path, capsys) -> None:
     out = tmp_path / "b.json"
     out.write_text(

@@ -378,11 +378,13 @@ def block_layout_grid(
 ) -> tuple[int, ...]:
     """A table grid of channel counts (sorted, out of ``channels``) moved onto the blocked layout.
 
-    Each count moves to :func:`block_layout_channels`; the smallest one moves down to a whole
-    block instead (where it is not already on the layout), so the grid still spans every count
-    a search on the layout takes. The table then measures the runtime's blocked kernels only,
-    and a count between two grid points interpolates between two kernels of one kind: counts
-    off the layout are priced from the same points with the generic kernels' fitted scale
+    Each count moves to :func:`block_layout_channels`, and the smallest one also moves down to
+    a whole block (where it is not already on the layout), so the grid spans every count a
+    search on the layout takes; a depthwise layer's smallest count below one block stays too,
+    so the grid still spans every count of the fractions. The table then measures the
+    runtime's blocked kernels, and a count between two grid points interpolates between two
+    kernels of one kind (but below a depthwise layer's first block): counts off the layout are
+    priced from the same points with the generic kernels' fitted scale
     (``NetworkFit.generic_table_scale``). ``block <= 1``, or a layer of at most one block,
     leaves the grid as it is.
     """
@@ -391,8 +393,8 @@ def block_layout_grid(
     points = {block_layout_channels(c, channels, block, depthwise=depthwise) for c in grid}
     low = grid[0]
     if depthwise or low >= block:
-        low = max(block, low // block * block)
-    return tuple(sorted(points | {low}))
+        points.add(max(block, low // block * block))
+    return tuple(sorted(points | {min(low, *points)}))
 
 
 def block_layout_keep(keep: float, members: Sequence[LayerSpec], block: int) -> float:

@@ -293,20 +293,19 @@ def test_block_layout_channels_is_the_nearest_count_on_the_layout(
 def test_block_layout_grid_holds_only_counts_on_the_layout_and_spans_the_aligned_ones(
     channels: int, block: int, depthwise: bool
 ) -> None:
-    """Every grid point is a count on the layout (where the layer is wider than a block), and
-    every aligned count from the smallest fraction up lies inside the grid, so a search on the
-    layout is priced by interpolation, never by the roofline."""
+    """Every grid point is a count on the layout (where the layer is wider than a block; a
+    depthwise layer keeps its smallest count below a block), and the grid spans every count
+    from the smallest fraction up, so a search on the layout or off it is priced by
+    interpolation, never by the roofline."""
     fractions = (0.25, 0.5, 0.75, 1.0)
     plain = channel_grid(channels, fractions)
     grid = block_layout_grid(plain, channels, block, depthwise=depthwise)
     if channels <= block:
         assert grid == plain
         return
-    for c in grid:
-        assert block_layout_channels(c, channels, block, depthwise=depthwise) == c
-    assert grid[-1] == channels
-    for count in range(plain[0], channels + 1):
-        assert grid[0] <= block_layout_channels(count, channels, block, depthwise=depthwise) <= grid[-1]
+    off = [c for c in grid if block_layout_channels(c, channels, block, depthwise=depthwise) != c]
+    assert off == ([plain[0]] if depthwise and plain[0] < block else [])
+    assert grid[0] <= plain[0] and grid[-1] == channels
     assert block_layout_grid(plain, channels, 1, depthwise=depthwise) == plain
 
 

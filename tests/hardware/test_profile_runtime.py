@@ -56,7 +56,9 @@ def test_random_plans_mix_int8_and_fp32_layers_without_moving_the_rest() -> None
 def test_random_plans_on_a_blocked_layout_keep_every_conv_on_it() -> None:
     """``channel_block`` moves the drawn counts onto the layout (no conv priced off it by the
     shipped ONNX Runtime profile but those the unpruned model has: a group keeping all its
-    channels keeps their layout), as a search bound for that runtime does."""
+    channels keeps their layout), as a search bound for that runtime does. The profile's
+    table grid is on the same layout, so in every such plan, and every plain one, each layer
+    that keeps its single conv is priced from the table (none falls back to the roofline)."""
     from automc.cost import load_profile
 
     torch.manual_seed(0)
@@ -71,6 +73,8 @@ def test_random_plans_on_a_blocked_layout_keep_every_conv_on_it() -> None:
     assert all(predict_latency(layers, p, profile).off_layout > base for p in plain)
     assert any(p.choice(s.name).rank for p in aligned for s in layers)
     assert profile.latency.grid_block == block
+    for p in aligned + plain:
+        assert all(p.choice(name).rank is not None for name in predict_latency(layers, p, profile).flags)
 
 
 def test_profile_for_a_runtime_not_installed_is_one_error(

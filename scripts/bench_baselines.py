@@ -397,10 +397,17 @@ def bisect_ratio(measure: Callable[[float], float], target: float, steps: int) -
     """
     from automc.errors import AutomcError
 
-    hi, lo = MAX_RATIO, 0.0
-    at_hi = measure(hi)
+    at_hi = measure(MAX_RATIO)
     if at_hi > target:
         raise AutomcError(f"Torch-Pruning at ratio {MAX_RATIO} reaches {at_hi:.3f} of the base, not {target}")
+    return _halve(measure, target, 0.0, MAX_RATIO, at_hi, steps)
+
+
+def _halve(
+    measure: Callable[[float], float], target: float, lo: float, hi: float, at_hi: float, steps: int
+) -> tuple[float, float]:
+    """``(ratio, its measure)`` after ``steps`` halvings of ``[lo, hi]`` (``hi`` meets ``target``,
+    its measure ``at_hi``), keeping the smaller half whose upper end meets it."""
     for _ in range(steps):
         mid = (lo + hi) / 2
         value = measure(mid)
@@ -437,15 +444,7 @@ def scan_ratio(
         ratio = MAX_RATIO * i / points
         value = measure(ratio)
         if value <= target:
-            lo, hi, at_hi = MAX_RATIO * (i - 1) / points, ratio, value
-            for _ in range(steps if i > 1 else 0):
-                mid = (lo + hi) / 2
-                at_mid = measure(mid)
-                if at_mid <= target:
-                    hi, at_hi = mid, at_mid
-                else:
-                    lo = mid
-            return hi, at_hi
+            return _halve(measure, target, MAX_RATIO * (i - 1) / points, ratio, value, steps)
         seen.append((value, ratio))
     best, at = min(seen)
     raise AutomcError(

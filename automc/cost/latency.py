@@ -36,8 +36,8 @@ output) channels between the four surrounding grid points (linearly in channels 
 depthwise convs). Bilinear interpolation is exact for any latency of the form
 ``a + b*n + c*m + d*n*m``, which covers MAC-proportional cost. On a runtime with a blocked
 channel layout the conv grids are moved onto it (:func:`block_layout_grid`), so the table
-holds the blocked kernels only and a conv off the layout is priced from them with the
-network's fitted generic-kernel scale.
+holds the blocked kernels (but a depthwise layer's smallest count below a block) and a conv
+off the layout is priced from them with the network's fitted generic-kernel scale.
 
 Caveats, stated plainly:
     * A configuration outside the table (channel count outside the grid range, a layer

@@ -394,7 +394,9 @@ def block_layout_grid(
     low = grid[0]
     if depthwise or low >= block:
         points.add(max(block, low // block * block))
-    return tuple(sorted(points | {min(low, *points)}))
+    if low < min(points):
+        points.add(low)
+    return tuple(sorted(points))
 
 
 def block_layout_keep(keep: float, members: Sequence[LayerSpec], block: int) -> float:

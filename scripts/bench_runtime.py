@@ -27,7 +27,7 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   (``latency=0.5``) is priced; ``base_predicted_over_measured``: how far the machine's speed
   has moved since profiling, which the fraction cancels.
   ``boundaries_mean``: int8/float precision boundaries per variant (``LatencyEstimate.boundaries``);
-  ``off_layout_mean``: float layers per variant off the runtime's blocked channel layout
+  ``off_layout_mean``: layers per variant off the runtime's blocked channel layout
   (``LatencyEstimate.off_layout``; ONNX Runtime CPU's NCHWc, ``channel_block`` in the profile).
   ``aligned_overall`` / ``aligned_per_model``: the same for ``--n`` further variants per model
   drawn alike but with every channel count and rank on the profile's blocked layout

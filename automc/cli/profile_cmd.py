@@ -67,9 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fit-variants",
         type=int,
-        default=6,
+        default=30,
         metavar="K",
-        help="random variants per model (plus the base) used to fit the network overhead (default 6)",
+        help="random variants per model (plus the base) used to fit the network-level terms (default 30)",
     )
     p.add_argument("--repeats", type=int, default=30, help="timed samples per configuration (default 30)")
     p.add_argument(

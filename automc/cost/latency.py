@@ -8,11 +8,14 @@ table plus a fitted per-network overhead. For a network the profile was measured
              + extra_stage_ms[net] * (number of low-rank-factorised layers)
 
              + transition_ms[net] * (number of int8/float precision boundaries)
+             + transition_ns_per_element[net] * (tensor elements converted at them)
 
 (with ``int8_table_scale[net]`` instead of ``table_scale[net]`` for the layers priced from
-int8 entries, when the fit has one). A precision boundary is an int8 layer next to a float
-region of the network's tensors (:class:`PrecisionRegions`): the runtime quantizes the
-layer's input there, or dequantizes its output, and reorders the tensor's layout.
+int8 entries, and ``generic_table_scale[net]`` / ``int8_generic_table_scale[net]`` for the
+stages off the runtime's blocked channel layout, when the fit has them). A precision
+boundary is an int8 layer next to a float region of the network's tensors
+(:class:`PrecisionRegions`): the runtime quantizes the layer's input there, or dequantizes
+its output, and reorders the tensor's layout, at a cost that grows with the tensor.
 
 For any other network the global fit is used and the estimate is flagged under
 ``"(network)"`` (see ``automc.schema.hw_profile.LatencyTable``)::
@@ -37,7 +40,8 @@ depthwise convs). Bilinear interpolation is exact for any latency of the form
 ``a + b*n + c*m + d*n*m``, which covers MAC-proportional cost. On a runtime with a blocked
 channel layout the conv grids are moved onto it (:func:`block_layout_grid`), so the table
 holds the blocked kernels (but a depthwise layer's smallest count below a block) and a conv
-off the layout is priced from them with the network's fitted generic-kernel scale.
+off the layout is priced from them with the network's fitted generic-kernel scale (one for
+float stages, one for int8 stages: both slow down off the layout).
 
 Caveats, stated plainly:
     * A configuration outside the table (channel count outside the grid range, a layer
@@ -102,10 +106,15 @@ class LatencyEstimate:
             profile's runtime does not execute (priced at the next precision it does).
         boundaries: int8/float precision boundaries of the network
             (:meth:`PrecisionRegions.boundaries`; 0 on a runtime without int8 kernels); their
-            price (the network fit's ``transition_ms`` each) is in ``total_ms``, in no layer's share.
-        off_layout: float layers with a stage off the runtime's blocked channel layout
-            (:func:`off_block_layout`), priced at the network fit's ``generic_table_scale``.
-        off_layout_ms: the part of ``total_ms`` those stages' table prices make up.
+            price (the network fit's ``transition_ms`` each and ``transition_ns_per_element``
+            per element converted) is in ``total_ms``, in no layer's share.
+        boundary_elements: the tensor elements converted at those boundaries
+            (:meth:`PrecisionRegions.boundary_elements`, at the profile's batch size).
+        off_layout: layers with a stage off the runtime's blocked channel layout
+            (:func:`off_block_layout`), priced at the network fit's ``generic_table_scale``
+            (float) or ``int8_generic_table_scale`` (int8).
+        off_layout_ms: the part of ``total_ms`` the float stages off the layout make up.
+        int8_off_layout_ms: the part of ``total_ms`` the int8 stages off the layout make up.
     """
 
     total_ms: float
@@ -114,8 +123,10 @@ class LatencyEstimate:
     unsupported: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     simulated: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     boundaries: int = 0
+    boundary_elements: int = 0
     off_layout: int = 0
     off_layout_ms: float = 0.0
+    int8_off_layout_ms: float = 0.0
 
     @property
     def simulated_note(self) -> str:
@@ -273,11 +284,14 @@ class PrecisionRegions:
         adjacent: per layer (in the order given), the regions it reads or writes.
         members: per region, the positions of the layers that read or write it.
         external: per region, whether it touches the network's input or output (float).
+        roles: per layer, per region of ``adjacent``, the input segment
+            (``LayerSpec.in_segments``) it reads there, or -1 where it writes its output.
     """
 
     adjacent: tuple[tuple[int, ...], ...]
     members: tuple[tuple[int, ...], ...]
     external: tuple[bool, ...]
+    roles: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
     def of(cls, layers: Sequence[LayerSpec]) -> PrecisionRegions:
@@ -301,30 +315,52 @@ class PrecisionRegions:
 
         last_dw: dict[int, int] = {}
         adjacent: list[tuple[int, ...]] = [()] * len(layers)
+        roles: list[tuple[int, ...]] = [()] * len(layers)
         for pos in sorted(range(len(layers)), key=lambda i: layers[i].index):
             spec = layers[pos]
-            touched = []
-            for g, _, _ in spec.in_segments or ((NOT_PRUNABLE, spec.in_channels, 1),):
+            touched: dict[int, int] = {}
+            for seg, (g, _, _) in enumerate(spec.in_segments or ((NOT_PRUNABLE, spec.in_channels, 1),)):
                 key: tuple[object, ...] = ("input",) if g == NOT_PRUNABLE else (g, last_dw.get(g, -1))
-                touched.append(region(key, g == NOT_PRUNABLE, pos, True))
+                touched.setdefault(region(key, g == NOT_PRUNABLE, pos, True), seg)
             if spec.group == NOT_PRUNABLE:
-                touched.append(region(("output", spec.name), True, pos, False))
+                out = region(("output", spec.name), True, pos, False)
             else:
                 if spec.kind == "dwconv2d":
                     last_dw[spec.group] = spec.index
-                touched.append(region((spec.group, last_dw.get(spec.group, -1)), False, pos, False))
-            adjacent[pos] = tuple(dict.fromkeys(touched))
+                out = region((spec.group, last_dw.get(spec.group, -1)), False, pos, False)
+            touched.setdefault(out, -1)
+            adjacent[pos] = tuple(touched)
+            roles[pos] = tuple(touched.values())
         return cls(
             adjacent=tuple(adjacent),
             members=tuple(tuple(m) for m in members),
             external=tuple(ext or not r for ext, r in zip(external, read)),
+            roles=tuple(roles),
         )
+
+    def _float_regions(self, int8: Sequence[bool]) -> list[bool]:
+        return [ext or not all(int8[m] for m in mem) for mem, ext in zip(self.members, self.external)]
 
     def boundaries(self, int8: Sequence[bool]) -> int:
         """Int8/float boundaries when layer ``i`` runs int8 iff ``int8[i]``: over the int8
         layers, the float regions each reads or writes."""
-        float_region = [ext or not all(int8[m] for m in mem) for mem, ext in zip(self.members, self.external)]
+        float_region = self._float_regions(int8)
         return sum(sum(float_region[r] for r in regs) for regs, on in zip(self.adjacent, int8) if on)
+
+    def boundary_elements(
+        self, int8: Sequence[bool], segment_elements: Sequence[Sequence[int]], output_elements: Sequence[int]
+    ) -> int:
+        """The tensor elements converted at the :meth:`boundaries`: at each, the elements of the
+        int8 layer's input segment it reads there (``segment_elements[i][s]``) or of its output
+        (``output_elements[i]``)."""
+        float_region = self._float_regions(int8)
+        total = 0
+        for i, on in enumerate(int8):
+            if on:
+                for r, seg in zip(self.adjacent[i], self.roles[i]):
+                    if float_region[r]:
+                        total += output_elements[i] if seg < 0 else segment_elements[i][seg]
+        return total
 
 
 LATENCY_TOLERANCE = 0.10
@@ -333,8 +369,8 @@ is flagged with the reasons, ``automc.pipeline.winners.latency_check``)."""
 
 
 def off_block_layout(kind: str, n: int, m: int, groups: int, block: int) -> bool:
-    """Whether a float conv stage with ``n`` input and ``m`` output channels runs off the
-    runtime's blocked channel layout (``block`` channels per block; 0 = the runtime has none).
+    """Whether a conv stage with ``n`` input and ``m`` output channels runs off the runtime's
+    blocked channel layout (``block`` channels per block; 0 = the runtime has none).
 
     ONNX Runtime's CPU provider reorders convs to MLAS's NCHWc layout (16 channels per block
     with AVX-512, 8 with AVX/AVX2) only where the channels fit it: a plain conv whose input
@@ -342,7 +378,9 @@ def off_block_layout(kind: str, n: int, m: int, groups: int, block: int) -> bool
     depthwise conv whose channels are a multiple, a grouped conv whose per-group input and
     output channels are. Any other conv runs the generic NCHW kernel, measured here up to
     1.5x slower than the unpruned network it was pruned from (resnet20, keep 0.875: 14/28/56
-    channels, 0.58 ms against 0.39 ms). Linear layers have no blocked layout.
+    channels, 0.58 ms against 0.39 ms). Linear layers have no blocked layout. Its int8 kernels
+    are no NCHWc ones but run slower on the same channel counts (mobilenetv2: int8 networks off
+    the layout 14% slower than their on-layout table prices; ``NetworkFit.int8_generic_table_scale``).
     """
     if block <= 1 or kind == "linear":
         return False
@@ -593,13 +631,12 @@ class LatencyPredictor:
             ]
         fast = generic = 0.0
         flag = ""
-        float_kernel = self._bits_map.get(bits, self._bits[-1]) > 8
         for (st, a, b), (macs, weights, ie, oe) in zip(stages, rf):
             ms = self._stage_ms(st, a, b, bits)
             if ms is None:
                 flag = FLAG_ROOFLINE if self._shape_known(st) else FLAG_NO_SHAPE
                 ms = self._roofline_ms(macs, weights, ie, oe, w_bits, a_bits)
-            if float_kernel and off_block_layout(st.kind, a, b, st.groups, self._block):
+            if off_block_layout(st.kind, a, b, st.groups, self._block):
                 generic += ms
             else:
                 fast += ms
@@ -649,21 +686,32 @@ class LatencyPredictor:
             scale, elem_ms, layer_ms, stage_ms = fit.table_scale, 0.0, 0.0, fit.extra_stage_ms
         int8_scale = scale if fit is None or fit.int8_table_scale is None else fit.int8_table_scale
         generic_scale = scale if fit is None or fit.generic_table_scale is None else fit.generic_table_scale
+        int8_generic_scale = (
+            int8_scale
+            if fit is None or fit.int8_generic_table_scale is None
+            else fit.int8_generic_table_scale
+        )
         int8 = [False] * len(layers)
+        segment_elements: list[tuple[int, ...]] = [()] * len(layers)
+        output_elements = [0] * len(layers)
         off_layout = 0
-        off_layout_ms = 0.0
+        off_layout_ms = int8_off_layout_ms = 0.0
         for pos, spec in enumerate(layers):
             if spec.kind not in LAYER_KINDS:
                 unsupported[spec.name] = f"layer kind {spec.kind!r} has no latency model"
                 continue
             choice = choices.get(spec.name, IDENTITY)
             layer = self._layer(spec)
-            n = 0
-            for g, c, mult in spec.in_segments or ((NOT_PRUNABLE, spec.in_channels, 1),):
-                n += kept_channels(c, keep.get(g, 1.0)) * mult
+            segments = tuple(
+                kept_channels(c, keep.get(g, 1.0)) * mult
+                for g, c, mult in spec.in_segments or ((NOT_PRUNABLE, spec.in_channels, 1),)
+            )
+            n = sum(segments)
             m = kept_channels(spec.out_channels, keep.get(spec.group, 1.0))
             if spec.kind == "dwconv2d":
                 n = m
+            segment_elements[pos] = tuple(c * layer.in_positions * self.batch for c in segments)
+            output_elements[pos] = m * layer.out_positions * self.batch
             rank = choice.rank
             if rank is not None and layer.lowrank is None:
                 unsupported[spec.name] = f"low-rank factorisation of a {spec.kind} layer has no latency model"
@@ -678,19 +726,29 @@ class LatencyPredictor:
             if hit is None:
                 hit = self._price(layer, n, m, rank, choice.w_bits, choice.a_bits)
                 self._prices[ck] = hit
-            ms = (int8_scale if priced_bits == 8 else scale) * hit[0] + generic_scale * hit[1]
-            ms += layer_ms + elem_ms * m * layer.out_positions * self.batch
+            if priced_bits == 8:
+                off_ms = int8_generic_scale * hit[1]
+                ms = int8_scale * hit[0] + off_ms
+                int8_off_layout_ms += off_ms
+            else:
+                off_ms = generic_scale * hit[1]
+                ms = scale * hit[0] + off_ms
+                off_layout_ms += off_ms
+            ms += layer_ms + elem_ms * output_elements[pos]
             if rank is not None:
                 ms += layer_ms + stage_ms
             off_layout += hit[1] > 0
-            off_layout_ms += generic_scale * hit[1]
             if hit[2]:
                 flags[spec.name] = hit[2]
             per_layer[spec.name] = ms
             total += ms
-        boundaries = self._precision_regions(layers).boundaries(int8) if any(int8) else 0
+        boundaries = elements = 0
+        if any(int8):
+            regions = self._precision_regions(layers)
+            boundaries = regions.boundaries(int8)
+            elements = regions.boundary_elements(int8, segment_elements, output_elements)
         if fit is not None:
-            total += fit.transition_ms * boundaries
+            total += fit.transition_ms * boundaries + fit.transition_ns_per_element * 1e-6 * elements
         return LatencyEstimate(
             total_ms=total,
             per_layer_ms=per_layer,
@@ -698,8 +756,10 @@ class LatencyPredictor:
             unsupported=unsupported,
             simulated=simulated,
             boundaries=boundaries,
+            boundary_elements=elements,
             off_layout=off_layout,
             off_layout_ms=off_layout_ms,
+            int8_off_layout_ms=int8_off_layout_ms,
         )
 
 

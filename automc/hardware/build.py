@@ -40,7 +40,7 @@ import torch
 
 from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, predict_latency
 from automc.errors import AutomcError
-from automc.hardware.fitting import FitRow, _features, fit_network_mixed, fit_overhead
+from automc.hardware.fitting import _features, fit_network_mixed, fit_overhead, fit_row
 from automc.hardware.table import measure_roofline, measure_table, table_configs
 from automc.hardware.timing import TimingProtocol, measure_as_profiled, measure_model_ms, pinned_threads
 from automc.hardware.variants import (
@@ -149,7 +149,7 @@ class ProfileSettings:
     batch: int = 1
     warmup: int = 5
     repeats: int = 30
-    train_variants: int = 6
+    train_variants: int = 30
     validate: int = 30
     channel_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS
     rank_fractions: Sequence[float] = DEFAULT_CHANNEL_FRACTIONS
@@ -328,11 +328,7 @@ def build_profile(
         scale, c0, c_layer, c_elem = fit_overhead([(*r[:3], m) for r, m in zip(rows, measured_ms)])
         networks = []
         for case in cases:
-            own = [
-                FitRow(r[0] - r[4] - r[6], r[4], r[3], r[5], m, r[6])
-                for r, m, v in zip(rows, measured_ms, train)
-                if v.model == case.name
-            ]
+            own = [fit_row(r, m) for r, m, v in zip(rows, measured_ms, train) if v.model == case.name]
             t = fit_network_mixed(own)
             networks.append(
                 NetworkFit(
@@ -342,8 +338,9 @@ def build_profile(
                     network_overhead_ms=t.network_overhead_ms,
                     extra_stage_ms=t.extra_stage_ms,
                     int8_table_scale=t.int8_table_scale if int8_share is not None else None,
-                    transition_ms=t.transition_ms,
                     generic_table_scale=t.generic_table_scale,
+                    int8_generic_table_scale=t.int8_generic_table_scale,
+                    transition_ns_per_element=t.transition_ns_per_element,
                 )
             )
         profile = replace(

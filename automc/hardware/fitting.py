@@ -1,9 +1,11 @@
 """Fitting a device profile's network-level latency terms to networks timed end to end.
 
 The layer table prices each layer alone; what a whole network adds (a constant, a cost per
-conv/linear call, per output element, per factorised layer's second call, per int8/float
-precision boundary, and a scale on the table, a separate one on its int8 entries) is fitted here by non-negative relative least squares: once over all profiled
-networks (:func:`fit_overhead`) and once per network (:func:`fit_network`). numpy only.
+conv/linear call, per output element, per factorised layer's second call, per element
+converted at an int8/float precision boundary, and a scale on the table, separate ones on its
+int8 entries and on the stages off the runtime's blocked layout) is fitted here by
+non-negative relative least squares: once over all profiled networks (:func:`fit_overhead`)
+and once per network (:func:`fit_network`, :func:`fit_network_mixed`). numpy only.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ if TYPE_CHECKING:
 
 def _features(
     layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
-) -> tuple[float, float, float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float, float, float]:
     """(table-only latency, conv/linear calls, output elements, factorised layers, the part of
-    the table-only latency priced from int8 entries, int8/float precision boundaries, the part
-    of float stages off the runtime's blocked layout) under ``plan``; ``profile`` must carry no
-    fitted terms (:func:`table_only`)."""
+    the table-only latency priced from int8 entries, tensor elements converted at int8/float
+    precision boundaries, the part of float stages off the runtime's blocked layout, the part of
+    int8 stages off it) under ``plan``; ``profile`` must carry no fitted terms
+    (:func:`table_only`)."""
     bare = predict_latency(layers, plan, profile)
     table_ms = bare.total_ms - profile.latency.network_overhead_ms
     keep = plan.group_keep(layers)
@@ -47,13 +50,14 @@ def _features(
             if max(c.w_bits, c.a_bits) <= 8 and bare.simulated.get(name, 8) == 8:
                 int8_ms += ms
     features = (table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised), int8_ms)
-    return (*features, float(bare.boundaries), bare.off_layout_ms)
+    return (*features, float(bare.boundary_elements), bare.off_layout_ms, bare.int8_off_layout_ms)
 
 
 def _nonneg_lstsq(
-    design: np.ndarray, target: np.ndarray, weight: np.ndarray, active: list[int]
+    design: np.ndarray, target: np.ndarray, weight: np.ndarray, active: list[int], free: Sequence[int] = ()
 ) -> np.ndarray:
-    """Weighted least squares over the ``active`` columns with every coefficient >= 0.
+    """Weighted least squares over the ``active`` columns with every coefficient >= 0 but those
+    of the ``free`` columns.
 
     Columns whose coefficient comes out negative are dropped and the rest refitted; the
     returned vector has one entry per column of ``design`` (0 for dropped / inactive ones).
@@ -61,10 +65,12 @@ def _nonneg_lstsq(
     coef = np.zeros(design.shape[1])
     while active:
         sol, *_ = np.linalg.lstsq(design[:, active] * weight[:, None], target * weight, rcond=None)
-        if (sol >= 0).all():
+        ok = [c >= 0 or a in free for a, c in zip(active, sol)]
+        if all(ok):
             coef[active] = sol
             break
-        active = [a for a, c in zip(active, sol) if c >= 0] if (sol >= 0).any() else []
+        kept = [a for a, good in zip(active, ok) if good]
+        active = kept if any(a not in free for a in kept) else []
     return coef
 
 
@@ -99,11 +105,14 @@ class FitRow(NamedTuple):
     """Table latency of its layers priced from int8 entries."""
     factorised: float
     """Low-rank-factorised layers."""
-    boundaries: float
-    """Int8/float precision boundaries (``automc.cost.latency.PrecisionRegions``)."""
+    boundary_elements: float
+    """Tensor elements converted at its int8/float precision boundaries
+    (``automc.cost.latency.PrecisionRegions.boundary_elements``)."""
     measured_ms: float
     generic_ms: float = 0.0
     """Table latency of its float stages off the blocked layout (``automc.cost.latency.off_block_layout``)."""
+    int8_generic_ms: float = 0.0
+    """Table latency of its int8 stages off the blocked layout (not in ``int8_ms``)."""
 
 
 class NetworkTerms(NamedTuple):
@@ -113,54 +122,74 @@ class NetworkTerms(NamedTuple):
     int8_table_scale: float
     network_overhead_ms: float
     extra_stage_ms: float
-    transition_ms: float
+    transition_ns_per_element: float
     generic_table_scale: float | None = None
     """``None``: not told apart from ``table_scale`` (no spread in ``generic_ms``, or fitted <= 0)."""
+    int8_generic_table_scale: float | None = None
+    """``None``: not told apart from ``int8_table_scale`` (no spread in ``int8_generic_ms``, or fitted <= 0)."""
 
 
 def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
     """Fit ``measured = scale * float_table + generic_scale * generic_table + int8_scale *
-    int8_table + overhead + stage * factorised + transition * boundaries``.
+    int8_table + int8_generic_scale * int8_generic_table + overhead + stage * factorised +
+    transition * boundary_elements``.
 
     Args:
-        rows: :class:`FitRow` per network (plain tuples in its field order; ``generic_ms``
-            may be left out).
+        rows: :class:`FitRow` per network (plain tuples in its field order; ``generic_ms`` and
+            ``int8_generic_ms`` may be left out).
 
     Returns:
-        :class:`NetworkTerms`, every term >= 0, minimising relative squared error (see
-        :func:`fit_network`). A separate int8 or generic scale needs a spread in its table
-        part, four rows or more, and must come out positive; otherwise that part is priced
-        at ``table_scale`` (the int8 scale is then ``table_scale``, the transition cost 0,
-        the generic scale ``None``). The stage and transition terms need a spread in their
-        counts and a row more than the terms fitted.
+        :class:`NetworkTerms`, every term >= 0 but the stage cost, minimising relative squared
+        error (see :func:`fit_network`). A separate int8, generic or int8-generic scale needs a
+        spread in its table part, four rows or more, and must come out positive; otherwise
+        that part is priced at ``table_scale`` (the int8 one at the int8 scale; without an int8
+        scale the transition cost is 0, the generic scales ``None``). The stage and transition
+        terms need a spread in their counts and a row more than the terms fitted. The stage
+        cost may come out negative: each stage's table entry carries the overhead of a session
+        call of its own, which the factorised layer's second call inside a network does not pay.
     """
     data = np.asarray([tuple(FitRow(*r)) for r in rows], dtype=np.float64)
-    f, q, k, b, y, g = data.T
+    f, q, k, b, y, g, qg = data.T
     n = len(data)
     w = 1.0 / y
-    split = [name for name, part in (("int8", q), ("generic", g)) if n >= 4 and np.ptp(part) > 1e-9]
+    parts = {"int8": q, "generic": g, "int8_generic": qg}
+    split = [name for name, part in parts.items() if n >= 4 and np.ptp(part) > 1e-9]
     if "int8" in split and np.ptp(f) <= 1e-9:
         split.remove("int8")
+    if "int8" not in split and "int8_generic" in split:
+        split.remove("int8_generic")
     while True:
-        base = f + (0 if "int8" in split else q) + (0 if "generic" in split else g)
+        base = f + sum((part for name, part in parts.items() if name not in split), np.zeros(n))
+        if "int8" in split and "int8_generic" not in split:
+            base, q_col = base - qg, q + qg
+        else:
+            q_col = q
         cols: dict[str, np.ndarray] = {"float": base, "overhead": np.ones(n)}
-        cols.update({name: {"int8": q, "generic": g}[name] for name in split})
-        extra = {"stage": k, "transition": b} if "int8" in split else {"stage": k}
+        cols.update({name: {"int8": q_col, "generic": g, "int8_generic": qg}[name] for name in split})
+        extra = {"stage": k, "transition": b * 1e-6} if "int8" in split else {"stage": k}
         for name, col in extra.items():
             if n > len(cols) + 1 and np.ptp(col) > 0:
                 cols[name] = col
         if n < 2 or np.ptp(base) <= 1e-9 and not split:
             cols.pop("overhead")
         names = list(cols)
-        coef = _nonneg_lstsq(np.column_stack([cols[c] for c in names]), y, w, list(range(len(names))))
+        coef = _nonneg_lstsq(
+            np.column_stack([cols[c] for c in names]),
+            y,
+            w,
+            list(range(len(names))),
+            free=[names.index("stage")] if "stage" in names else [],
+        )
         c = dict(zip(names, (float(v) for v in coef)))
         dropped = [name for name in split if c[name] <= 0]
         if not dropped:
             break
         split = [name for name in split if name not in dropped]
+        if "int8" not in split and "int8_generic" in split:
+            split.remove("int8_generic")
     if c["float"] <= 0:
         scale, overhead, stage = fit_network(
-            [(fi + qi + gi, ki, yi) for fi, qi, ki, _, yi, gi in data.tolist()]
+            [(fi + qi + gi + qgi, ki, yi) for fi, qi, ki, _, yi, gi, qgi in data.tolist()]
         )
         return NetworkTerms(scale, scale, overhead, stage, 0.0)
     return NetworkTerms(
@@ -168,8 +197,9 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
         int8_table_scale=c.get("int8", c["float"]),
         network_overhead_ms=c.get("overhead", 0.0),
         extra_stage_ms=c.get("stage", 0.0),
-        transition_ms=c.get("transition", 0.0),
+        transition_ns_per_element=c.get("transition", 0.0),
         generic_table_scale=c.get("generic"),
+        int8_generic_table_scale=c.get("int8_generic"),
     )
 
 
@@ -216,6 +246,20 @@ def table_only(profile: HwProfile) -> HwProfile:
     )
 
 
+def fit_row(features: Sequence[float], measured_ms: float) -> FitRow:
+    """The :class:`FitRow` of a network with ``features`` (:func:`_features`) timed at ``measured_ms``."""
+    table_ms, _, _, factorised, int8_ms, elements, generic_ms, int8_generic_ms = features
+    return FitRow(
+        float_ms=table_ms - int8_ms - generic_ms,
+        int8_ms=int8_ms - int8_generic_ms,
+        factorised=factorised,
+        boundary_elements=elements,
+        measured_ms=measured_ms,
+        generic_ms=generic_ms,
+        int8_generic_ms=int8_generic_ms,
+    )
+
+
 def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profile: HwProfile) -> list[float]:
     """Each variant's latency predicted by a network fit refitted on the *other* variants.
 
@@ -231,24 +275,21 @@ def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profi
     if len(variants) < 3:
         raise AutomcError("a leave-one-out refit needs at least 3 measured variants")
     bare = table_only(profile)
-    rows = []
-    for v in variants:
-        table_ms, _, _, factorised, int8_ms, boundaries, generic_ms = _features(layers, v.plan, bare)
-        rows.append(
-            FitRow(
-                table_ms - int8_ms - generic_ms, int8_ms, factorised, boundaries, v.measured_ms, generic_ms
-            )
-        )
+    rows = [fit_row(_features(layers, v.plan, bare), v.measured_ms) for v in variants]
     out = []
     for i, r in enumerate(rows):
         t = fit_network_mixed(rows[:i] + rows[i + 1 :])
         generic_scale = t.table_scale if t.generic_table_scale is None else t.generic_table_scale
+        int8_generic_scale = (
+            t.int8_table_scale if t.int8_generic_table_scale is None else t.int8_generic_table_scale
+        )
         out.append(
             t.network_overhead_ms
             + t.table_scale * r.float_ms
             + generic_scale * r.generic_ms
             + t.int8_table_scale * r.int8_ms
+            + int8_generic_scale * r.int8_generic_ms
             + t.extra_stage_ms * r.factorised
-            + t.transition_ms * r.boundaries
+            + t.transition_ns_per_element * 1e-6 * r.boundary_elements
         )
     return out

@@ -277,7 +277,8 @@ class NetworkFit:
     """Overhead fitted on one profiled network.
 
     ``latency = table_scale * table sum + network_overhead_ms + extra_stage_ms * factorised layers
-    + transition_ms * precision boundaries``.
+    + transition_ms * precision boundaries + transition_ns_per_element * elements converted at them``
+    (with the int8 and off-layout scales below on their parts of the table sum).
 
     The non-conv work (activations, adds, pooling, framework dispatch) of a network and how
     its layers run inside it rather than alone differ a lot between architectures (on the
@@ -291,7 +292,10 @@ class NetworkFit:
         network_overhead_ms: fixed cost per forward pass.
         extra_stage_ms: cost of the second call of each low-rank-factorised layer inside
             the network (dispatch, its intermediate tensor), beyond both stages' table
-            latencies. Optional in the file (0 when absent: profiles measured before it).
+            latencies. Negative where the table overprices that call: each entry of a
+            runtime's table was timed as a session of its own and carries one session call's
+            overhead, which a layer inside a network does not pay. Optional in the file (0
+            when absent: profiles measured before it).
         int8_table_scale: factor applied to the table latencies of the layers priced from
             int8 entries, when it differs from ``table_scale`` (an int8 layer alone pays for
             quantizing its input and dequantizing its output, inside a chain of int8 layers
@@ -300,11 +304,19 @@ class NetworkFit:
             quantize or dequantize and layout reorder where an int8 layer meets a float
             region; ``automc.cost.latency.PrecisionRegions``). Optional in the file (0 when
             absent: profiles measured before it, and runtimes without int8 kernels).
+        transition_ns_per_element: cost per tensor element converted at each such boundary
+            (the quantize, dequantize and layout reorder scale with the tensor: a boundary
+            on a 32x32 stage of resnet20 converts four times the elements of one on an 8x8
+            stage). Optional in the file (0 when absent: profiles measured before it).
         generic_table_scale: factor applied to the table latencies of float conv stages off
             the runtime's blocked channel layout (``RuntimeInfo.channel_block``), when it
             differs from ``table_scale``: measured alone every layer pays its own layout
             reorders, inside a network only the generic ones do. ``None`` (absent in the
             file): ``table_scale``.
+        int8_generic_table_scale: the same for int8 conv stages off that layout (ONNX
+            Runtime's int8 kernels slow down there too: measured on mobilenetv2, int8 networks
+            off the layout ran 14% slower than their on-layout table prices, those on it 9%
+            faster). ``None`` (absent in the file): ``int8_table_scale``.
     """
 
     model: str
@@ -315,6 +327,8 @@ class NetworkFit:
     int8_table_scale: float | None = None
     transition_ms: float = 0.0
     generic_table_scale: float | None = None
+    int8_generic_table_scale: float | None = None
+    transition_ns_per_element: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -330,6 +344,10 @@ class NetworkFit:
             out["transition_ms"] = _round_sig(self.transition_ms)
         if self.generic_table_scale is not None:
             out["generic_table_scale"] = _round_sig(self.generic_table_scale)
+        if self.int8_generic_table_scale is not None:
+            out["int8_generic_table_scale"] = _round_sig(self.int8_generic_table_scale)
+        if self.transition_ns_per_element:
+            out["transition_ns_per_element"] = _round_sig(self.transition_ns_per_element)
         return out
 
 
@@ -606,16 +624,25 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
             d,
             field,
             required=_NETWORK_KEYS,
-            optional={"extra_stage_ms", "int8_table_scale", "transition_ms", "generic_table_scale"},
+            optional={
+                "extra_stage_ms",
+                "int8_table_scale",
+                "transition_ms",
+                "generic_table_scale",
+                "int8_generic_table_scale",
+                "transition_ns_per_element",
+            },
         )
         model = p.string(d, "model", field)
         fp = p.string(d, "fingerprint", field)
         scale = p.number(d, "table_scale", field, positive=True)
         oh = p.number(d, "network_overhead_ms", field)
-        stage = p.number(d, "extra_stage_ms", field) if "extra_stage_ms" in d else 0.0
+        stage = p.number(d, "extra_stage_ms", field, minimum=None) if "extra_stage_ms" in d else 0.0
         int8_scale = p.number(d, "int8_table_scale", field, positive=True, required=False)
         transition = p.number(d, "transition_ms", field) if "transition_ms" in d else 0.0
         generic = p.number(d, "generic_table_scale", field, positive=True, required=False)
+        int8_generic = p.number(d, "int8_generic_table_scale", field, positive=True, required=False)
+        per_element = p.number(d, "transition_ns_per_element", field, required=False) or 0.0
         if (
             model
             and fp
@@ -634,6 +661,8 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
                     int8_table_scale=None if int8_scale is None else float(int8_scale),
                     transition_ms=float(transition),
                     generic_table_scale=None if generic is None else float(generic),
+                    int8_generic_table_scale=None if int8_generic is None else float(int8_generic),
+                    transition_ns_per_element=float(per_element),
                 )
             )
     return tuple(out)

@@ -244,6 +244,27 @@ def test_the_network_fit_prices_each_precision_boundary() -> None:
     assert predict_latency(LAYERS, at_bits(8), torch_profile()).boundaries == 0  # no int8 kernels
 
 
+def test_the_network_fit_prices_each_element_converted_at_a_boundary() -> None:
+    """The stem's boundaries convert the 3-channel input and its 16-channel output (8x8 each);
+    the body's, when the stem keeps 12 channels, its 12-channel input and 16-channel output."""
+    prof = ort_profile()
+    fitted, no_cost = with_fit(prof, transition_ns_per_element=2.0), with_fit(prof)
+    body_int8 = CompressionPlan(
+        layers={"stem": LayerChoice(keep_ratio=0.75), "body": LayerChoice(w_bits=8, a_bits=8)}
+    )
+    for plan, elements in (
+        (CompressionPlan(), 0),
+        (at_bits(8, names=("stem",)), (3 + 16) * 64),
+        (at_bits(8), (3 + 16) * 64),
+        (body_int8, (12 + 16) * 64),
+    ):
+        est = predict_latency(LAYERS, plan, fitted)
+        assert est.boundary_elements == elements
+        assert est.total_ms - predict_latency(LAYERS, plan, no_cost).total_ms == pytest.approx(
+            2e-6 * elements
+        )
+
+
 @pytest.mark.parametrize(
     ("kind", "n", "m", "groups", "block", "off"),
     [
@@ -309,7 +330,7 @@ def test_block_layout_grid_holds_only_counts_on_the_layout_and_spans_the_aligned
     assert block_layout_grid(plain, channels, 1, depthwise=depthwise) == plain
 
 
-def test_float_stages_off_the_blocked_layout_are_priced_at_the_generic_scale() -> None:
+def test_stages_off_the_blocked_layout_are_priced_at_the_generic_scale_of_their_precision() -> None:
     prof = ort_profile()
     blocked = replace(prof, runtime=replace(prof.runtime, channel_block=8))
     fitted, plain = with_fit(blocked, generic_table_scale=2.5), with_fit(blocked)
@@ -325,7 +346,14 @@ def test_float_stages_off_the_blocked_layout_are_priced_at_the_generic_scale() -
     int8_body = CompressionPlan(
         layers={"stem": LayerChoice(keep_ratio=0.75), "body": LayerChoice(w_bits=8, a_bits=8)}
     )
-    assert predict_latency(LAYERS, int8_body, fitted).off_layout == 0  # int8 kernels have no NCHWc path
+    # an int8 stage off the layout is priced at the int8 generic scale, the int8 scale without one
+    int8_fitted = with_fit(blocked, generic_table_scale=2.5, int8_generic_table_scale=1.75)
+    est, ref = predict_latency(LAYERS, int8_body, int8_fitted), predict_latency(LAYERS, int8_body, plain)
+    assert est.off_layout == 1 and est.off_layout_ms == 0 and est.int8_off_layout_ms > 0
+    assert est.per_layer_ms["body"] == pytest.approx(1.75 * ref.per_layer_ms["body"])
+    assert predict_latency(LAYERS, int8_body, fitted).per_layer_ms["body"] == pytest.approx(
+        ref.per_layer_ms["body"]
+    )
     assert predict_latency(LAYERS, plan, replace(fitted, runtime=prof.runtime)).off_layout == 0
     again = parse_hw_profile(fitted.to_dict(), "again.yaml")
     assert again.runtime.channel_block == 8 and again.latency.networks[0].generic_table_scale == 2.5

@@ -172,35 +172,63 @@ def test_fit_network_recovers_scale_overhead_and_stage_cost() -> None:
 
 
 def test_fit_network_mixed_recovers_the_transition_cost() -> None:
-    """Rows built from known scales, overhead, stage and per-boundary cost are fitted back
-    exactly; without a spread in the boundaries the transition cost stays 0."""
+    """Rows built from known scales, overhead, stage and per-element boundary cost are fitted
+    back exactly; without a spread in the boundary elements the transition cost stays 0."""
     rng = random.Random(0)
     rows = []
     for _ in range(10):
-        f, q, k, b = rng.uniform(0.2, 1.0), rng.uniform(0.0, 0.8), rng.randint(0, 6), rng.randint(0, 12)
-        rows.append((f, q, k, b, 0.45 * f + 0.2 * q + 0.15 + 0.02 * k + 0.011 * b))
+        f, q, k, b = rng.uniform(0.2, 1.0), rng.uniform(0.0, 0.8), rng.randint(0, 6), rng.randint(0, 120_000)
+        rows.append((f, q, k, b, 0.45 * f + 0.2 * q + 0.15 + 0.02 * k + 0.9e-6 * b))
     fitted = fit_network_mixed(rows)
-    assert fitted[:5] == pytest.approx((0.45, 0.2, 0.15, 0.02, 0.011))
-    assert fitted.generic_table_scale is None
-    flat = [(f, q, k, 4, m - 0.011 * b + 0.044) for f, q, k, b, m in rows]
-    scale, int8_scale, overhead, stage, transition, generic = fit_network_mixed(flat)
-    assert transition == 0.0 and overhead == pytest.approx(0.15 + 0.044) and generic is None
-    assert (scale, int8_scale, stage) == pytest.approx((0.45, 0.2, 0.02))
+    assert fitted[:5] == pytest.approx((0.45, 0.2, 0.15, 0.02, 0.9))
+    assert fitted.generic_table_scale is None and fitted.int8_generic_table_scale is None
+    flat = [(f, q, k, 40_000, m - 0.9e-6 * b + 0.036) for f, q, k, b, m in rows]
+    t = fit_network_mixed(flat)
+    assert t.transition_ns_per_element == 0.0 and t.network_overhead_ms == pytest.approx(0.15 + 0.036)
+    assert (t.table_scale, t.int8_table_scale, t.extra_stage_ms) == pytest.approx((0.45, 0.2, 0.02))
+
+
+def test_fit_network_mixed_keeps_a_negative_stage_cost() -> None:
+    """Each table entry carries a session call's overhead that a factorised layer's second call
+    inside a network does not pay: the fitted stage cost may be negative, the scales may not."""
+    rng = random.Random(2)
+    rows = []
+    for _ in range(10):
+        f, q, k = rng.uniform(0.2, 1.0), rng.uniform(0.0, 0.8), rng.randint(0, 12)
+        rows.append(FitRow(f, q, k, 0, 0.5 * f + 0.3 * q + 0.1 - 0.004 * k))
+    t = fit_network_mixed(rows)
+    assert t.extra_stage_ms == pytest.approx(-0.004)
+    assert (t.table_scale, t.int8_table_scale, t.network_overhead_ms) == pytest.approx((0.5, 0.3, 0.1))
 
 
 def test_fit_network_mixed_tells_the_off_layout_stages_apart() -> None:
-    """Float stages off the runtime's blocked layout get their own scale when their share
-    varies; a share that never varies is priced at the table scale."""
+    """Float and int8 stages off the runtime's blocked layout get their own scales when their
+    shares vary; a share that never varies is priced at the table scale of its precision."""
     rng = random.Random(1)
     rows = []
     for _ in range(12):
-        f, g, q = rng.uniform(0.1, 0.8), rng.uniform(0.0, 0.6), rng.uniform(0.0, 0.4)
-        rows.append(FitRow(f, q, 0, 0, 0.5 * f + 1.3 * g + 0.3 * q + 0.1, g))
+        f, g, q, qg = (
+            rng.uniform(0.1, 0.8),
+            rng.uniform(0.0, 0.6),
+            rng.uniform(0.0, 0.4),
+            rng.uniform(0.0, 0.3),
+        )
+        rows.append(FitRow(f, q, 0, 0, 0.5 * f + 1.3 * g + 0.3 * q + 0.45 * qg + 0.1, g, qg))
     t = fit_network_mixed(rows)
-    assert (t.table_scale, t.generic_table_scale, t.int8_table_scale) == pytest.approx((0.5, 1.3, 0.3))
+    assert (t.table_scale, t.generic_table_scale, t.int8_table_scale, t.int8_generic_table_scale) == (
+        pytest.approx((0.5, 1.3, 0.3, 0.45))
+    )
     assert t.network_overhead_ms == pytest.approx(0.1)
     same = [r._replace(generic_ms=0.0, float_ms=r.float_ms + r.generic_ms) for r in rows]
     assert fit_network_mixed(same).generic_table_scale is None
+    # int8 stages off the layout priced like those on it: their part goes to the int8 scale
+    flat = [
+        r._replace(measured_ms=r.measured_ms + 0.3 * r.int8_generic_ms - 0.45 * r.int8_generic_ms)
+        for r in rows
+    ]
+    t = fit_network_mixed(flat)
+    assert t.int8_generic_table_scale is None or t.int8_generic_table_scale == pytest.approx(0.3)
+    assert t.int8_table_scale == pytest.approx(0.3)
 
 
 def test_network_fit_prices_each_factorised_layers_second_call() -> None:

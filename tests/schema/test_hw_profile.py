@@ -111,6 +111,8 @@ def test_network_fit_stage_cost_is_optional(tmp_path: Path) -> None:
     old, new = load_hw_profile(write(tmp_path, data)).latency.networks
     assert old.extra_stage_ms == 0.0 and new.extra_stage_ms == 0.02
     assert new.to_dict()["extra_stage_ms"] == 0.02
+    data["latency"]["networks"] = [dict(NET, extra_stage_ms=-0.003)]  # a session call the table overprices
+    assert load_hw_profile(write(tmp_path, data)).latency.networks[0].extra_stage_ms == -0.003
 
 
 def test_network_fit_transition_cost_is_optional(tmp_path: Path) -> None:
@@ -123,6 +125,21 @@ def test_network_fit_transition_cost_is_optional(tmp_path: Path) -> None:
     assert new.transition_ms == 0.015 and new.to_dict()["transition_ms"] == 0.015
     data["latency"]["networks"] = [dict(NET, transition_ms=-0.01)]
     with pytest.raises(ConfigError, match=r"latency.networks\[0\].transition_ms: must be >= 0"):
+        load_hw_profile(write(tmp_path, data))
+
+
+def test_network_fit_off_layout_int8_scale_and_per_element_transition_are_optional(tmp_path: Path) -> None:
+    """Profiles measured before ``int8_generic_table_scale`` and ``transition_ns_per_element``
+    existed load without them (and write none); new ones round-trip."""
+    data = profile_dict()
+    new_terms = {"int8_generic_table_scale": 0.47, "transition_ns_per_element": 2.6}
+    data["latency"]["networks"] = [dict(NET), dict(NET, fingerprint="def", **new_terms)]
+    old, new = load_hw_profile(write(tmp_path, data)).latency.networks
+    assert old.int8_generic_table_scale is None and old.transition_ns_per_element == 0.0
+    assert not set(new_terms) & set(old.to_dict())
+    assert {k: new.to_dict()[k] for k in new_terms} == new_terms
+    data["latency"]["networks"] = [dict(NET, int8_generic_table_scale=0)]
+    with pytest.raises(ConfigError, match=r"latency.networks\[0\].int8_generic_table_scale"):
         load_hw_profile(write(tmp_path, data))
 
 
@@ -147,8 +164,8 @@ def test_unquoted_date_is_accepted(tmp_path: Path) -> None:
             "latency.network_overhead_ms: must be >= 0",
         ),
         (
-            lambda d: d["latency"].update(networks=[dict(NET, extra_stage_ms=-0.01)]),
-            "latency.networks[0].extra_stage_ms: must be >= 0",
+            lambda d: d["latency"].update(networks=[dict(NET, transition_ns_per_element=-0.5)]),
+            "latency.networks[0].transition_ns_per_element: must be >= 0",
         ),
         (lambda d: d["latency"]["table"][0].update(median_ms=-0.1), "latency.table[0].median_ms"),
         (lambda d: d["latency"]["table"][1].update(kind="conv3d"), "latency.table[1].kind"),

@@ -224,7 +224,9 @@ class ControllerConfig(_Record):
 
     Attributes:
         name: registered controller (``automc list controllers``).
-        trials: total trials; a resumed search stops at this total.
+        trials: total scored trials (over-budget candidates the cost model only priced do not
+            count, up to ``automc.search.base.PRICED_ONLY_PER_TRIAL`` times as many in all); a
+            resumed search stops at this total.
         warm_start: plans evaluated first (``optuna-tpe``, ``optuna-nsga2``, ``amc``;
             :mod:`automc.search.warm_start`): ``uniform`` (one keep ratio for every group,
             the largest that meets the budgets, in float and at int8), ``ilp`` (the ``ilp``

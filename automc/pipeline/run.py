@@ -249,6 +249,7 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     from automc.report import ReportData, render
     from automc.report.data import recommend
     from automc.search import registry
+    from automc.search.base import is_unscored
     from automc.search.storage import Recorder
     from automc.space import SearchSpace
 
@@ -324,13 +325,14 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     )
     trials = config.controller.trials
     primary = next((o.name for o in objs if o.direction == "maximize"), objs[0].name)
-    bar = _progress(trials, "search", progress, initial=min(recorder.completed(), trials))
+    bar = _progress(trials, "search", progress, initial=min(recorder.scored(), trials))
     best = {"value": -math.inf}
 
     def on_result(candidate: Any, result: Any, reason: str) -> None:
         if result is not None and result.feasible and primary in result.objectives:
             best["value"] = max(best["value"], float(result.objectives[primary]))
-        bar.update(1)
+        if not is_unscored(result, objs):
+            bar.update(1)
         if math.isfinite(best["value"]):
             bar.set_postfix_str(f"best feasible {primary}={best['value']:.4f}")
 

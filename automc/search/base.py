@@ -77,6 +77,10 @@ class Objective:
         return cls(name=name, direction=OBJECTIVE_DIRECTIONS[name])
 
 
+PRICED_ONLY_PER_TRIAL = 10
+"""A search asked for ``n`` trials stops after ``n`` times this many finished candidates, even when
+fewer than ``n`` of them were scored (a budget that almost no proposal meets)."""
+
 Evaluate = Callable[[Candidate], Measurement]
 OnResult = Callable[[Candidate, Measurement | None, str], None]
 
@@ -200,22 +204,28 @@ class Controller(ABC):
         self.recorder.save_controller_state(self.state_dict())
 
     def drive(self, evaluate: Evaluate, n_trials: int, *, on_result: OnResult | None = None) -> None:
-        """Ask, evaluate and tell until the study holds ``n_trials`` finished trials.
+        """Ask, evaluate and tell until the study holds ``n_trials`` scored trials.
 
         Restores the saved state first and checkpoints after every tell, so a killed run
-        continues where it stopped: ``n_trials`` counts finished trials in the storage
-        (complete or failed, not those marked ``interrupted``), not trials of this call.
-        Any exception from ``evaluate`` marks that candidate failed; a non-finite
-        objective is recorded as failed too.
+        continues where it stopped: ``n_trials`` counts scored trials in the storage
+        (complete or failed, not those marked ``interrupted``: ``Recorder.scored``), not
+        trials of this call. Over-budget candidates that the cost model only priced
+        (:func:`is_unscored`, recorded ``PRUNED``) cost milliseconds and do not count, so a
+        tight budget still gets ``n_trials`` candidates scored; the search stops anyway once
+        the study holds ``n_trials * PRICED_ONLY_PER_TRIAL`` finished candidates. Any
+        exception from ``evaluate`` marks that candidate failed; a non-finite objective is
+        recorded as failed too.
 
         Args:
             evaluate: ``candidate -> Measurement``; raise ``TrialFailed`` (or anything) to fail it.
-            n_trials: total finished trials wanted in the study.
+            n_trials: total scored trials wanted in the study.
             on_result: called after each tell with the candidate, the usable result (or
                 ``None``) and the failure reason.
         """
         self.restore()
-        while self.recorder.completed() < n_trials:
+        while (
+            self.recorder.scored() < n_trials and self.recorder.completed() < n_trials * PRICED_ONLY_PER_TRIAL
+        ):
             candidate = self.ask()
             if candidate is None:
                 break

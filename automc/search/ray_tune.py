@@ -26,7 +26,9 @@ callback on the driver records it in the run's Optuna storage through the ``Reco
   cluster, more GPUs or CPUs per trial than this machine has; :meth:`RayController.drive`
   refuses per-trial resources that no node of the joined cluster has (a trial would
   wait for them forever).
-* Resume: ``n_trials`` counts the finished trials in the storage; a rerun runs only the
+* Trials: ``n_trials`` counts the scored trials in the storage, as every controller's
+  (``Controller.drive``); Tune runs batches of the ones still missing until they are
+  scored or the study holds ``PRICED_ONLY_PER_TRIAL`` times as many. A rerun runs only the
   rest and seeds the searcher with the recorded complete trials.
 * Each trial records the Ray node id and host name that ran it (user attr ``info``:
   ``node_id``, ``hostname``).
@@ -54,6 +56,7 @@ from typing import Any, ClassVar
 from automc.errors import AutomcError
 from automc.plan import CompressionPlan, Measurement
 from automc.search.base import (
+    PRICED_ONLY_PER_TRIAL,
     Candidate,
     Controller,
     Evaluate,
@@ -410,64 +413,77 @@ class RayController(Controller):
                 )
 
     def drive(self, evaluate: Evaluate, n_trials: int, *, on_result: OnResult | None = None) -> None:
-        """Run the remaining ``n_trials - completed`` trials in parallel Ray workers.
+        """Run the remaining ``n_trials - scored`` trials in parallel Ray workers, batch after
+        batch while over-budget candidates priced only leave some unscored (see the module
+        docstring).
 
         Args:
             evaluate: picklable ``candidate -> Measurement`` run inside the workers.
-            n_trials: total finished trials wanted in the study.
+            n_trials: total scored trials wanted in the study.
             on_result: called on the driver as each trial is recorded.
         """
-        remaining = int(n_trials) - self.recorder.completed()
-        if remaining <= 0:
+
+        def remaining() -> int:
+            cap = int(n_trials) * PRICED_ONLY_PER_TRIAL - self.recorder.completed()
+            return min(int(n_trials) - self.recorder.scored(), cap)
+
+        if remaining() <= 0:
             return
         import ray
-        from ray import tune
 
         started = self._init_ray()
         try:
-            cpus = int(self.options["cpus_per_trial"])
-            gpus = float(self.options["gpus_per_trial"])
-            self._check_cluster(cpus, gpus)
-            _quiet_tune_errors()
-            concurrent = self.options["max_concurrent"]
-            if concurrent is None:
-                concurrent = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
-            history = self._history_from_recorder()
-            searcher = self._make_searcher(history=history)
-            trainable = tune.with_resources(
-                tune.with_parameters(
-                    run_trial,
-                    evaluate=evaluate,
-                    space=self.space,
-                    names=tuple(self._names),
-                    objectives=tuple(self.objectives),
-                    cpus_per_trial=cpus,
-                ),
-                {"cpu": cpus, "gpu": gpus},
-            )
-            callback = _recording_callback(self, on_result)
-            name = _SAFE.sub("_", f"{self.recorder.study_name}-from{self.recorder.completed()}")
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    num_samples=remaining,
-                    max_concurrent_trials=int(concurrent),
-                    reuse_actors=True,
-                    trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=str(self._storage_path()),
-                    failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                    callbacks=[callback],
-                    verbose=0,
-                ),
-            )
-            tuner.fit()
+            while (n := remaining()) > 0:
+                self._run_batch(evaluate, n, on_result)
         finally:
             if started:
                 ray.shutdown()
+
+    def _run_batch(self, evaluate: Evaluate, remaining: int, on_result: OnResult | None) -> None:
+        """``remaining`` trials in one Tune run on the joined Ray."""
+        import ray
+        from ray import tune
+
+        cpus = int(self.options["cpus_per_trial"])
+        gpus = float(self.options["gpus_per_trial"])
+        self._check_cluster(cpus, gpus)
+        _quiet_tune_errors()
+        concurrent = self.options["max_concurrent"]
+        if concurrent is None:
+            concurrent = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
+        history = self._history_from_recorder()
+        searcher = self._make_searcher(history=history)
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial,
+                evaluate=evaluate,
+                space=self.space,
+                names=tuple(self._names),
+                objectives=tuple(self.objectives),
+                cpus_per_trial=cpus,
+            ),
+            {"cpu": cpus, "gpu": gpus},
+        )
+        callback = _recording_callback(self, on_result)
+        name = _SAFE.sub("_", f"{self.recorder.study_name}-from{self.recorder.completed()}")
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=remaining,
+                max_concurrent_trials=int(concurrent),
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(self._storage_path()),
+                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                callbacks=[callback],
+                verbose=0,
+            ),
+        )
+        tuner.fit()
 
     def _record(self, trial: Any, *, errored: bool) -> tuple[Candidate, Measurement | None, str]:
         values = decode_values(trial.config, self._names)

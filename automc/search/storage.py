@@ -653,6 +653,14 @@ class Recorder:
         )
         return sum(1 for t in trials if t.user_attrs.get("failure") != INTERRUPTED)
 
+    def scored(self) -> int:
+        """Finished trials that were scored or failed: :meth:`completed` without the over-budget
+        candidates the cost model only priced (state ``PRUNED``)."""
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        return sum(1 for t in trials if t.user_attrs.get("failure") != INTERRUPTED)
+
     def trials(self) -> list[TrialRecord]:
         """Every trial of the study, in number order."""
         return [decode_trial(t, self.objectives) for t in self.study.get_trials(deepcopy=False)]

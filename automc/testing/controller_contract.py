@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from automc.plan import CompressionPlan, LayerSpec, Measurement, kept_channels
-from automc.search.base import Candidate, Controller, Objective, TrialFailed
+from automc.search.base import PRICED_ONLY_PER_TRIAL, Candidate, Controller, Objective, TrialFailed
 from automc.search.registry import create
 from automc.search.storage import Recorder
 from automc.space import BoundSpace, SearchSpace
@@ -289,6 +289,33 @@ class ControllerContract:
         assert all(r.state == "COMPLETE" for r in after[5:])
         resumed.drive(evaluate, 9)
         assert recorder.completed() == 9
+
+    def test_over_budget_candidates_priced_only_do_not_count_as_trials(self) -> None:
+        """``drive(n)`` scores ``n`` candidates however many over-budget ones it only priced,
+        and stops at ``n * PRICED_ONLY_PER_TRIAL`` candidates when almost none is within budget."""
+        controller = self._fresh()
+        evaluate = synthetic_evaluate(controller.space.layers)
+
+        def priced_only(c: Candidate) -> Measurement:
+            m = evaluate(c)
+            if m.feasible:
+                return m
+            return Measurement(
+                objectives={"macs": m.objectives["macs"]}, constraints=m.constraints, info=m.info
+            )
+
+        controller.drive(priced_only, 6)
+        records = controller.recorder.trials()
+        assert controller.recorder.scored() == 6
+        assert sum(r.state == "COMPLETE" for r in records) == 6
+        assert len(records) == controller.recorder.completed() >= 6
+        assert all(r.state == "PRUNED" and not r.feasible for r in records if r.state != "COMPLETE")
+
+        never = self._fresh()
+        budget = {"macs": 1.0}
+        never.drive(lambda c: Measurement(objectives={"macs": 1.0}, constraints=budget), 2)
+        assert never.recorder.scored() == 0
+        assert never.recorder.completed() <= 2 * PRICED_ONLY_PER_TRIAL
 
     def test_infeasible_candidates_never_beat_feasible(self) -> None:
         controller = self._fresh()

@@ -107,7 +107,8 @@ def test_a_search_with_nothing_feasible_says_so_in_one_line(home, tmp_path, caps
         "--profile",
         "none",
     ]
-    # the space's smallest plan meets 55% of the base MACs, two random candidates do not
+    # the space's smallest plan meets 55% of the base MACs, none of 20 random candidates (2 trials
+    # asked for, PRICED_ONLY_PER_TRIAL times as many priced) does
     argv += [
         "--budget",
         "flops=0.55",
@@ -121,7 +122,7 @@ def test_a_search_with_nothing_feasible_says_so_in_one_line(home, tmp_path, caps
     assert main(argv) == 0
     captured = capsys.readouterr()
     warnings = [line for line in captured.err.splitlines() if line.startswith("automc: warning:")]
-    assert len(warnings) == 1 and "no feasible candidate in 2 trials: the cheapest (trial" in warnings[0]
+    assert len(warnings) == 1 and "no feasible candidate in 20 trials: the cheapest (trial" in warnings[0]
     assert "macs" in warnings[0] and "> 284k" in warnings[0] and "--trials" in warnings[0]
     assert "recommended: no winner was fine-tuned (no feasible candidate" in captured.out
     assert "No candidate met the budget" in (tmp_path / "run" / "index.html").read_text()

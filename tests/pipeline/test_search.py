@@ -33,7 +33,9 @@ def test_report_files_agree_with_storage(run):
         assert (out / name).is_file(), name
     study = optuna.load_study(study_name=result.study, storage=result.storage)
     trials = study.get_trials()
-    assert len([t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]) == 8
+    # 8 scored; over-budget candidates only priced (PRUNED) come on top
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 8
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == [t.number for t in trials]
     feas = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs["feasible"]]
@@ -78,7 +80,7 @@ def test_resume_continues_to_the_total_and_keeps_trials(run, tmp_path):
     }
     again = automc.search(trials=10, out=out, seed=0, **{**ARGS, "finetune_top": 0})
     study = optuna.load_study(study_name=again.study, storage=again.storage)
-    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 10
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 10
     assert {n: t.params for n, t in ((t.number, t) for t in study.trials) if n in before} == before
 
 

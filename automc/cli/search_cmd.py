@@ -142,7 +142,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument(
-        "--trials", type=int, help=_help("trials", "total scored trials: over-budget candidates only priced do not count (a resumed search stops at this total)")
+        "--trials",
+        type=int,
+        help=_help(
+            "trials",
+            "total scored trials: over-budget candidates only priced do not count (a resumed search stops at this total)",
+        ),
     )
     p.add_argument("--profile", help=_help("profile", "device profile name or YAML path ('none' to skip)"))
     p.add_argument(

@@ -156,9 +156,9 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
     split = [name for name, part in parts.items() if n >= 4 and np.ptp(part) > 1e-9]
     if "int8" in split and np.ptp(f) <= 1e-9:
         split.remove("int8")
-    if "int8" not in split and "int8_generic" in split:
-        split.remove("int8_generic")
     while True:
+        if "int8" not in split and "int8_generic" in split:
+            split.remove("int8_generic")
         base = f + sum((part for name, part in parts.items() if name not in split), np.zeros(n))
         if "int8" in split and "int8_generic" not in split:
             base, q_col = base - qg, q + qg
@@ -185,8 +185,6 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
         if not dropped:
             break
         split = [name for name in split if name not in dropped]
-        if "int8" not in split and "int8_generic" in split:
-            split.remove("int8_generic")
     if c["float"] <= 0:
         scale, overhead, stage = fit_network(
             [(fi + qi + gi + qgi, ki, yi) for fi, qi, ki, _, yi, gi, qgi in data.tolist()]

@@ -47,7 +47,7 @@ def warn_if_nothing_feasible(trials: Sequence[Any], limits: Mapping[str, float])
         )
         where = f"the cheapest (trial {best.number}) costs {costs}"
     sys.stderr.write(
-        f"automc: warning: no feasible candidate in {len(trials)} trials: {where}; loosen the budget, "
+        f"automc: warning: no feasible candidate in {len(trials)} candidates priced: {where}; loosen the budget, "
         "run more trials (--trials) or use a space with lower keep ratios (--space)\n"
     )
     return True

@@ -203,6 +203,13 @@ class Controller(ABC):
         """Save :meth:`state_dict` into the recorder."""
         self.recorder.save_controller_state(self.state_dict())
 
+    def trials_left(self, n_trials: int) -> int:
+        """How many more candidates :meth:`drive` may run towards ``n_trials`` scored trials: the
+        scored trials missing, at most what is left of ``n_trials * PRICED_ONLY_PER_TRIAL``
+        finished candidates (one read of the storage)."""
+        scored, finished = self.recorder.counts()
+        return min(int(n_trials) - scored, int(n_trials) * PRICED_ONLY_PER_TRIAL - finished)
+
     def drive(self, evaluate: Evaluate, n_trials: int, *, on_result: OnResult | None = None) -> None:
         """Ask, evaluate and tell until the study holds ``n_trials`` scored trials.
 
@@ -223,9 +230,7 @@ class Controller(ABC):
                 ``None``) and the failure reason.
         """
         self.restore()
-        while (
-            self.recorder.scored() < n_trials and self.recorder.completed() < n_trials * PRICED_ONLY_PER_TRIAL
-        ):
+        while self.trials_left(n_trials) > 0:
             candidate = self.ask()
             if candidate is None:
                 break

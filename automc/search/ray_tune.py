@@ -56,7 +56,6 @@ from typing import Any, ClassVar
 from automc.errors import AutomcError
 from automc.plan import CompressionPlan, Measurement
 from automc.search.base import (
-    PRICED_ONLY_PER_TRIAL,
     Candidate,
     Controller,
     Evaluate,
@@ -422,18 +421,13 @@ class RayController(Controller):
             n_trials: total scored trials wanted in the study.
             on_result: called on the driver as each trial is recorded.
         """
-
-        def remaining() -> int:
-            cap = int(n_trials) * PRICED_ONLY_PER_TRIAL - self.recorder.completed()
-            return min(int(n_trials) - self.recorder.scored(), cap)
-
-        if remaining() <= 0:
+        if self.trials_left(n_trials) <= 0:
             return
         import ray
 
         started = self._init_ray()
         try:
-            while (n := remaining()) > 0:
+            while (n := self.trials_left(n_trials)) > 0:
                 self._run_batch(evaluate, n, on_result)
         finally:
             if started:

@@ -644,22 +644,24 @@ class Recorder:
         self.study.tell(trial, self._values(result))
 
     # --- reading -----------------------------------------------------------------------
-    def completed(self) -> int:
-        """Finished trials (complete or failed), not counting those marked ``interrupted``."""
+    def counts(self) -> tuple[int, int]:
+        """``(scored, finished)`` from one read of the storage: :meth:`scored` and :meth:`completed`."""
         from optuna.trial import TrialState
 
         trials = self.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
         )
-        return sum(1 for t in trials if t.user_attrs.get("failure") != INTERRUPTED)
+        finished = [t for t in trials if t.user_attrs.get("failure") != INTERRUPTED]
+        return sum(t.state != TrialState.PRUNED for t in finished), len(finished)
+
+    def completed(self) -> int:
+        """Finished trials (complete, failed or priced only), not counting those marked ``interrupted``."""
+        return self.counts()[1]
 
     def scored(self) -> int:
         """Finished trials that were scored or failed: :meth:`completed` without the over-budget
         candidates the cost model only priced (state ``PRUNED``)."""
-        from optuna.trial import TrialState
-
-        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-        return sum(1 for t in trials if t.user_attrs.get("failure") != INTERRUPTED)
+        return self.counts()[0]
 
     def trials(self) -> list[TrialRecord]:
         """Every trial of the study, in number order."""

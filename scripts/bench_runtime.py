@@ -26,8 +26,10 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   predicted by the profile (predicted), as a budget given as a fraction of the base's latency
   (``latency=0.5``) is priced; ``base_predicted_over_measured``: how far the machine's speed
   has moved since profiling, which the fraction cancels.
-  ``cross_process_*``: the base and the variants timed again in a fresh Python process started
-  after this one's timings (``--retime``), as a predictor of this process's timings:
+  ``cross_process_*``: the base and the variants (the same plans of the same architecture, with
+  the fresh process's own random weights, which the kernels' speed does not depend on) timed again
+  in a fresh Python process started after this one's timings (``--retime``), as a predictor of
+  this process's timings:
   ``within_10pct``, ``rmspe``, ``spearman``; ``common_scale`` (median ratio of the two
   processes' timings) and ``within_10pct_after_scale`` (that ratio divided out); and
   ``relative_within_10pct`` (each process's timings as fractions of its own base). A profile
@@ -155,14 +157,8 @@ def _retime_in_fresh_process(
     with tempfile.TemporaryDirectory(prefix="automc-retime-") as tmp:
         request, answer = Path(tmp) / "plans.json", Path(tmp) / "ms.json"
         request.write_text(json.dumps({"model": name, "plans": [p.to_dict() for p in plans]}))
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--profile",
-            args.profile,
-            "--seed",
-            str(args.seed),
-        ]
+        script = str(Path(__file__).resolve())
+        cmd = [sys.executable, script, "--profile", args.profile, "--seed", str(args.seed)]
         cmd += ["--repeats", str(repeats), "--retime", str(request), "--out", str(answer)]
         subprocess.run(cmd, check=True)
         return [float(v) for v in json.loads(answer.read_text())]

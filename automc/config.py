@@ -229,8 +229,9 @@ class ControllerConfig(_Record):
             resumed search stops at this total.
         warm_start: plans evaluated first (``optuna-tpe``, ``optuna-nsga2``, ``amc``;
             :mod:`automc.search.warm_start`): ``uniform`` (one keep ratio for every group,
-            the largest that meets the budgets, in float and at int8), ``ilp`` (the ``ilp``
-            solver's plans), both as ``uniform+ilp``, or ``none``; ``None`` = the
+            the largest that meets the budgets, in float and at int8), ``global`` (Torch-Pruning's
+            global magnitude ranking at the budget), ``ilp`` (the ``ilp`` solver's plans),
+            several joined by ``+`` (``uniform+global``), or ``none``; ``None`` = the
             controller's default (``uniform``).
     """
 

@@ -137,8 +137,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=_help(
             "warm_start",
             "plans evaluated first (optuna-tpe, optuna-nsga2, amc): uniform (the default: one keep "
-            "ratio for every group at the budget, float and int8), ilp (the solver's plans), "
-            "uniform+ilp, or none",
+            "ratio for every group at the budget, float and int8), global (Torch-Pruning's global "
+            "magnitude ranking at the budget), ilp (the solver's plans), several joined by + "
+            "(uniform+global), or none",
         ),
     )
     p.add_argument(

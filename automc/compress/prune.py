@@ -10,6 +10,7 @@ order in which groups are visited.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -17,11 +18,19 @@ from torch import nn
 
 from automc.compress import criteria
 from automc.compress.criteria import ChannelGroup, CriterionContext
+from automc.compress.criteria.magnitude import group_l1_scores
 from automc.errors import AutomcError, UnsupportedLayerError
-from automc.graph import GraphInfo
+from automc.graph import GraphInfo, trace
 from automc.plan import NOT_PRUNABLE, CompressionPlan, LayerSpec, kept_channels
 
-__all__ = ["InputCapture", "channel_group", "expected_channels", "prune_groups", "verify_channels"]
+__all__ = [
+    "InputCapture",
+    "channel_group",
+    "expected_channels",
+    "group_importance",
+    "prune_groups",
+    "verify_channels",
+]
 
 
 class InputCapture:
@@ -64,6 +73,14 @@ def channel_group(info: GraphInfo, group_id: int) -> ChannelGroup:
         consumers=[(n, info.module(n), offset) for n, offset, _ in g.consumers],
         mults={n: mult for n, _, mult in g.consumers},
     )
+
+
+def group_importance(model: nn.Module, example_input: torch.Tensor) -> dict[int, list[float]]:
+    """Group id -> the ``group_l1`` importance of each of its channels in ``model`` (each group's
+    scores have mean 1, as Torch-Pruning's ``MagnitudeImportance(p=1)`` normalises them, so
+    they compare across groups the way its ``global_pruning`` ranks them)."""
+    info = trace(copy.deepcopy(model).eval(), example_input)
+    return {gid: [float(v) for v in group_l1_scores(channel_group(info, gid))] for gid in sorted(info.groups)}
 
 
 def prune_groups(info: GraphInfo, plan: CompressionPlan, ctx: CriterionContext) -> dict[int, list[int]]:

@@ -44,6 +44,13 @@ class Evaluator:
         """The cost report of ``plan``."""
         return self.cost_model.estimate(self.layers, plan)
 
+    def channel_importance(self) -> dict[int, list[float]]:
+        """Group id -> the base model's per-channel ``group_l1`` importance (the ``global``
+        warm start ranks channels by it: :func:`automc.compress.prune.group_importance`)."""
+        from automc.compress.prune import group_importance
+
+        return group_importance(self.model, self.example_input)
+
     def __call__(self, candidate: Any) -> Measurement:
         import torch
 

@@ -250,3 +250,31 @@ def test_channel_block_follows_the_profile_only_where_latency_is_priced():
     assert channel_block(None, None, {"latency_ms"}) == 1
     assert channel_block(0, ort, {"latency_ms"}) == 1
     assert channel_block(8, None, {"macs"}) == 8
+
+
+def test_the_global_warm_start_ranks_the_base_models_channels(home, tmp_path):
+    """``warm_start="uniform+global"`` on TPE: after the uniform plans, the global-threshold plan
+    of the base model's own channel importance, within the budget (``Evaluator.channel_importance``)."""
+    from automc import budget, resources
+    from automc.compress.prune import group_importance
+    from automc.pipeline.setup import prepare
+    from automc.search.warm_start import global_values, uniform_values
+    from automc.space import SearchSpace
+
+    args = {**ARGS, "controller": "optuna-tpe", "finetune_top": 0, "budgets": ["flops=0.5"]}
+    r = automc.search(trials=4, out=tmp_path, seed=0, warm_start="uniform+global", **args)
+    setup = prepare(
+        r.config,
+        space=SearchSpace.load(resources.find_space(r.config.space)),
+        budgets=budget.parse_budgets(list(r.config.budgets)),
+    )
+    importance = setup.evaluator(budget.parse_objectives(list(r.config.objectives))).channel_importance()
+    assert importance == group_importance(setup.base, setup.example)
+    assert all(abs(sum(v) / len(v) - 1.0) < 1e-5 for v in importance.values())
+    uniform = uniform_values(setup.bound, setup.limits, setup.cost_fn)
+    expected = uniform + [
+        v for v in global_values(setup.bound, setup.limits, setup.cost_fn, importance) if v not in uniform
+    ]
+    study = optuna.load_study(study_name=r.study, storage=r.storage)
+    assert len(expected) > len(uniform)
+    assert [t.params for t in study.trials[: len(expected)]] == expected

@@ -1,4 +1,4 @@
-"""Warm starts: the uniform plans at the budget, spec parsing, and the controllers that enqueue them."""
+"""Warm starts: the uniform and global plans at the budget, spec parsing, and the controllers that enqueue them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from automc.plan import CompressionPlan
 from automc.search.base import Objective
 from automc.search.registry import create
 from automc.search.storage import Recorder
-from automc.search.warm_start import parse_warm_start, uniform_values
+from automc.search.warm_start import global_values, parse_warm_start, uniform_values, warm_start_values
 from automc.space import BoundSpace, SearchSpace
 from automc.testing.controller_contract import TOY_SPACE, plan_macs, synthetic_evaluate, toy_layers
 
@@ -86,9 +86,81 @@ def test_no_budget_no_uniform_plan_and_an_impossible_one_none() -> None:
     assert uniform_values(space, {"macs": 1.0}, cost_fn(space)) == []
 
 
+def _importance(space: BoundSpace, order: list[int]) -> dict[int, list[float]]:
+    """Per-channel scores where every channel of group ``order[i]`` outranks every channel of the
+    groups after it (spread inside a group, so a threshold can cut through one)."""
+    channels = {s.group: s.out_channels for s in space.layers if s.prunable}
+    return {
+        g: [10.0 * (len(order) - i) + c / channels[g] for c in range(channels[g])]
+        for i, g in enumerate(order)
+    }
+
+
+def test_global_plans_rank_channels_across_groups_by_one_threshold() -> None:
+    space = toy_space()
+    base = plan_macs(space.layers, CompressionPlan())
+    limits = {"macs": 0.6 * base}
+    keeps = [p for p in space.params if p.field == "keep"]
+    groups = {p.name: next(s.group for s in space.layers if s.name == p.layers[0]) for p in keeps}
+    order = sorted(groups.values())
+    plans = {}
+    for name, ranking in (("forward", order), ("reverse", order[::-1])):
+        plans[name] = global_values(space, limits, cost_fn(space), _importance(space, ranking))
+        float_plan, int8_plan = plans[name]
+        bits = [p.name for p in space.params if p.field in ("w_bits", "a_bits")]
+        identity = space.identity_values()
+        assert all(float_plan[p.name] == identity[p.name] for p in space.params if p.field != "keep")
+        assert all(int8_plan[b] == 8 for b in bits)
+        for values in plans[name]:
+            assert meets(space, values, limits)
+            for p in keeps:  # filled: no keep rises one more grid step within the budget
+                grid = p.grid()
+                i = grid.index(values[p.name])
+                assert i + 1 == len(grid) or not meets(space, {**values, p.name: grid[i + 1]}, limits)
+        top = next(p.name for p in keeps if groups[p.name] == ranking[0])
+        bottom = next(p.name for p in keeps if groups[p.name] == ranking[-1])
+        assert float_plan[bottom] < float_plan[top]
+    assert plans["forward"] != plans["reverse"]
+    assert global_values(space, {}, cost_fn(space), _importance(space, order)) == []
+    assert global_values(space, {"macs": 1.0}, cost_fn(space), _importance(space, order)) == []
+
+
+def test_the_global_warm_start_needs_the_pipelines_channel_importance() -> None:
+    space = toy_space()
+    limits = {"macs": 0.4 * plan_macs(space.layers, CompressionPlan())}
+    ctrl = create(
+        "optuna-tpe",
+        space=space,
+        objectives=OBJECTIVES,
+        recorder=Recorder(None, "global", OBJECTIVES, {}),
+        budgets=limits,
+        cost_fn=cost_fn(space),
+        warm_start="uniform+global",
+    )
+    evaluate = synthetic_evaluate(space.layers)
+    with pytest.raises(AutomcError, match="warm start 'global'.*channel_importance"):
+        warm_start_values(ctrl, evaluate, 8)
+    importance = _importance(space, sorted({s.group for s in space.layers if s.prunable}))
+
+    class WithImportance:
+        def __call__(self, candidate):  # noqa: ANN001, ANN204
+            return evaluate(candidate)
+
+        def channel_importance(self) -> dict[int, list[float]]:
+            return importance
+
+    got = warm_start_values(ctrl, WithImportance(), 8)
+    uniform = uniform_values(space, limits, cost_fn(space))
+    assert got[: len(uniform)] == uniform
+    assert got[len(uniform) :] == [
+        v for v in global_values(space, limits, cost_fn(space), importance) if v not in uniform
+    ]
+
+
 def test_parse_warm_start() -> None:
     assert parse_warm_start(None) == parse_warm_start("none") == ()
     assert parse_warm_start("uniform+ilp") == ("uniform", "ilp")
+    assert parse_warm_start("uniform+global+ilp") == ("uniform", "global", "ilp")
     for bad in ("bogus", "ilp+ilp", "uniform,ilp"):
         with pytest.raises(AutomcError, match="unknown warm start"):
             parse_warm_start(bad)

@@ -18,7 +18,6 @@ from torch import nn
 
 from automc.compress import criteria
 from automc.compress.criteria import ChannelGroup, CriterionContext
-from automc.compress.criteria.magnitude import group_l1_scores
 from automc.errors import AutomcError, UnsupportedLayerError
 from automc.graph import GraphInfo, trace
 from automc.plan import NOT_PRUNABLE, CompressionPlan, LayerSpec, kept_channels
@@ -76,11 +75,25 @@ def channel_group(info: GraphInfo, group_id: int) -> ChannelGroup:
 
 
 def group_importance(model: nn.Module, example_input: torch.Tensor) -> dict[int, list[float]]:
-    """Group id -> the ``group_l1`` importance of each of its channels in ``model`` (each group's
-    scores have mean 1, as Torch-Pruning's ``MagnitudeImportance(p=1)`` normalises them, so
-    they compare across groups the way its ``global_pruning`` ranks them)."""
+    """Group id -> Torch-Pruning's ``MagnitudeImportance(p=1)`` of each of its channels in
+    ``model``: the L1 of every weight tied to the channel (producers, BatchNorm, consumers),
+    averaged and divided by the group's mean, the scores its ``global_pruning`` ranks across
+    groups."""
+    import torch_pruning as tp
+
     info = trace(copy.deepcopy(model).eval(), example_input)
-    return {gid: [float(v) for v in group_l1_scores(channel_group(info, gid))] for gid in sorted(info.groups)}
+    dg = info.dependency_graph
+    importance = tp.importance.MagnitudeImportance(p=1)
+    out: dict[int, list[float]] = {}
+    for gid in sorted(info.groups):
+        g = info.groups[gid]
+        root = info.module(g.producers[0])
+        group = dg.get_pruning_group(
+            root, dg.get_pruner_of_module(root).prune_out_channels, list(range(g.channels))
+        )
+        with torch.no_grad():
+            out[gid] = [float(v) for v in importance(group)]
+    return out
 
 
 def prune_groups(info: GraphInfo, plan: CompressionPlan, ctx: CriterionContext) -> dict[int, list[int]]:

@@ -45,8 +45,8 @@ class Evaluator:
         return self.cost_model.estimate(self.layers, plan)
 
     def channel_importance(self) -> dict[int, list[float]]:
-        """Group id -> the base model's per-channel ``group_l1`` importance (the ``global``
-        warm start ranks channels by it: :func:`automc.compress.prune.group_importance`)."""
+        """Group id -> the base model's per-channel magnitude importance (the ``global`` warm
+        start ranks channels by it: :func:`automc.compress.prune.group_importance`)."""
         from automc.compress.prune import group_importance
 
         return group_importance(self.model, self.example_input)

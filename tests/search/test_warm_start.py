@@ -211,3 +211,50 @@ def test_a_bad_warm_start_is_refused_by_the_controller(name: str, warm: str, mes
             recorder=Recorder(None, "bad", OBJECTIVES, {}),
             warm_start=warm,
         )
+
+
+def test_the_global_plan_is_torch_prunings_global_pruning_at_the_same_macs() -> None:
+    """On resnet20 the ``global`` plan keeps, group by group, what Torch-Pruning's global
+    magnitude pruning keeps at the MACs it reaches (to the space's keep grid and its fill)."""
+    import torch
+    import torch_pruning as tp
+    from torch import nn
+
+    from automc import graph, models, resources
+    from automc.compress.prune import group_importance
+    from automc.plan import kept_channels
+
+    torch.manual_seed(0)
+    model = models.create("resnet20").eval()
+    x = torch.randn(1, 3, 32, 32)
+    layers = graph.layers(model, x)
+    pruned = models.create("resnet20").eval()
+    pruned.load_state_dict(model.state_dict())
+    last = [m for m in pruned.modules() if isinstance(m, nn.Linear)][-1]
+    tp.pruner.MetaPruner(
+        pruned,
+        x,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.6,
+        global_pruning=True,
+        max_pruning_ratio=0.8,
+        ignored_layers=[last],
+    ).step()
+    fraction = graph.count_macs(pruned, x) / graph.count_macs(model, x)
+    space = SearchSpace.load(resources.find_space("prune")).bind(layers, model="resnet20")
+    cost = cost_fn(space)
+    limits = {"macs": fraction * cost(CompressionPlan())["macs"]}
+    [values] = global_values(space, limits, cost, group_importance(model, x))
+    assert meets(space, values, limits)
+    by_name = {s.name: s for s in layers}
+    kept = {
+        p.layers[0]: kept_channels(by_name[p.layers[0]].out_channels, values[p.name]) for p in space.params
+    }
+    theirs = {n: m.out_channels for n, m in pruned.named_modules() if n in kept}
+    assert len(kept) >= 10
+    step = {p.layers[0]: space.param(p.name).step * by_name[p.layers[0]].out_channels for p in space.params}
+    # one grid step of the group's keep ratio, and a channel of rounding
+    assert all(abs(kept[n] - theirs[n]) <= step[n] + 1 for n in kept), str(
+        [(n, kept[n], theirs[n]) for n in kept]
+    )
+    assert sum(kept.values()) != sum(by_name[n].out_channels for n in kept)

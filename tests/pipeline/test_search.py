@@ -278,3 +278,33 @@ def test_the_global_warm_start_ranks_the_base_models_channels(home, tmp_path):
     study = optuna.load_study(study_name=r.study, storage=r.storage)
     assert len(expected) > len(uniform)
     assert [t.params for t in study.trials[: len(expected)]] == expected
+
+
+def test_the_cli_takes_the_global_warm_start_and_refuses_a_bad_spec(home, tmp_path, capsys):
+    argv = [
+        "search",
+        "--model",
+        "test_tiny",
+        "--dataset",
+        "synthetic",
+        "--space",
+        "prune",
+        "--budget",
+        "flops=0.5",
+        "--profile",
+        "none",
+        "--no-onnx",
+        "--quiet",
+        "--finetune-top",
+        "0",
+        "--trials",
+        "3",
+    ]
+    assert main([*argv, "--warm-start", "global", "--out", str(tmp_path / "run")]) == 0
+    meta = json.loads((tmp_path / "run" / "pareto.json").read_text())
+    assert meta["meta"]["config"]["controller"]["warm_start"] == "global"
+    capsys.readouterr()
+    assert main([*argv, "--warm-start", "global+greedy", "--out", str(tmp_path / "bad")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("automc: error:")]
+    assert len(errors) == 1 and "unknown warm start 'global+greedy'" in errors[0]
+    assert not (tmp_path / "bad").exists()

@@ -225,3 +225,33 @@ def test_the_aligned_torch_pruning_baseline_keeps_multiples_of_the_runtime_block
 
     assert all(w % 16 == 0 for w in widths(bench.ALIGNED_TP))
     assert any(w % 16 for w in widths("tp-l1-uniform"))
+
+
+def test_margins_count_only_results_that_meet_the_budget_as_measured(bench) -> None:
+    """A baseline timed at 76% of the base's latency is no answer to a 50% budget: its seed is left
+    out of the margin (for automc and the baselines alike) and named in ``over_budget``."""
+
+    def rec(test: float, fraction: float) -> dict[str, float]:
+        return {
+            "test_acc_runtime": test,
+            "val_acc_runtime": test,
+            "wall_seconds": 1,
+            "latency_fraction": fraction,
+        }
+
+    results = {}
+    for s, (ours, fast, slow) in enumerate([(0.70, 0.72, 0.80), (0.71, 0.70, 0.81), (0.69, 0.71, 0.82)]):
+        results[f"automc-prune|latency=0.5|s{s}"] = rec(ours, 0.45)
+        results[f"tp-l1-uniform-int8|latency=0.5|s{s}"] = rec(fast, 0.49 if s else 0.52)
+        results[f"tp-taylor-int8|latency=0.5|s{s}"] = rec(slow, 0.76)
+    m = bench.margins_of(results, ["latency=0.5"])["latency=0.5"]
+    assert m["best_baseline"] == "tp-l1-uniform-int8"
+    assert m["seeds"] == [1, 2]
+    assert m["margin_points_per_seed"] == pytest.approx([1.0, -2.0])
+    assert m["over_budget"] == {
+        "tp-l1-uniform-int8|latency=0.5|s0": 0.52,
+        **{f"tp-taylor-int8|latency=0.5|s{s}": 0.76 for s in range(3)},
+    }
+    summary = bench.summary_of(results, ["latency=0.5"])["latency=0.5"]
+    assert summary["tp-l1-uniform-int8"]["meets_budget_measured"] == 2
+    assert summary["tp-taylor-int8"]["meets_budget_measured"] == 0

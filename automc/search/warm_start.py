@@ -15,10 +15,10 @@
 * ``global``: what Torch-Pruning's global pruning (``global_pruning=True``,
   ``MagnitudeImportance(p=1)``) would choose: every channel of every pruned group ranked
   by that importance in the base model (:func:`automc.compress.prune.group_importance`,
-  from the pipeline's ``Evaluator``), one threshold for all groups, each group's keep ratio the share of its channels above it
-  (the space's nearest grid value), the lowest threshold whose plan meets every budget;
-  then filled to the budget as ``uniform``'s, and the same at int8 where the space has 8
-  bits. The per-group ratios a user would get from that one-liner, as plans the search
+  from the pipeline's ``Evaluator``), one threshold for all groups, each group's keep
+  ratio the share of its channels above it (the space's nearest grid value), the lowest
+  threshold whose plan meets every budget; then filled to the budget as ``uniform``'s,
+  and the same at int8 where the space has 8 bits. The per-group ratios a user would get from that one-liner, as plans the search
   scores and can improve on.
 * ``ilp``: the ``ilp`` solver's sweep (:func:`automc.search.solver.solver_values`), after
   scoring one sensitivity probe per value of every dimension.

@@ -273,9 +273,9 @@ def fraction_of(record: Mapping[str, Any], budget: str) -> float | None:
 
 def meets_measured(record: Mapping[str, Any], budget: str) -> bool:
     """Whether ``record``'s shipped model meets ``budget`` by its measured cost (fvcore MACs, or the
-    runtime latency timed with the base), as automc's winners must; unknown counts as meeting."""
+    runtime latency timed with the base); a cost not measured (a model that did not ship) does not."""
     fraction = fraction_of(record, budget)
-    return fraction is None or fraction <= budget_value(budget) * (1 + 1e-9)
+    return fraction is not None and fraction <= budget_value(budget) * (1 + 1e-9)
 
 
 def budget_value(budget: str) -> float:
@@ -593,8 +593,7 @@ def run_search(ctx: Context, method: str, budget: str, seed: int) -> dict[str, A
         else:
             row["runtime_error"] = str(f.get("runtime_error", "not shipped"))
         rows.append(row)
-    limit = budget_value(budget)
-    meeting = [r for r in rows if (fraction_of(r, budget) or float("inf")) <= limit * (1 + 1e-9)]
+    meeting = [r for r in rows if meets_measured(r, budget)]
     pool = meeting or rows
     if not pool:
         return {"error": "no winner (nothing feasible)", "wall_seconds": wall, "trials": len(result.trials)}
@@ -657,13 +656,14 @@ def margins_of(results: Mapping[str, Mapping[str, Any]], budgets: list[str]) -> 
     for budget in budgets:
         test_key, val_key = accuracy_keys(budget)
         by_method: dict[str, dict[int, Mapping[str, Any]]] = {}
-        over: dict[str, float] = {}
+        over: dict[str, float | None] = {}
         for key, rec in results.items():
             method, b, seed = key.split("|")
             if b != budget or "error" in rec or rec.get(test_key) is None:
                 continue
             if not meets_measured(rec, budget):
-                over[key] = round(float(fraction_of(rec, budget) or 0.0), 4)
+                fraction = fraction_of(rec, budget)
+                over[key] = None if fraction is None else round(fraction, 4)
                 continue
             by_method.setdefault(method, {})[int(seed[1:])] = rec
 

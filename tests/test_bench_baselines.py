@@ -55,12 +55,21 @@ def test_margins_at_latency_compare_the_shipped_accuracy(bench) -> None:
             "test_acc_runtime": 0.6,
             "val_acc_runtime": 0.6,
             "wall_seconds": 1,
+            "latency_fraction": 0.45,
         },
-        "tp-l1-uniform-int8|latency=0.5|s0": {"test_acc": 0.5, "test_acc_runtime": 0.7, "wall_seconds": 1},
+        "tp-l1-uniform-int8|latency=0.5|s0": {
+            "test_acc": 0.5,
+            "test_acc_runtime": 0.7,
+            "wall_seconds": 1,
+            "latency_fraction": 0.5,
+        },
+        "tp-l1-global-int8|latency=0.5|s0": {"test_acc": 0.9, "test_acc_runtime": 0.9, "wall_seconds": 1},
     }
     m = bench.margins_of(results, ["latency=0.5"])["latency=0.5"]
     assert m["accuracy"] == "test_acc_runtime"
     assert m["margin_points"] == pytest.approx(-10.0)
+    # a baseline whose artifact was never timed has not shown that it meets the budget
+    assert m["over_budget"] == {"tp-l1-global-int8|latency=0.5|s0": None}
 
 
 def test_bisection_finds_the_smallest_ratio_meeting_the_target(bench) -> None:
@@ -196,7 +205,7 @@ def test_tiny_run_end_to_end_writes_margins_and_resumes(bench, tmp_path, monkeyp
 def test_margins_name_automc_refusal_when_it_has_no_result(bench) -> None:
     results = {
         "automc-joint|latency=0.5|s0": {"error": "budget latency_ms=0.3ms cannot be met", "wall_seconds": 1},
-        "tp-l1-uniform|latency=0.5|s0": {"test_acc_runtime": 0.7, "wall_seconds": 1},
+        "tp-l1-uniform|latency=0.5|s0": {"test_acc_runtime": 0.7, "wall_seconds": 1, "latency_fraction": 0.4},
     }
     m = bench.margins_of(results, ["latency=0.5"])["latency=0.5"]
     assert m["margin_points"] is None

@@ -5,6 +5,9 @@ prune space under a loose MACs budget, random search, no device profile and no p
 bars. A test adds or changes what it needs::
 
     automc.search(trials=8, out=tmp_path, **{**TINY_SEARCH, "finetune_top": 2})
+
+``TINY_SEARCH_ARGV`` is the command line of the same model, data and space without a device
+profile, for tests of ``automc search`` itself (a test adds its budget, trials and output).
 """
 
 from __future__ import annotations
@@ -24,4 +27,16 @@ TINY_SEARCH: Mapping[str, Any] = MappingProxyType(
         "profile": None,
         "progress": False,
     }
+)
+
+TINY_SEARCH_ARGV: tuple[str, ...] = (
+    "search",
+    "--model",
+    "test_tiny",
+    "--dataset",
+    "synthetic",
+    "--space",
+    "prune",
+    "--profile",
+    "none",
 )

@@ -7,20 +7,9 @@ import pytest
 from automc import train
 from automc.budget import fraction_hint, parse_budget
 from automc.cli import main
+from automc.testing.search import TINY_SEARCH_ARGV
 
-ARGV = [
-    "search",
-    "--model",
-    "test_tiny",
-    "--dataset",
-    "synthetic",
-    "--space",
-    "prune",
-    "--trials",
-    "2",
-    "--profile",
-    "none",
-]
+ARGV = [*TINY_SEARCH_ARGV, "--trials", "2"]
 
 
 @pytest.fixture

@@ -97,18 +97,10 @@ def test_the_report_shows_a_profile_banner_and_an_empty_run_banner(tmp_path):
 
 def test_a_search_with_nothing_feasible_says_so_in_one_line(home, tmp_path, capsys):
     from automc.cli import main
+    from automc.testing.search import TINY_SEARCH_ARGV
 
-    argv = [
-        "search",
-        "--model",
-        "test_tiny",
-        "--dataset",
-        "synthetic",
-        "--space",
-        str(Path(__file__).parent / "data" / "prune_frozen_stem.yaml"),
-        "--profile",
-        "none",
-    ]
+    # the frozen-stem variant of its space (the last --space given is the one used)
+    argv = [*TINY_SEARCH_ARGV, "--space", str(Path(__file__).parent / "data" / "prune_frozen_stem.yaml")]
     # the space's smallest plan meets 55% of the base MACs, none of 20 random candidates (2 trials
     # asked for, PRICED_ONLY_PER_TRIAL times as many priced) does
     argv += [

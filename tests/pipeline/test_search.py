@@ -12,7 +12,7 @@ import pytest
 import automc
 from automc.cli import main
 from automc.pareto import non_dominated
-from automc.testing.search import TINY_SEARCH
+from automc.testing.search import TINY_SEARCH, TINY_SEARCH_ARGV
 
 ARGS = {
     **TINY_SEARCH,
@@ -282,17 +282,9 @@ def test_the_global_warm_start_ranks_the_base_models_channels(home, tmp_path):
 
 def test_the_cli_takes_the_global_warm_start_and_refuses_a_bad_spec(home, tmp_path, capsys):
     argv = [
-        "search",
-        "--model",
-        "test_tiny",
-        "--dataset",
-        "synthetic",
-        "--space",
-        "prune",
+        *TINY_SEARCH_ARGV,
         "--budget",
         "flops=0.5",
-        "--profile",
-        "none",
         "--no-onnx",
         "--quiet",
         "--finetune-top",

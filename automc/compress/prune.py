@@ -18,6 +18,7 @@ from torch import nn
 
 from automc.compress import criteria
 from automc.compress.criteria import ChannelGroup, CriterionContext
+from automc.compress.criteria.magnitude import group_l1_scores
 from automc.errors import AutomcError, UnsupportedLayerError
 from automc.graph import GraphInfo, trace
 from automc.plan import NOT_PRUNABLE, CompressionPlan, LayerSpec, kept_channels
@@ -76,23 +77,15 @@ def channel_group(info: GraphInfo, group_id: int) -> ChannelGroup:
 
 def group_importance(model: nn.Module, example_input: torch.Tensor) -> dict[int, list[float]]:
     """Group id -> Torch-Pruning's ``MagnitudeImportance(p=1)`` of each of its channels in
-    ``model``: the L1 of every weight tied to the channel (producers, BatchNorm, consumers),
+    ``model`` (the ``tp_l1`` criterion's scores): the L1 of every weight tied to the channel,
     averaged and divided by the group's mean, the scores its ``global_pruning`` ranks across
     groups."""
-    import torch_pruning as tp
-
     info = trace(copy.deepcopy(model).eval(), example_input)
-    dg = info.dependency_graph
-    importance = tp.importance.MagnitudeImportance(p=1)
     out: dict[int, list[float]] = {}
     for gid in sorted(info.groups):
-        g = info.groups[gid]
-        root = info.module(g.producers[0])
-        group = dg.get_pruning_group(
-            root, dg.get_pruner_of_module(root).prune_out_channels, list(range(g.channels))
-        )
-        with torch.no_grad():
-            out[gid] = [float(v) for v in importance(group)]
+        scores = group_l1_scores(channel_group(info, gid), per_layer=False)
+        mean = float(scores.mean())
+        out[gid] = [float(v) for v in (scores / mean if mean > 0 else scores)]
     return out
 
 

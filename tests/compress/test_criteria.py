@@ -326,3 +326,73 @@ def test_group_l1_averages_every_tied_layer_after_normalising_each():
     ctx = CriterionContext(model=nn.Sequential(), batches=[])
     assert criteria.get("group_l1").select(group, 1, ctx) == [1]
     assert criteria.get("l1").select(group, 1, ctx) == [0]  # the raw sum follows the wide producer
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
+def test_tp_l1_is_torch_prunings_magnitude_importance(name: str) -> None:
+    """``tp_l1`` ranks every group's channels by exactly Torch-Pruning's ``MagnitudeImportance(p=1)``
+    (depthwise convs unscored, as Torch-Pruning leaves them), and ``group_importance`` is those
+    scores over the group's mean."""
+    import copy
+
+    import torch_pruning as tp
+
+    from automc import graph, models
+    from automc.compress.criteria.magnitude import group_l1_scores
+    from automc.compress.prune import channel_group, group_importance
+
+    torch.manual_seed(0)
+    model = models.create(name).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.2, 2.0)
+    x = torch.randn(1, 3, 32, 32)
+    info = graph.trace(copy.deepcopy(model).eval(), x)
+    dg, importance = info.dependency_graph, tp.importance.MagnitudeImportance(p=1)
+    ours = group_importance(model, x)
+    ctx = CriterionContext(model=info.model, batches=[])
+    for gid, g in info.groups.items():
+        root = info.module(g.producers[0])
+        group = dg.get_pruning_group(
+            root, dg.get_pruner_of_module(root).prune_out_channels, list(range(g.channels))
+        )
+        theirs = importance(group)
+        assert torch.allclose(torch.tensor(ours[gid]), theirs, rtol=1e-5), gid
+        k = g.channels // 2
+        assert criteria.get("tp_l1").select(channel_group(info, gid), k, ctx) == sorted(
+            int(i) for i in torch.argsort(-theirs, stable=True)[:k]
+        )
+        # group_l1 differs: every tied layer divided by its own mean first
+        assert not torch.allclose(group_l1_scores(channel_group(info, gid)), theirs, rtol=1e-3)
+
+
+def test_group_l1_counts_a_depthwise_conv_once():
+    """In mobilenetv2 the depthwise conv both writes and reads the expansion's channels: its
+    filters count once among the group's mean-normalised layers."""
+    import copy
+
+    from automc import graph, models
+    from automc.compress.criteria.magnitude import group_l1_scores
+    from automc.compress.prune import channel_group
+
+    torch.manual_seed(0)
+    info = graph.trace(copy.deepcopy(models.create("mobilenetv2").eval()), torch.randn(1, 3, 32, 32))
+    gid = next(
+        g
+        for g, info_g in info.groups.items()
+        if info_g.producers == ("features.1.conv.0", "features.1.conv.3")
+    )
+
+    def w(n: str) -> torch.Tensor:
+        return info.module(n).weight.detach()
+
+    parts = [
+        w("features.1.conv.0").reshape(96, -1).abs().sum(1),
+        w("features.1.conv.3").reshape(96, -1).abs().sum(1),
+        w("features.1.conv.1").abs(),
+        w("features.1.conv.4").abs(),
+        w("features.1.conv.6").abs().sum(dim=(0, 2, 3)),
+    ]
+    expected = torch.stack([p / p.mean() for p in parts]).mean(0)
+    assert torch.allclose(group_l1_scores(channel_group(info, gid)), expected, atol=1e-6)

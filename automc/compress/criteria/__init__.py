@@ -111,7 +111,12 @@ REGISTRY.add("l2", "automc.compress.criteria.magnitude:L2", "L2 norm of the grou
 REGISTRY.add(
     "group_l1",
     "automc.compress.criteria.magnitude:GroupL1",
-    "Torch-Pruning's group magnitude: L1 of producers, BatchNorm and consumers, mean-normalised per layer",
+    "group magnitude: L1 of producers, BatchNorm and consumers, mean-normalised per layer, then averaged",
+)
+REGISTRY.add(
+    "tp_l1",
+    "automc.compress.criteria.magnitude:TorchPruningL1",
+    "Torch-Pruning's MagnitudeImportance(p=1): the same L1s averaged as they are",
 )
 REGISTRY.add(
     "random",

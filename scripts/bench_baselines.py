@@ -180,11 +180,12 @@ SEARCH_SETTINGS = frozenset(
 
 
 def space_criteria() -> dict[str, str]:
-    """The pruning criterion of each search space the automc methods search (``search_spaces/``)."""
+    """The pruning criteria of each search space the automc methods search (``search_spaces/``),
+    joined by ``+`` where a space searches several."""
     from automc.space import SearchSpace
 
     return {
-        name: SearchSpace.load(ROOT / "search_spaces" / f"{name}.yaml").spec.criteria[0]
+        name: "+".join(SearchSpace.load(ROOT / "search_spaces" / f"{name}.yaml").spec.criteria)
         for name in ("joint", "prune")
     }
 

@@ -18,8 +18,8 @@
   from the pipeline's ``Evaluator``), one threshold for all groups, each group's keep
   ratio the share of its channels above it (the space's nearest grid value), the lowest
   threshold whose plan meets every budget; then filled to the budget as ``uniform``'s,
-  and the same at int8 where the space has 8 bits. The per-group ratios a user would get from that one-liner, as plans the search
-  scores and can improve on.
+  and the same at int8 where the space has 8 bits. The per-group ratios a user would get
+  from that one-liner, as plans the search scores and can improve on.
 * ``ilp``: the ``ilp`` solver's sweep (:func:`automc.search.solver.solver_values`), after
   scoring one sensitivity probe per value of every dimension.
 
@@ -143,7 +143,7 @@ def global_values(
     if not budgets or cost_fn is None or not keep:
         return []
     specs = {s.name: s for s in space.layers}
-    scores = {p.name: sorted(importance[specs[p.layers[0]].group]) for p in keep}
+    scores = {p.name: importance[specs[p.layers[0]].group] for p in keep}
     thresholds = sorted({v for s in scores.values() for v in s})
     meets = _meets(space, budgets, cost_fn)
 

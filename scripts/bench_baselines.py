@@ -531,7 +531,6 @@ def run_tp(ctx: Context, method: str, budget: str, seed: int) -> dict[str, Any]:
         ship_and_time(ctx, model, folder, int8=int8, seed=seed, accuracy=budget.startswith("latency"))
     )
     record["wall_seconds"] = time.perf_counter() - t0 + reused_s
-    record["meets_budget_measured"] = meets_measured(record, budget)
     return record
 
 
@@ -675,14 +674,23 @@ def margins_of(results: Mapping[str, Mapping[str, Any]], budgets: list[str]) -> 
 
         ours = [m for m in by_method if m in AUTOMC_METHODS]
         theirs = [m for m in by_method if m not in AUTOMC_METHODS]
-        if not theirs:
+        over_theirs = [k for k in over if k.split("|")[0] not in AUTOMC_METHODS]
+        if not theirs and not over_theirs:
+            continue
+        refused = {
+            key.split("|")[0]: rec["error"]
+            for key, rec in results.items()
+            if key.split("|")[1] == budget and key.split("|")[0] in AUTOMC_METHODS and "error" in rec
+        }
+        if not theirs:  # every baseline ran, none met the budget as measured
+            out[budget] = {
+                "best_baseline": None,
+                "automc_errors": refused,
+                "margin_points": None,
+                "over_budget": over,
+            }
             continue
         if not ours:
-            refused = {
-                key.split("|")[0]: rec["error"]
-                for key, rec in results.items()
-                if key.split("|")[1] == budget and key.split("|")[0] in AUTOMC_METHODS and "error" in rec
-            }
             out[budget] = {
                 "automc_method": None,
                 "automc_errors": refused,

@@ -261,6 +261,13 @@ def test_margins_count_only_results_that_meet_the_budget_as_measured(bench) -> N
         "tp-l1-uniform-int8|latency=0.5|s0": 0.52,
         **{f"tp-taylor-int8|latency=0.5|s{s}": 0.76 for s in range(3)},
     }
+    none_met = {k: v for k, v in results.items() if "tp-taylor" in k or "automc" in k}
+    assert bench.margins_of(none_met, ["latency=0.5"])["latency=0.5"] == {
+        "best_baseline": None,
+        "automc_errors": {},
+        "margin_points": None,
+        "over_budget": {f"tp-taylor-int8|latency=0.5|s{s}": 0.76 for s in range(3)},
+    }
     summary = bench.summary_of(results, ["latency=0.5"])["latency=0.5"]
     assert summary["tp-l1-uniform-int8"]["meets_budget_measured"] == 2
     assert summary["tp-taylor-int8"]["meets_budget_measured"] == 0

@@ -27,7 +27,8 @@ Caveats, stated plainly:
       (Torch-Pruning's low-level pruner does not keep the per-group layout of such convs
       consistent), when coupled layers disagree on the channel count, or when a
       consumer reads the channels through an irregular index mapping (e.g. a channel
-      shuffle). :attr:`GraphInfo.unprunable` says which reason applied to each layer.
+      shuffle), or when the channels meet others in a concatenation or split whose offsets
+      Torch-Pruning cannot infer (a ``torch.cat`` followed by a flatten). :attr:`GraphInfo.unprunable` says which reason applied to each layer.
 """
 
 from __future__ import annotations
@@ -252,6 +253,23 @@ def _segment_of(idxs: list[int], root_idxs: list[int], channels: int) -> tuple[i
     )
 
 
+def _unmapped_channel_join(node: Any) -> bool:
+    """Whether the dependency-graph ``node`` is a concatenation or split that may act on the
+    channel dimension but whose channel offsets Torch-Pruning did not infer.
+
+    Torch-Pruning then passes the pruned indices to every input (or output) unchanged, so it
+    prunes the same channels of every branch and leaves the consumers' features misaligned
+    (measured: ``torch.cat([conv_a(x), conv_b(x)], 1)`` followed by ``flatten`` and
+    ``nn.Linear``). A join on another dimension has no offsets and is fine; a negative
+    ``dim`` cannot be told apart without the rank, so it counts as a channel join.
+    """
+    module = node.module
+    if not isinstance(module, tp.ops._ConcatOp | tp.ops._SplitOp) or module.offsets is not None:
+        return False
+    dim = getattr(node.grad_fn, "_saved_dim", None)
+    return dim is None or dim == 1 or dim >= 2**63
+
+
 def _out_dim(module: nn.Module) -> int:
     weight = module.weight
     assert isinstance(weight, torch.Tensor)
@@ -330,6 +348,11 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> GraphInfo:
             tname = module_names.get(id(target))
             if isinstance(target, tp.ops._OutputOp):
                 reason = reason or "its output channels are the model output"
+            elif _unmapped_channel_join(dep.target):
+                reason = reason or (
+                    "it meets other channels in a concatenation or split whose channel offsets "
+                    "Torch-Pruning cannot infer (e.g. a torch.cat followed by a flatten)"
+                )
             elif tname is not None:
                 if layer_kind(target) == "grouped":
                     reason = reason or f"coupled with grouped convolution {tname!r}"

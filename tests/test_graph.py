@@ -117,6 +117,54 @@ def test_grouped_conv_is_not_prunable():
     assert "grouped" in info.unprunable["0"]
 
 
+class ConcatFlatten(nn.Module):
+    """Two branches concatenated on channels, then flattened into a linear layer: Torch-Pruning
+    infers no concat offsets here and would prune the same channels of both branches."""
+
+    def __init__(self, pool: bool) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 4, 1)
+        self.b = nn.Conv2d(8, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.fc = nn.Linear(8 * (4 if pool else 8) ** 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        return self.fc(self.pool(torch.cat([self.a(x), self.b(x)], 1)).flatten(1))
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_a_concat_torch_pruning_cannot_map_is_not_prunable_and_pruning_keeps_the_model_running(pool):
+    from automc import compress
+    from automc.plan import CompressionPlan
+
+    model, x = ConcatFlatten(pool).eval(), torch.randn(1, 3, 8, 8)
+    info = trace(model, x)
+    by = {s.name: s for s in info.layers}
+    assert by["a"].group == by["b"].group == NOT_PRUNABLE
+    assert "concatenation" in info.unprunable["a"] and "concatenation" in info.unprunable["b"]
+    assert by["stem"].group != NOT_PRUNABLE
+    small = compress.apply(model, CompressionPlan.uniform(list(info.layers), keep_ratio=0.5), x)
+    assert small(x).shape == (1, 3)
+    assert small.stem.out_channels == 4 and small.a.out_channels == small.b.out_channels == 4
+
+
+def test_a_concat_on_a_spatial_dimension_keeps_its_branches_coupled_and_prunable():
+    class SpatialCat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(3, 6, 1)
+            self.head = nn.Conv2d(6, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.cat([self.a(x), self.b(x)], 2)).mean((2, 3))
+
+    info = trace(SpatialCat().eval(), torch.randn(1, 3, 8, 8))
+    by = {s.name: s for s in info.layers}
+    assert by["a"].group == by["b"].group != NOT_PRUNABLE
+
+
 SLOW_ZOO = {"resnet56", "vgg16", "mobilenetv2"}
 ZOO = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_ZOO else n for n in models.names()]
 

@@ -37,7 +37,11 @@ def warn_if_nothing_feasible(trials: Sequence[Any], limits: Mapping[str, float])
     if any(t.complete and t.feasible for t in trials):
         return False
     best = cheapest_candidate(trials, limits)
-    if best is None:
+    failed = [t for t in trials if t.failure.strip()]
+    if best is None and failed:
+        why = failed[0].failure.strip().splitlines()[0][:300]
+        where = f"{len(failed)} of them failed (trial {failed[0].number}: {why})"
+    elif best is None:
         where = "no candidate was priced"
     else:
         costs = ", ".join(
@@ -47,7 +51,7 @@ def warn_if_nothing_feasible(trials: Sequence[Any], limits: Mapping[str, float])
         )
         where = f"the cheapest (trial {best.number}) costs {costs}"
     sys.stderr.write(
-        f"automc: warning: no feasible candidate in {len(trials)} candidates priced: {where}; loosen the budget, "
+        f"automc: warning: no feasible candidate in {len(trials)} trials: {where}; loosen the budget, "
         "run more trials (--trials) or use a space with lower keep ratios (--space)\n"
     )
     return True

@@ -28,12 +28,22 @@ def test_nothing_feasible_names_the_cheapest_candidate_against_the_budget_and_th
     trials = [over_budget(0, 40e6, 6.0), over_budget(1, 12e6, 2.5), over_budget(2, 11e6, 4.0)]
     assert warn_if_nothing_feasible(trials, LIMITS)
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(
-        "automc: warning: no feasible candidate in 3 candidates priced"
-    )
+    assert err.count("\n") == 1 and err.startswith("automc: warning: no feasible candidate in 3 trials")
     # trial 1 is closest to the budget: its worst ratio is 1.2 (trial 2: 1.33)
     assert "the cheapest (trial 1) costs macs 12M > 10M, latency_ms 2.5ms <= 3ms" in err
     assert "loosen the budget" in err and "--trials" in err and "lower keep ratios" in err
+
+
+def test_nothing_feasible_because_every_trial_failed_names_the_first_failure(capsys):
+    failed = [
+        TrialRecord(number=n, state="FAIL", failure=f"ProxyFailure: RuntimeError: shapes {n}\ntraceback")
+        for n in (4, 5)
+    ]
+    assert warn_if_nothing_feasible(failed, LIMITS)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "2 of them failed (trial 4: ProxyFailure: RuntimeError: shapes 4)" in err
+    assert "no candidate was priced" not in err
 
 
 def test_a_feasible_candidate_silences_the_empty_run_warning(capsys):
@@ -116,10 +126,7 @@ def test_a_search_with_nothing_feasible_says_so_in_one_line(home, tmp_path, caps
     assert main(argv) == 0
     captured = capsys.readouterr()
     warnings = [line for line in captured.err.splitlines() if line.startswith("automc: warning:")]
-    assert (
-        len(warnings) == 1
-        and "no feasible candidate in 20 candidates priced: the cheapest (trial" in warnings[0]
-    )
+    assert len(warnings) == 1 and "no feasible candidate in 20 trials: the cheapest (trial" in warnings[0]
     assert "macs" in warnings[0] and "> 284k" in warnings[0] and "--trials" in warnings[0]
     assert "recommended: no winner was fine-tuned (no feasible candidate" in captured.out
     assert "No candidate met the budget" in (tmp_path / "run" / "index.html").read_text()

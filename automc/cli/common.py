@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,23 @@ from automc.errors import AutomcError
 
 if TYPE_CHECKING:
     from automc.plan import CompressionPlan
+
+
+MODEL_HELP = "zoo name (automc list models), tv:<torchvision name> or package.module:factory of your code"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, repeatable: bool = False) -> None:
+    """``--model`` (required; repeatable when ``repeatable``) and ``--model-kwargs``: the model a
+    command works on, built by ``automc.models.user.from_flag`` (your code only from a path you type)."""
+    if repeatable:
+        parser.add_argument(
+            "--model", action="append", required=True, metavar="NAME", help=MODEL_HELP + " (repeatable)"
+        )
+    else:
+        parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument(
+        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
+    )
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:

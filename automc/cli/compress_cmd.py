@@ -10,21 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from automc.cli.common import parse_input_shape, read_plan
+from automc.cli.common import add_model_arguments, parse_input_shape, read_plan
 from automc.errors import AutomcError
 
 HELP = "Apply a compression plan (prune / low-rank / quantize) to a model and save it."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="zoo name (automc list models), tv:<torchvision name> or package.module:factory of your code",
-    )
-    parser.add_argument(
-        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
-    )
+    add_model_arguments(parser)
     parser.add_argument("--weights", help="state_dict file to load before compressing")
     parser.add_argument("--plan", required=True, help="compression plan JSON")
     parser.add_argument("--input", default="1x3x32x32", help="example input shape, e.g. 1x3x32x32")

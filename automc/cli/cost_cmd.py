@@ -15,7 +15,7 @@ import dataclasses
 import json
 from typing import Any
 
-from automc.cli.common import parse_input_shape, read_plan
+from automc.cli.common import add_model_arguments, parse_input_shape, read_plan
 from automc.errors import AutomcError, UnsupportedLayerError
 
 HELP = "Price a model/plan analytically: MACs, params, size, peak activation, energy, latency."
@@ -27,14 +27,7 @@ SPARSITY_NOTE = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="zoo name (automc list models), tv:<torchvision name> or package.module:factory of your code",
-    )
-    parser.add_argument(
-        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
-    )
+    add_model_arguments(parser)
     parser.add_argument("--weights", help="state_dict file to load (checked against the model)")
     parser.add_argument("--plan", help="compression plan JSON (default: the uncompressed model)")
     parser.add_argument("--input", default="1x3x32x32", help="example input shape, e.g. 1x3x32x32")

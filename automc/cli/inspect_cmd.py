@@ -6,15 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from automc.cli.common import parse_input_shape
+from automc.cli.common import add_model_arguments, parse_input_shape
 
 HELP = "Show a model's conv/linear layers: shapes, MACs, params and channel dependency groups."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="zoo name (automc list models) or tv:<torchvision name>"
-    )
+    add_model_arguments(parser)
     parser.add_argument("--input", default="1x3x32x32", help="example input shape, e.g. 1x3x32x32")
     parser.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default 10)")
     parser.add_argument("--json", action="store_true", help="print the layer specs and totals as JSON")
@@ -34,13 +32,15 @@ def _pair(t: tuple[int, ...]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from automc import models
     from automc.graph import trace
+    from automc.models import user
     from automc.plan import layers_fingerprint
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     shape = parse_input_shape(args.input)
-    model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[1]).eval()
+    model = user.from_flag(
+        args.model, args.model_kwargs, num_classes=args.num_classes, in_channels=shape[1]
+    ).eval()
     info = trace(model, torch.zeros(*shape))
     specs = info.layers
     totals: dict[str, Any] = {

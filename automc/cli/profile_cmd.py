@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from automc.cli.common import parse_input_shape
+from automc.cli.common import add_model_arguments, parse_input_shape
 from automc.errors import AutomcError
 
 HELP = "measure a device latency profile (layer table, overheads, validation) on this machine"
@@ -40,13 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, default=2, help="intra-op threads pinned while measuring (default 2)"
     )
-    p.add_argument(
-        "--model",
-        action="append",
-        required=True,
-        metavar="NAME",
-        help="zoo name or tv:<name> whose layer shapes to profile (repeatable)",
-    )
+    add_model_arguments(p, repeatable=True)
     p.add_argument(
         "--input",
         action="append",
@@ -117,9 +111,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from automc import compress, graph, models
+    from automc import compress, graph
     from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS
     from automc.hardware import ProfileCase, ProfileSettings, build_profile, recheck
+    from automc.models import user
     from automc.plan import CompressionPlan
     from automc.schema.hw_profile import dump_hw_profile, load_hw_profile
 
@@ -127,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     cases = []
     for name in dict.fromkeys(args.model):
         for shape in shapes:
-            model = models.create(name, in_channels=shape[1]).eval()
+            model = user.from_flag(name, args.model_kwargs, in_channels=shape[1]).eval()
             x = torch.randn(*shape)
             label = name if len(shapes) == 1 else f"{name}@{'x'.join(map(str, shape[1:]))}"
             cases.append(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from automc.cli.common import add_model_arguments
 from automc.errors import AutomcError
 
 HELP = "per-layer pruning/quantization sensitivity (proxy accuracy vs keep ratio and bits) as CSV + PNG"
@@ -29,14 +30,7 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="model name (automc list models) or package.module:factory of your code",
-    )
-    parser.add_argument(
-        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--device",
         default="auto",

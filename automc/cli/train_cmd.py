@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from automc.cli.common import add_model_arguments
 from automc.cli.search_cmd import add_data_arguments
 from automc.errors import AutomcError
 
@@ -23,14 +24,7 @@ HELP = "train a base model on a dataset (cached under $AUTOMC_HOME) and print it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="model name (automc list models), tv:<torchvision name> or package.module:factory of your code",
-    )
-    parser.add_argument(
-        "--model-kwargs", metavar="JSON", help="keyword arguments of a package.module:factory model"
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--dataset", required=True, help="dataset name (automc list datasets) or imagefolder:PATH"
     )

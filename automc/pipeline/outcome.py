@@ -65,20 +65,38 @@ def profile_error(base: Mapping[str, Any]) -> float | None:
     return float(pred) / float(meas) - 1.0
 
 
-def profile_fix(model: str, profile: str) -> str:
-    """The command that re-measures ``profile`` for ``model`` on this machine."""
-    return f"automc profile --model {model} --out {profile or 'NEW.yaml'}"
+def profile_fix(
+    model: str, *, runtime: Any = None, device: str = "cpu", input_shape: Sequence[int] = ()
+) -> str:
+    """The command that measures a profile of ``model`` on this machine for the runtime the
+    run's profile is for (``runtime``: its ``RuntimeInfo``; ``device``: its device kind),
+    at the run's input shape, into a new file the next run names with ``--profile``.
+
+    A model defined in the script that ran (``__main__:Net``) cannot be imported by the
+    command: it is told to move into an importable module.
+    """
+    parts = ["automc profile"]
+    if runtime is not None:
+        provider = str(runtime.provider)
+        where = "tensorrt" if provider.startswith("Tensorrt") else device
+        parts += [f"--runtime {runtime.framework}", f"--device {where}", f"--threads {runtime.threads}"]
+    parts.append(f"--model {model}")
+    if len(input_shape) == 4:
+        parts.append(f"--input {'x'.join(str(v) for v in input_shape)}")
+    fix = " ".join([*parts, "--out my-device.yaml"]) + ", then --profile my-device.yaml"
+    if model.startswith("__main__:"):
+        fix += f" ({model.split(':', 1)[1]} must first move from your script into an importable module)"
+    return fix
 
 
-def warn_if_profile_off(base: Mapping[str, Any], *, model: str, profile: str) -> bool:
+def warn_if_profile_off(base: Mapping[str, Any], *, fix: str) -> bool:
     """One warning line when the profile predicts the base model's latency more than
     :data:`PROFILE_TOLERANCE` off this run's measurement: latency budgets then judge
     candidates for another machine.
 
     Args:
         base: the base model's figures (``latency_ms`` predicted, ``latency_ms_measured``).
-        model: the base model's name (for the fix).
-        profile: the profile's path (for the fix).
+        fix: the command that re-profiles (:func:`profile_fix`).
 
     Returns:
         Whether it warned.
@@ -90,6 +108,6 @@ def warn_if_profile_off(base: Mapping[str, Any], *, model: str, profile: str) ->
         "automc: warning: the profile predicts the base model at "
         f"{format_amount('latency_ms', float(base['latency_ms']))}, measured "
         f"{format_amount('latency_ms', float(base['latency_ms_measured']))} here ({err:+.0%}): latency "
-        f"budgets are judged for another machine; re-profile on this one: {profile_fix(model, profile)}\n"
+        f"budgets are judged for another machine; re-profile on this one: {fix}\n"
     )
     return True

@@ -358,10 +358,16 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     base_ms, *winner_ms = winners_mod.latencies_ms(timed, setup.example, setup.cost_model)
     base_fig = winners_mod.base_figures(setup, model, base_ms)
     base_fig["search_seconds"] = search_s
-    profile_path = str(config.hardware.profile or "")
-    if outcome.warn_if_profile_off(base_fig, model=model, profile=profile_path):
+    profile = setup.cost_model.profile
+    fix = outcome.profile_fix(
+        model,
+        runtime=profile.runtime if profile is not None else None,
+        device=profile.device.kind if profile is not None else "cpu",
+        input_shape=tuple(setup.example.shape),
+    )
+    if outcome.warn_if_profile_off(base_fig, fix=fix):
         base_fig["profile_error"] = outcome.profile_error(base_fig)
-        base_fig["profile_fix"] = outcome.profile_fix(model, profile_path)
+        base_fig["profile_fix"] = fix
     recorder.set_study_attr("base", base_fig)
     winners = []
     wbar = _progress(len(chosen), "fine-tune", progress)

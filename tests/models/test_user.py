@@ -122,3 +122,18 @@ def test_cli_prices_and_compresses_a_user_factory(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["total"]["macs"] > 0
     assert main(["compress", *model, "--plan", str(plan), "--out", str(tmp_path / "c.pt")]) == 0
     assert (tmp_path / "c.pt").is_file()
+
+
+def test_cli_inspects_and_profiles_a_user_factory(tmp_path, capsys):
+    import json
+
+    from automc.cli import main
+    from automc.schema.hw_profile import load_hw_profile
+
+    model = ["--model", "user_pkg.netdef:build_net", "--model-kwargs", '{"width": 4}', "--input", "1x3x16x16"]
+    assert main(["inspect", *model, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["macs"] > 0
+    out = tmp_path / "p.yaml"
+    profile = ["profile", *model, "--validate", "2", "--fit-variants", "2", "--repeats", "3", "--warmup", "1"]
+    assert main([*profile, "--fractions", "0.5,1", "--threads", "1", "--out", str(out), "--quiet"]) == 0
+    assert load_hw_profile(out).latency.networks[0].model == "user_pkg.netdef:build_net"

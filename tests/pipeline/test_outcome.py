@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import optuna
 
-from automc.pipeline.outcome import PROFILE_TOLERANCE, warn_if_nothing_feasible, warn_if_profile_off
+from automc.pipeline.outcome import (
+    PROFILE_TOLERANCE,
+    profile_fix,
+    warn_if_nothing_feasible,
+    warn_if_profile_off,
+)
 from automc.report import ReportData, render
 from automc.search.storage import TrialRecord
 
@@ -54,19 +60,38 @@ def test_a_feasible_candidate_silences_the_empty_run_warning(capsys):
 
 def test_a_profile_off_by_more_than_the_tolerance_names_the_fix(capsys):
     base = {"latency_ms": 2.02, "latency_ms_measured": 1.12}
-    assert warn_if_profile_off(base, model="resnet20", profile="hw_profiles/cpu-2thread.yaml")
+    assert warn_if_profile_off(base, fix="automc profile --model resnet20 --out my-device.yaml")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(
         "automc: warning: the profile predicts the base model at 2.02ms"
     )
     assert "measured 1.12ms here (+80%)" in err
-    assert err.rstrip().endswith("automc profile --model resnet20 --out hw_profiles/cpu-2thread.yaml")
+    assert err.rstrip().endswith(
+        "re-profile on this one: automc profile --model resnet20 --out my-device.yaml"
+    )
+
+
+def test_the_fix_re_profiles_for_the_profiles_runtime_at_the_runs_input_and_parses():
+    from automc.cli import build_parser
+    from automc.cost import load_profile
+
+    profile = load_profile("cpu-x86-2core-ort")
+    fix = profile_fix(
+        "my_pkg.nets:Net", runtime=profile.runtime, device=profile.device.kind, input_shape=(1, 1, 28, 28)
+    )
+    command, then = fix.split(", then ")
+    assert then == "--profile my-device.yaml"
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.runtime, args.device, args.threads) == ("onnxruntime", "cpu", 2)
+    assert args.model == ["my_pkg.nets:Net"] and args.input == ["1x1x28x28"] and args.out == "my-device.yaml"
+    script = profile_fix("__main__:Net", runtime=profile.runtime, input_shape=(1, 3, 32, 32))
+    assert "Net must first move from your script into an importable module" in script
 
 
 def test_a_profile_within_the_tolerance_or_without_latency_is_quiet(capsys):
     close = {"latency_ms": 1.0, "latency_ms_measured": 1.0 / (1 + PROFILE_TOLERANCE * 0.9)}
-    assert not warn_if_profile_off(close, model="m", profile="p.yaml")
-    assert not warn_if_profile_off({"latency_ms_measured": 1.0}, model="m", profile="p.yaml")
+    assert not warn_if_profile_off(close, fix="f")
+    assert not warn_if_profile_off({"latency_ms_measured": 1.0}, fix="f")
     assert capsys.readouterr().err == ""
 
 

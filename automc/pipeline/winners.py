@@ -58,7 +58,12 @@ def choose(
 
 def measured_macs(model: Any, example_input: Any) -> int:
     """Conv + linear MACs of a real (compressed) model, counted by fvcore."""
-    from fvcore.nn import FlopCountAnalysis
+    import warnings
+
+    with warnings.catch_warnings():
+        # fvcore's import scripts a loss with torch.jit.script, which torch deprecates
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
 
     model.eval()
     fca = FlopCountAnalysis(model, example_input)

@@ -98,6 +98,40 @@ def test_int8_export_runs_integer_kernels_after_graph_optimisation(ort, data, tm
     assert ops["QGemm"] + ops["QLinearMatMul"] == 1, ops
 
 
+class ChannelsLastMLP(torch.nn.Module):
+    """A ConvNeXt-style block: its linear layers act on a 4-d channels-last tensor, which
+    ``torch.onnx.export`` writes as ``MatMul`` with a renamed, transposed weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 4, stride=4)
+        self.pw1, self.pw2 = torch.nn.Linear(8, 16), torch.nn.Linear(16, 8)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.pw2(torch.relu(self.pw1(x.permute(0, 2, 3, 1))))
+        return self.fc((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
+
+
+def test_channels_last_linear_layers_are_found_and_run_int8(ort, data, tmp_path):
+    torch.manual_seed(0)
+    net = ChannelsLastMLP().eval()
+    names = _layers(net)
+    fp32 = ort.export(net, data["example"], tmp_path / "fp32.onnx")
+    nodes = onnx_layer_nodes(onnx.load(str(fp32)).graph, names)
+    assert all(len(nodes[n]) == 1 for n in names), nodes
+    path = ort.export(net, data["example"], tmp_path / "int8.onnx", int8_layers=names, calib=data["calib"])
+    optimised = tmp_path / "optimised.onnx"
+    load(path, threads=1, provider=CPU, optimized_path=optimised)
+    ops = _ops(optimised)
+    assert ops["QLinearConv"] == 1 and ops["MatMul"] == 0 and ops["Conv"] == 0, ops
+    x = data["test"]
+    ref = net(x).detach().numpy()
+    out8 = ort.session(path, threads=1)(x.numpy())
+    assert np.abs(out8 - ref).max() < 0.1 * np.abs(ref).max()
+
+
 def test_fp32_and_int8_artifacts_compute_what_the_torch_model_computes(ort, data, tmp_path):
     net = _model()
     x = data["test"]

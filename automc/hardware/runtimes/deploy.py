@@ -132,6 +132,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: Path) -> Path:
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
         )
     _inline_shared_initializers(out)
+    _name_linear_weights(out, net)
     return out
 
 
@@ -157,6 +158,53 @@ def _inline_shared_initializers(path: Path) -> None:
         copy_.name = node.output[0]
         graph.initializer.append(copy_)
         graph.node.remove(node)
+    onnx.save(model, str(path))
+
+
+def _name_linear_weights(path: Path, net: nn.Module) -> None:
+    """Name the weight of each linear layer applied to a tensor of more than two dimensions (a
+    channels-last MLP, as in ConvNeXt) after its module again.
+
+    ``torch.onnx.export`` writes such a layer as a ``MatMul`` whose weight is the transposed
+    ``weight``, constant-folded into an initialiser with a generated name (``onnx::MatMul_42``),
+    so :func:`onnx_layer_nodes` could not tell which layer it computes. Each such initialiser
+    is matched to the one ``nn.Linear`` whose transposed weight it equals and renamed
+    ``<module>.weight``.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    unnamed = {
+        n.input[1]
+        for n in graph.node
+        if n.op_type == "MatMul"
+        and len(n.input) > 1
+        and n.input[1] in inits
+        and not n.input[1].endswith(".weight")
+    }
+    linears = {
+        f"{name}.weight": m.weight.detach().cpu().numpy().T
+        for name, m in net.named_modules()
+        if isinstance(m, nn.Linear) and f"{name}.weight" not in inits
+    }
+    renamed: dict[str, str] = {}
+    for old in sorted(unnamed):
+        data = numpy_helper.to_array(inits[old])
+        owners = [n for n, w in linears.items() if w.shape == data.shape and np.array_equal(w, data)]
+        if len(owners) == 1 and owners[0] not in renamed.values():
+            renamed[old] = owners[0]
+    if not renamed:
+        return
+    for old, new_name in renamed.items():
+        inits[old].name = new_name
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
     onnx.save(model, str(path))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -354,6 +355,47 @@ def channel_block(setting: int | None, profile: Any, metrics: set[str]) -> int:
     return max(1, int(getattr(profile.runtime, "channel_block", 0)))
 
 
+def check_shippable(net: Any, example: Any, profile: Any, metrics: set[str]) -> bool:
+    """Export the (untrained) base network for the profile's runtime before anything trains.
+
+    A network the runtime cannot take (an op its exporter refuses, e.g. an adaptive pool whose
+    output size does not divide its input) cannot ship there, so no winner's latency can be
+    measured as it ships: with latency among ``metrics`` (budgets' and objectives' cost keys)
+    that is an error; otherwise one warning line, and the search goes on.
+
+    Returns:
+        Whether the network exports (``True`` for torch eager, which needs no export).
+
+    Raises:
+        AutomcError: the network does not export and latency is a budget or an objective.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from automc.hardware import runtimes
+    from automc.pipeline.winners import runtime_of
+
+    name, device = runtime_of(profile)
+    if name == "torch":
+        return True
+    rt = runtimes.get(name, device=device)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rt.export(net, example, Path(tmp) / f"base{rt.suffix}")
+    except Exception as e:  # noqa: BLE001 - any exporter failure is the model's, reported in one line
+        first = re.split(r"(?<=\.)\s", " ".join(str(e).split()), maxsplit=1)[0]
+        reason = f"{type(e).__name__}: {first[:200]}"
+        what = f"the model cannot be exported for {name} ({reason})"
+        if "latency_ms" in metrics:
+            raise AutomcError(
+                f"{what}, so its latency cannot be measured where it ships; search on a torch-eager "
+                "profile (--profile cpu-x86-2core-torch) or replace the op"
+            ) from None
+        sys.stderr.write(f"automc: warning: {what}: the winners will not be shipped or timed on it\n")
+        return False
+    return True
+
+
 def prepare(
     config: SearchConfig,
     *,
@@ -408,6 +450,7 @@ def prepare(
     base_cost = dict(cost_fn(CompressionPlan(model=config.base.model)))
     limits = budget_mod.resolve(list(budgets), base_cost)
     budget_mod.check_feasible_space(bound, cost_fn, limits, budgets=budgets, base_cost=base_cost)
+    check_shippable(net, example, profile, metrics)
     if user.train_step is not None:
         train.check_train_step(user.train_step, net, splits, placement.device)
     base, base_info = _base_model(config, splits, net, user=user, placement=placement)

@@ -396,9 +396,8 @@ def finish(
     """
     import json
 
-    import torch
-
     from automc import budget, compress, train
+    from automc.hardware.runtimes.deploy import torch_onnx_export
     from automc.pipeline.setup import progress_enabled
     from automc.proxy import recalibrate_bn
 
@@ -473,7 +472,7 @@ def finish(
     if config.output.export_onnx:
         onnx_path = wdir / "model.onnx"
         try:
-            torch.onnx.export(model, (setup.example,), str(onnx_path), opset_version=17, dynamo=False)
+            torch_onnx_export(model, (setup.example,), onnx_path)
             _describe_onnx(onnx_path, ident)
             files["onnx"] = str(onnx_path)
         except Exception as e:  # noqa: BLE001 - export is best effort; the reason is reported

@@ -1,8 +1,10 @@
-"""Cheap checks before expensive work: budgets no plan can meet are refused before the base model trains."""
+"""Cheap checks before expensive work: budgets no plan can meet, and models that cannot ship on the
+profile's runtime, are refused before the base model trains."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from automc import train
 from automc.budget import fraction_hint, parse_budget
@@ -78,3 +80,36 @@ def test_no_progress_bars_when_stderr_is_not_a_terminal(capsys):
 
     assert SearchConfig().output.progress  # asked for by default, but pytest's stderr is no terminal
     assert not progress_enabled(SearchConfig())
+
+
+class UnexportablePool(torch.nn.Module):
+    """An adaptive pool whose output size does not divide its input: torch's ONNX exporter refuses it."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, 8, 3, stride=4, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(3)
+        self.fc = torch.nn.Linear(8 * 9, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def test_a_model_the_runtime_cannot_export_is_refused_for_a_latency_budget_and_warned_about_otherwise(capfd):
+    from automc.cost import load_profile
+    from automc.errors import AutomcError
+    from automc.pipeline.setup import check_shippable
+
+    ort, eager = load_profile("cpu-x86-2core-ort"), load_profile("cpu-x86-2core-torch")
+    net, x = UnexportablePool().eval(), torch.randn(1, 3, 32, 32)
+    with pytest.raises(
+        AutomcError, match=r"cannot be exported for onnxruntime \(SymbolicValueError: .*adaptive_avg_pool2d"
+    ):
+        check_shippable(net, x, ort, {"macs", "latency_ms"})
+    assert capfd.readouterr().out == ""  # torch's IR dump is not printed
+    assert not check_shippable(net, x, ort, {"macs"})
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "warning: the model cannot be exported for onnxruntime" in err
+    assert check_shippable(net, x, eager, {"latency_ms"})
+    pooled = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    assert check_shippable(pooled.eval(), x, ort, {"latency_ms"}) and capfd.readouterr().err == ""

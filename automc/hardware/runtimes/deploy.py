@@ -114,23 +114,46 @@ def deployable(model: nn.Module) -> nn.Module:
     return out
 
 
+def torch_onnx_export(model: nn.Module, args: tuple[Any, ...], out: Path, **kwargs: Any) -> None:
+    """``torch.onnx.export(model, args, out, opset_version=17, dynamo=False, **kwargs)``, its
+    warnings and console output silenced.
+
+    On an op it cannot export, torch's TorchScript exporter prints the whole IR graph on the
+    process's standard output (its ONNX log is switched on by every export), then raises; the
+    exception names the op, and automc reports it in one line.
+    """
+    import contextlib
+    import io
+    import os
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(sink.fileno(), 1)
+            with contextlib.redirect_stdout(io.StringIO()):
+                torch.onnx.export(model, args, str(out), opset_version=17, dynamo=False, **kwargs)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, out: Path) -> Path:
     """``torch.onnx.export`` of :func:`deployable` ``(model)``: opset 17, input ``input``, output
     ``logits``, a dynamic batch axis, weights as initialisers named after their modules."""
     net = deployable(model).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (example.detach().cpu(),),
-            str(out),
-            opset_version=17,
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
+    torch_onnx_export(
+        net,
+        (example.detach().cpu(),),
+        out,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
     _inline_shared_initializers(out)
     _name_linear_weights(out, net)
     return out

@@ -122,7 +122,7 @@ def _train_user_model(args: argparse.Namespace, config: Any, placement: Any) -> 
 
     from automc import train
     from automc.models import user
-    from automc.pipeline.setup import announce_data, load_splits
+    from automc.pipeline.setup import announce_data, check_logits, load_splits
 
     if not args.weights_out:
         raise AutomcError(
@@ -133,6 +133,7 @@ def _train_user_model(args: argparse.Namespace, config: Any, placement: Any) -> 
         raise AutomcError(f"--weights-out: folder {out.parent} does not exist")
     net = user.build(args.model, user.parse_kwargs(args.model_kwargs))
     splits = load_splits(config.data, seed=args.seed)
+    check_logits(net, splits.train[0][0].unsqueeze(0), splits.num_classes)
     announce_data(splits)
     recipe = train.recipe_for(args.dataset, epochs=args.epochs, lr=args.lr)
     options = train.FitOptions(seed=args.seed, progress=not args.no_progress, placement=placement)

@@ -355,6 +355,37 @@ def channel_block(setting: int | None, profile: Any, metrics: set[str]) -> int:
     return max(1, int(getattr(profile.runtime, "channel_block", 0)))
 
 
+def check_logits(net: Any, example: Any, num_classes: int) -> None:
+    """Refuse a base network whose eval-mode output is not one ``(batch, classes)`` tensor.
+
+    automc scores (proxy, accuracy), distils and ships that tensor, so a forward returning a
+    tuple or dict, or fewer outputs than the data has classes, is one error before anything
+    trains, not a failure deep inside the first trial.
+
+    Raises:
+        AutomcError: the output is not a tensor, not 2-d, or narrower than ``num_classes``.
+    """
+    import torch
+
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(example)
+    finally:
+        net.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        raise AutomcError(
+            f"the model's forward() returns a {type(out).__name__}, not a tensor: automc scores, distils "
+            f"and ships one (batch, {num_classes}) tensor of logits; wrap the model so forward() returns only that"
+        )
+    if out.dim() != 2 or out.shape[1] < num_classes:
+        raise AutomcError(
+            f"the model's forward() returns shape {tuple(out.shape)} for an input of shape "
+            f"{tuple(example.shape)}: automc needs (batch, {num_classes}) logits for the data's "
+            f"{num_classes} classes (is the model built for {num_classes} classes?)"
+        )
+
+
 def check_shippable(net: Any, example: Any, profile: Any, metrics: set[str]) -> bool:
     """Export the (untrained) base network for the profile's runtime before anything trains.
 
@@ -436,6 +467,7 @@ def prepare(
     # the cost model needs shapes, not weights: budgets are checked on the untrained network
     net = _untrained(config, splits, model).eval()
     graph.require_modelled(net, example)
+    check_logits(net, example, splits.num_classes)
     layers = tuple(graph.layers(net, example))
     metrics = {b.metric for b in budgets} | {
         o.name for o in budget_mod.parse_objectives(list(config.objectives))

@@ -113,3 +113,41 @@ def test_a_model_the_runtime_cannot_export_is_refused_for_a_latency_budget_and_w
     assert check_shippable(net, x, eager, {"latency_ms"})
     pooled = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     assert check_shippable(pooled.eval(), x, ort, {"latency_ms"}) and capfd.readouterr().err == ""
+
+
+class TwoOutputs(torch.nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.conv(x).mean((2, 3))
+        return self.fc(features), features
+
+
+def _logits(n: int) -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, n)
+    )
+
+
+def test_a_model_that_does_not_return_one_logits_tensor_is_refused_before_training(
+    tmp_path, capsys, no_training
+):
+    import automc
+    from automc.data import Splits
+    from automc.errors import AutomcError
+    from automc.pipeline.setup import check_logits
+
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(AutomcError, match=r"returns a tuple, not a tensor"):
+        check_logits(TwoOutputs(), x, 10)
+    with pytest.raises(AutomcError, match=r"returns shape \(1, 4\) .* needs \(batch, 10\) logits"):
+        check_logits(_logits(4), x, 10)
+    check_logits(_logits(12), x, 10)  # more outputs than the data has classes: allowed
+    gen = torch.Generator().manual_seed(0)
+    ds = torch.utils.data.TensorDataset(torch.randn(40, 3, 16, 16, generator=gen), torch.arange(40) % 10)
+    with pytest.raises(AutomcError, match="returns a tuple"):
+        automc.search(
+            model=TwoOutputs(), data=Splits(train=ds, val=ds, test=ds), out=str(tmp_path / "r"), trials=2
+        )

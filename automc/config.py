@@ -460,7 +460,7 @@ class SearchConfig(_Record):
             if path not in leaves:
                 messages.append(_unknown_setting(name, leaves))
                 continue
-            value = _normalise(leaves[path].hint, raw)
+            value = _normalise(leaves[path].hint, _comma_list(leaves[path].hint, raw))
             message = _problem(leaves[path], value)
             if message:
                 label = flag_for(name) if name in FLAT_NAMES else path
@@ -594,6 +594,16 @@ def _optional(hint: Any) -> tuple[Any, bool]:
         if len(args) == 1 and len(get_args(hint)) == 2:
             return args[0], True
     return hint, False
+
+
+def _comma_list(hint: Any, value: Any) -> Any:
+    """A keyword setting's comma-separated string as the tuple of strings it lists, where the
+    setting is one (``objectives="acc,macs"``, as on the command line); else ``value``. Files
+    stay strict: a list there is written as a list."""
+    hint, _ = _optional(hint)
+    if get_origin(hint) is tuple and set(get_args(hint)) <= {str, Ellipsis} and isinstance(value, str):
+        return tuple(t.strip() for t in value.split(",") if t.strip())
+    return value
 
 
 def _normalise(hint: Any, value: Any) -> Any:

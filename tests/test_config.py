@@ -203,6 +203,16 @@ def test_with_overrides_old_names_and_dotted_names(tmp_path: Path) -> None:
     assert d.controller.trials == 60 and c.finetune.top == 3
 
 
+def test_list_settings_take_a_comma_separated_string_as_the_command_line_does() -> None:
+    c = SearchConfig().with_overrides(objectives="acc, macs,latency", budgets="flops=0.3,latency=2ms")
+    assert c.objectives == ("acc", "macs", "latency") and c.budgets == ("flops=0.3", "latency=2ms")
+    assert c == SearchConfig().with_overrides(
+        objectives=["acc", "macs", "latency"], budgets=["flops=0.3", "latency=2ms"]
+    )
+    with pytest.raises(AutomcError, match="at least one objective"):
+        SearchConfig().with_overrides(objectives=" , ")
+
+
 @pytest.mark.parametrize(
     ("settings", "expect"),
     [

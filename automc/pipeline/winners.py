@@ -258,7 +258,8 @@ def on_runtime(
 
 
 RUNTIME_ACC_TOLERANCE = 0.005
-"""How far (accuracy, 0.5 points) a shipped artifact's test accuracy may fall below the PyTorch one."""
+"""How far (accuracy, 0.5 points) a shipped artifact's test accuracy may fall below the PyTorch one;
+on a test split under 200 samples, one sample's worth (int8 rounding flips a prediction or two)."""
 
 
 def latency_check(figures: Mapping[str, Any], base_predicted_ms: float | None) -> dict[str, Any]:
@@ -300,16 +301,18 @@ def latency_check(figures: Mapping[str, Any], base_predicted_ms: float | None) -
     return out
 
 
-def runtime_accuracy_check(trial: int, figures: Mapping[str, Any]) -> dict[str, Any]:
+def runtime_accuracy_check(trial: int, figures: Mapping[str, Any], test_samples: int) -> dict[str, Any]:
     """``{"runtime_acc_ok": bool}`` for a winner shipped to a runtime (``{}`` otherwise): whether
-    its artifact's test accuracy is within :data:`RUNTIME_ACC_TOLERANCE` of the PyTorch
-    (fake-quant) one. Prints one ``automc: warning:`` line when it is not."""
+    its artifact's test accuracy (on ``test_samples`` samples) is within
+    :data:`RUNTIME_ACC_TOLERANCE` of the PyTorch (fake-quant) one, or within one sample where
+    that is more. Prints one ``automc: warning:`` line when it is not."""
     import sys
 
     if "test_acc_runtime" not in figures or "test_acc" not in figures:
         return {}
     runtime, pt = float(figures["test_acc_runtime"]), float(figures["test_acc"])
-    ok = runtime >= pt - RUNTIME_ACC_TOLERANCE
+    tolerance = max(RUNTIME_ACC_TOLERANCE, 1.0 / max(1, test_samples))
+    ok = runtime >= pt - tolerance - 1e-9
     if not ok:
         print(
             f"automc: warning: winner trial {trial} reaches {runtime:.2%} test accuracy as shipped on "
@@ -449,7 +452,7 @@ def finish(
     figures.update(latency)
     figures.update(latency_flags(report))
     figures.update(shipped.figures)
-    figures.update(runtime_accuracy_check(row.number, figures))
+    figures.update(runtime_accuracy_check(row.number, figures, len(setup.splits.test)))
     figures.update(latency_check(figures, base_predicted_ms))
     ident = {**identity(setup, config), "trial": row.number}
     files = {

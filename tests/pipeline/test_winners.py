@@ -165,3 +165,18 @@ def test_a_winner_off_its_latency_prediction_is_flagged_with_the_reasons() -> No
     assert "noisy timing (IQR 50% of the latency)" in noisy
     rough = latency_check({**base, "latency_flags": {"conv1": "latency: outside the profile table"}}, None)
     assert "1 layers priced by the roofline" in rough["latency_check"]
+
+
+def test_a_shipped_artifact_may_differ_by_half_a_point_or_one_test_sample(capsys):
+    from automc.pipeline.winners import runtime_accuracy_check
+
+    def check(runtime: float, pt: float, n: int) -> bool:
+        return runtime_accuracy_check(7, {"test_acc_runtime": runtime, "test_acc": pt, "runtime": "ort"}, n)[
+            "runtime_acc_ok"
+        ]
+
+    assert check(0.80, 0.804, 10_000) and not check(0.79, 0.80, 10_000)
+    assert check(66 / 120, 67 / 120, 120) and not check(65 / 120, 67 / 120, 120)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("winner trial 7" in line and "not recommended" in line for line in err)
+    assert runtime_accuracy_check(7, {"test_acc": 0.8}, 100) == {}

@@ -138,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--warm-start", default=None, help="automc's warm start (default: the controller's, uniform)"
     )
+    p.add_argument("--proxy", default=None, help="automc's search proxy (default: the search's, short_train)")
     p.add_argument("--other-controller", default="amc", help="the other controller compared")
     p.add_argument("--methods", default="", help="comma list (default: all that apply to a budget)")
     p.add_argument("--profile", default="cpu-x86-2core-ort")
@@ -172,6 +173,7 @@ SEARCH_SETTINGS = frozenset(
         "finetune_choose",
         "controller",
         "warm_start",
+        "proxy",
         "other_controller",
         "space_criteria",
     }
@@ -208,6 +210,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "finetune_choose",
         "controller",
         "warm_start",
+        "proxy",
         "other_controller",
         "profile",
         "threads",
@@ -837,6 +840,7 @@ def prepare_context(args: argparse.Namespace, work: Path) -> tuple[Context, dict
         finetune_choose=args.finetune_choose,
         finetune_epochs=args.finetune_epochs,
         warm_start=args.warm_start,
+        **({"proxy": args.proxy} if args.proxy else {}),
         profile=args.profile,
         threads=args.threads,
         device="cpu",

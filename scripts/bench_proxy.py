@@ -6,7 +6,9 @@ dependency group, drawn in the ranges of a search space (``--space``, default th
 MACs are within ``--tolerance`` of the budget. Each plan is compressed (``--criterion``),
 scored by every proxy and fine-tuned with the same short KD recipe ``--ft-seeds`` times
 with different seeds. The ground truth is the mean over the seeds; the seeds' agreement
-with each other (``finetune_seed_agreement``) is a yardstick for the ground truth's own noise.
+with each other (``finetune_seed_agreement``; with four seeds or more also its ``split_half``:
+the mean of half the seeds against the mean of the other half) is a yardstick for the ground
+truth's own noise.
 The recipe is one epoch by default (``--epochs``): on digits, three epochs bring nearly every
 plan back to 96-99% test accuracy, so the fine-tuned accuracies tie within seed noise (two
 seeds agree only to Kendall 0.6) and no proxy can be measured against them; after one epoch
@@ -45,7 +47,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from scipy import stats
@@ -154,16 +156,31 @@ def correlations(
     return rank_agreement(goodness, ft_acc, goodness, [-v for v in ft_loss])
 
 
-def seed_agreement(rows: Sequence[Mapping[str, float]], seeds: int) -> dict[str, float] | None:
-    """Kendall / Spearman between fine-tuning seeds 0 and 1 (the ground truth's own noise)."""
+def seed_agreement(rows: Sequence[Mapping[str, float]], seeds: int) -> dict[str, Any] | None:
+    """Kendall / Spearman between fine-tuning seeds 0 and 1 (the ground truth's own noise); with
+    four seeds or more also ``split_half``: the mean of the first half of the seeds against the
+    mean of the second half, how well two ground truths of half the seeds each agree."""
     if seeds < 2:
         return None
-    return rank_agreement(
+    out: dict[str, Any] = rank_agreement(
         [r["ft_acc_0"] for r in rows],
         [r["ft_acc_1"] for r in rows],
         [r["ft_loss_0"] for r in rows],
         [r["ft_loss_1"] for r in rows],
     )
+    if seeds >= 4:
+        first, second = range(seeds // 2), range(seeds // 2, 2 * (seeds // 2))
+
+        def mean(row: Mapping[str, float], key: str, half: range) -> float:
+            return statistics.mean(row[f"{key}_{i}"] for i in half)
+
+        out["split_half"] = rank_agreement(
+            [mean(r, "ft_acc", first) for r in rows],
+            [mean(r, "ft_acc", second) for r in rows],
+            [mean(r, "ft_loss", first) for r in rows],
+            [mean(r, "ft_loss", second) for r in rows],
+        )
+    return out
 
 
 def load_ground_truth(args: argparse.Namespace) -> list[dict[str, float]]:

@@ -129,6 +129,23 @@ def test_a_rerun_with_other_search_settings_keeps_the_torch_pruning_results(benc
         bench.load_report(out, {**settings, "train_subset": 5})
 
 
+def test_another_proxy_reruns_only_the_searches_and_the_default_matches_older_jsons(bench, tmp_path) -> None:
+    default = bench.settings_of(bench.parse_args([]))
+    other = bench.settings_of(bench.parse_args(["--proxy", "adaptive_bn"]))
+    assert default["proxy"] is None and other["proxy"] == "adaptive_bn"
+    out = tmp_path / "b.json"
+    results = {
+        "tp-l1-uniform|flops=0.3|s0": {"test_acc": 0.7},
+        "automc-prune|flops=0.3|s0": {"test_acc": 0.6},
+    }
+    older = {k: v for k, v in default.items() if k != "proxy"}  # written before --proxy existed
+    out.write_text(json.dumps({"schema": bench.SCHEMA, "settings": older, "results": results, "runs": []}))
+    assert bench.load_report(out, default)["results"] == results
+    report = bench.load_report(out, other)
+    assert list(report["results"]) == ["tp-l1-uniform|flops=0.3|s0"]
+    assert report["reruns"][0]["search_settings_changed"] == {"proxy": [None, "adaptive_bn"]}
+
+
 def test_budgets_are_no_setting_a_rerun_adds_one(bench, tmp_path) -> None:
     settings = bench.settings_of(bench.parse_args([]))
     assert "budgets" not in settings

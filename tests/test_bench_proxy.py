@@ -1,0 +1,45 @@
+"""scripts/bench_proxy.py: the ground truth's own agreement, between two seeds and between halves of the seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_proxy.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_proxy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_proxy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(seeds: int, noise: float) -> list[dict[str, float]]:
+    rng = random.Random(0)
+    rows = []
+    for i in range(40):
+        row = {}
+        for s in range(seeds):
+            acc = i / 40 + rng.gauss(0, noise)
+            row[f"ft_acc_{s}"], row[f"ft_loss_{s}"] = acc, 1 - acc
+        rows.append(row)
+    return rows
+
+
+def test_split_half_agreement_averages_out_seed_noise(bench) -> None:
+    assert bench.seed_agreement(_rows(1, 0.1), 1) is None
+    two = bench.seed_agreement(_rows(2, 0.1), 2)
+    assert "split_half" not in two and 0 < two["kendall"] < 1
+    four = bench.seed_agreement(_rows(4, 0.1), 4)
+    assert four["split_half"]["kendall"] > four["kendall"]
+    exact = bench.seed_agreement(_rows(4, 0.0), 4)
+    assert exact["split_half"]["kendall"] == pytest.approx(1.0) and exact["split_half"][
+        "spearman_loss"
+    ] == pytest.approx(1.0)

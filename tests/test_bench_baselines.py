@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from automc.errors import AutomcError
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_baselines.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_baselines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_baselines"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_baselines")
 
 
 def _rec(test: float, val: float, wall: float = 10.0) -> dict[str, float]:

@@ -28,7 +28,8 @@ Caveats, stated plainly:
       consistent), when coupled layers disagree on the channel count, or when a
       consumer reads the channels through an irregular index mapping (e.g. a channel
       shuffle), or when the channels meet others in a concatenation or split whose offsets
-      Torch-Pruning cannot infer (a ``torch.cat`` followed by a flatten). :attr:`GraphInfo.unprunable` says which reason applied to each layer.
+      Torch-Pruning cannot infer (a ``torch.cat`` followed by a flatten).
+      :attr:`GraphInfo.unprunable` says which reason applied to each layer.
 """
 
 from __future__ import annotations

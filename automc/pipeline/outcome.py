@@ -65,21 +65,22 @@ def profile_error(base: Mapping[str, Any]) -> float | None:
     return float(pred) / float(meas) - 1.0
 
 
-def profile_fix(
-    model: str, *, runtime: Any = None, device: str = "cpu", input_shape: Sequence[int] = ()
-) -> str:
-    """The command that measures a profile of ``model`` on this machine for the runtime the
-    run's profile is for (``runtime``: its ``RuntimeInfo``; ``device``: its device kind),
-    at the run's input shape, into a new file the next run names with ``--profile``.
+def profile_fix(model: str, *, profile: Any = None, input_shape: Sequence[int] = ()) -> str:
+    """The command that measures a profile of ``model`` on this machine for the runtime and
+    device the run's ``profile`` was measured on (``automc.pipeline.winners.runtime_of``; torch
+    eager records no provider, so its device is the profile's device kind), at the run's input
+    shape, into a new file the next run names with ``--profile``.
 
     A model defined in the script that ran (``__main__:Net``) cannot be imported by the
     command: it is told to move into an importable module.
     """
     parts = ["automc profile"]
-    if runtime is not None:
-        provider = str(runtime.provider)
-        where = "tensorrt" if provider.startswith("Tensorrt") else device
-        parts += [f"--runtime {runtime.framework}", f"--device {where}", f"--threads {runtime.threads}"]
+    if profile is not None:
+        from automc.pipeline.winners import runtime_of
+
+        name, device = runtime_of(profile)
+        device = profile.device.kind if device == "cpu" else device
+        parts += [f"--runtime {name}", f"--device {device}", f"--threads {profile.runtime.threads}"]
     parts.append(f"--model {model}")
     if len(input_shape) == 4:
         parts.append(f"--input {'x'.join(str(v) for v in input_shape)}")

@@ -358,13 +358,7 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     base_ms, *winner_ms = winners_mod.latencies_ms(timed, setup.example, setup.cost_model)
     base_fig = winners_mod.base_figures(setup, model, base_ms)
     base_fig["search_seconds"] = search_s
-    profile = setup.cost_model.profile
-    fix = outcome.profile_fix(
-        model,
-        runtime=profile.runtime if profile is not None else None,
-        device=profile.device.kind if profile is not None else "cpu",
-        input_shape=tuple(setup.example.shape),
-    )
+    fix = outcome.profile_fix(model, profile=setup.cost_model.profile, input_shape=tuple(setup.example.shape))
     if outcome.warn_if_profile_off(base_fig, fix=fix):
         base_fig["profile_error"] = outcome.profile_error(base_fig)
         base_fig["profile_fix"] = fix

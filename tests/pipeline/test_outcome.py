@@ -76,15 +76,13 @@ def test_the_fix_re_profiles_for_the_profiles_runtime_at_the_runs_input_and_pars
     from automc.cost import load_profile
 
     profile = load_profile("cpu-x86-2core-ort")
-    fix = profile_fix(
-        "my_pkg.nets:Net", runtime=profile.runtime, device=profile.device.kind, input_shape=(1, 1, 28, 28)
-    )
+    fix = profile_fix("my_pkg.nets:Net", profile=profile, input_shape=(1, 1, 28, 28))
     command, then = fix.split(", then ")
     assert then == "--profile my-device.yaml"
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert (args.runtime, args.device, args.threads) == ("onnxruntime", "cpu", 2)
     assert args.model == ["my_pkg.nets:Net"] and args.input == ["1x1x28x28"] and args.out == "my-device.yaml"
-    script = profile_fix("__main__:Net", runtime=profile.runtime, input_shape=(1, 3, 32, 32))
+    script = profile_fix("__main__:Net", profile=profile, input_shape=(1, 3, 32, 32))
     assert "Net must first move from your script into an importable module" in script
 
 

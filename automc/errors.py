@@ -8,6 +8,8 @@ Python callers can catch it like any ``ValueError``.
 
 from __future__ import annotations
 
+import re
+
 
 class AutomcError(ValueError):
     """A user-facing error: one line, names the problem, maps to exit code 2."""
@@ -24,3 +26,16 @@ class UnsupportedLayerError(AutomcError):
 
 class ConfigError(AutomcError):
     """A malformed data file (search space, device profile, plan, energy table)."""
+
+
+def one_line(e: BaseException, limit: int = 300, *, named: bool = True, first_sentence: bool = False) -> str:
+    """An exception as one line for a message or a failure record: its whitespace collapsed,
+    cut to ``limit`` characters (to the first sentence first, where ``first_sentence``), after
+    its type's name unless ``named`` is false. An empty message leaves the type's name alone."""
+    text = " ".join(str(e).split())
+    if first_sentence:
+        text = re.split(r"(?<=\.)\s", text, maxsplit=1)[0]
+    text = text[:limit]
+    if not named:
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 
 from automc.data import Splits, loader
 from automc.device import Placement
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 
 RECIPE_VERSION = 3
 BN_STALE_LIMIT = 0.01
@@ -315,8 +315,7 @@ def step_loss(
     except (AutomcError, MemoryError, torch.cuda.OutOfMemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of user code is reported in one line
-        text = " ".join(str(e).split())[:200]
-        raise AutomcError(f"train_step= raised {type(e).__name__}{': ' + text if text else ''}") from None
+        raise AutomcError(f"train_step= raised {one_line(e, 200)}") from None
     loss, logits = (out[0], out[1]) if isinstance(out, tuple | list) and len(out) == 2 else (out, None)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
         raise AutomcError(

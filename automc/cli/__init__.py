@@ -16,7 +16,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 
 VERBS: dict[str, str] = {
     "list": "automc.cli.list_cmd",
@@ -100,10 +100,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
         if os.environ.get("AUTOMC_DEBUG"):
             traceback.print_exc()
-        msg = " ".join(str(e).split())[:300]
-        sys.stderr.write(
-            f"automc: internal error: {e.__class__.__name__}: {msg} (set AUTOMC_DEBUG=1 for a traceback)\n"
-        )
+        sys.stderr.write(f"automc: internal error: {one_line(e)} (set AUTOMC_DEBUG=1 for a traceback)\n")
         return 1
 
 

@@ -18,7 +18,7 @@ from automc.compress.lowrank.svd import max_rank
 from automc.compress.prune import InputCapture, expected_channels, prune_groups, verify_channels
 from automc.compress.quant import QuantConv2d, QuantLinear, calibrate, quantize_module
 from automc.compress.sparsity import apply_sparsity
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 from automc.graph import trace
 from automc.plan import CompressionPlan, LayerSpec
 
@@ -179,9 +179,7 @@ def load_compressed(path: str | Path) -> nn.Module:
             "types; automc never loads those)"
         ) from None
     except (OSError, RuntimeError, EOFError) as e:
-        raise AutomcError(
-            f"{path}: cannot read compressed model ({' '.join(str(e).split())[:200]})"
-        ) from None
+        raise AutomcError(f"{path}: cannot read compressed model ({one_line(e, 200, named=False)})") from None
     missing = {"state_dict", "plan", "model", "input_shape", "num_classes"} - set(
         payload if isinstance(payload, dict) else ()
     )

@@ -9,13 +9,12 @@ from __future__ import annotations
 import copy
 import math
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 from automc.plan import CompressionPlan, LayerSpec
 
 if TYPE_CHECKING:
@@ -193,7 +192,6 @@ def load_splits(data_cfg: Any, *, seed: int, given: Any = None) -> Any:
     from dataclasses import replace
 
     from automc import data as data_mod
-    from automc.errors import AutomcError
 
     if given is not None and not isinstance(given, data_mod.Splits):
         raise AutomcError(f"data= must be an automc.data.Splits, got {type(given).__name__}")
@@ -414,8 +412,7 @@ def check_shippable(net: Any, example: Any, profile: Any, metrics: set[str]) -> 
         with tempfile.TemporaryDirectory() as tmp:
             rt.export(net, example, Path(tmp) / f"base{rt.suffix}")
     except Exception as e:  # noqa: BLE001 - any exporter failure is the model's, reported in one line
-        first = re.split(r"(?<=\.)\s", " ".join(str(e).split()), maxsplit=1)[0]
-        reason = f"{type(e).__name__}: {first[:200]}"
+        reason = one_line(e, 200, first_sentence=True)
         what = f"the model cannot be exported for {name} ({reason})"
         if "latency_ms" in metrics:
             raise AutomcError(

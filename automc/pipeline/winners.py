@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automc.errors import AutomcError, one_line
 from automc.plan import CompressionPlan
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def timing_figures(timing: Any, statistic: str) -> dict[str, float]:
 
 
 def _shipped_error(name: str, e: Exception) -> Shipped:
-    reason = f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"
+    reason = one_line(e, 200)
     return Shipped(figures={"runtime": name, "runtime_error": reason}, latency={}, files={})
 
 
@@ -479,7 +480,7 @@ def finish(
             _describe_onnx(onnx_path, ident)
             files["onnx"] = str(onnx_path)
         except Exception as e:  # noqa: BLE001 - export is best effort; the reason is reported
-            figures["onnx_error"] = f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"
+            figures["onnx_error"] = one_line(e, 200)
     manifest = {"schema": WINNER_SCHEMA, "version": 1, **ident, "figures": figures, "files": files}
     Path(files["winner"]).write_text(
         json.dumps(manifest, indent=2, sort_keys=True, default=float), encoding="utf-8"
@@ -505,7 +506,6 @@ def load_winner(run_dir: str | Path, trial: int | None = None) -> Any:
     import json
 
     from automc.compress import load_compressed
-    from automc.errors import AutomcError
 
     root = Path(run_dir)
     if trial is None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 from automc.plan import CompressionPlan, Measurement
 from automc.space import BoundSpace
 
@@ -239,7 +239,7 @@ class Controller(ABC):
                 result = evaluate(candidate)
                 reason = failure_reason(result, self.objectives)
             except Exception as e:  # noqa: BLE001 - any evaluation error fails only this candidate
-                result, reason = None, f"{e.__class__.__name__}: {' '.join(str(e).split())[:300]}"
+                result, reason = None, one_line(e)
             usable = result if not reason else None
             self.tell(candidate.id, usable, reason=reason)
             self.checkpoint()

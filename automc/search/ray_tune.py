@@ -53,7 +53,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 from automc.plan import CompressionPlan, Measurement
 from automc.search.base import (
     Candidate,
@@ -157,7 +157,7 @@ def run_trial(
         result = evaluate(candidate)
         reason = failure_reason(result, objectives)
     except Exception as e:  # noqa: BLE001 - any evaluation error fails only this trial
-        result, reason = None, f"{e.__class__.__name__}: {' '.join(str(e).split())[:300]}"
+        result, reason = None, one_line(e)
     row[FAILURE_KEY] = reason
     for o in objectives:
         row[metric_name(o)] = (
@@ -392,7 +392,7 @@ class RayController(Controller):
                     logging_level=logging.ERROR,
                 )
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-            first = " ".join(str(e).split())[:300]
+            first = one_line(e, named=False)
             raise AutomcError(
                 f"--ray-address {address or '(local)'}: cannot start or join Ray: {first}"
             ) from None

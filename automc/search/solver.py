@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 from automc.plan import Measurement
 from automc.search.base import Candidate, Controller, Evaluate, OnResult, failure_reason
 from automc.search.knapsack import SOLVED_FIELDS, CostTable, Knapsack
@@ -52,7 +52,7 @@ def _probe(scorer: Evaluate, candidate: Candidate) -> tuple[Measurement | None, 
     try:
         return scorer(candidate), ""
     except Exception as e:  # noqa: BLE001 - reported as one line by the caller
-        return None, f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"
+        return None, one_line(e, 200)
 
 
 def _unbudgeted(evaluate: Evaluate) -> Evaluate:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 
 __all__ = ["GRAPH_OPTIMIZATION", "PROVIDERS", "load", "session_options"]
 
@@ -74,7 +74,7 @@ def load(artifact: Path, *, threads: int, provider: str, optimized_path: Path | 
             providers=[provider],
         )
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-        raise AutomcError(f"onnxruntime cannot load {artifact}: {' '.join(str(e).split())[:300]}") from e
+        raise AutomcError(f"onnxruntime cannot load {artifact}: {one_line(e, named=False)}") from e
     name = sess.get_inputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:

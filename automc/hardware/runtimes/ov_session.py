@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 
 __all__ = ["load"]
 
@@ -30,7 +30,7 @@ def load(artifact: Path, *, threads: int, device: str = "CPU") -> Any:
     try:
         model = core.read_model(str(artifact))
     except Exception as e:  # noqa: BLE001 - OpenVINO raises its own untyped errors
-        raise AutomcError(f"openvino cannot read {artifact}: {' '.join(str(e).split())[:300]}") from e
+        raise AutomcError(f"openvino cannot read {artifact}: {one_line(e, named=False)}") from e
     config = {
         "INFERENCE_NUM_THREADS": int(threads),
         "PERFORMANCE_HINT": "LATENCY",

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 from automc.hardware.runtimes.base import Session
 
 __all__ = ["TorchEager"]
@@ -84,9 +84,7 @@ class TorchEager:
             batch = torch.export.Dim("batch", min=1)
             program = torch.export.export(net, (x,), dynamic_shapes=({0: batch},))
         except Exception as e:  # noqa: BLE001 - torch.export raises many error types
-            raise AutomcError(
-                f"torch.export cannot capture the model: {' '.join(str(e).split())[:300]}"
-            ) from e
+            raise AutomcError(f"torch.export cannot capture the model: {one_line(e, named=False)}") from e
         torch.export.save(program, str(out))
         return out
 

@@ -48,7 +48,11 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   measured and predicted latency as a fraction of the base's, how many run slower than the
   unpruned base (measured, predicted), and the Spearman of prediction against measurement
   along the sweep. Channel counts that do not fit the blocked layout run a generic kernel,
-  so latency is not monotone in the keep ratio on this runtime.
+  so latency is not monotone in the keep ratio on this runtime. ``int8``: the same plans
+  with every layer at 8-bit weights and activations, timed in the same interleaved run:
+  their points, Spearman, and at how many keep ratios int8 runs faster than fp32, measured
+  and predicted, and how often the profile calls that right (``int8_pays_agree``): the
+  choice a latency budget asks the search to make.
 
 The machine's 1-minute load average is recorded before and after: other processes share
 the CPU and slow some periods down.
@@ -254,25 +258,46 @@ def _fidelity_row(
 def _keep_sweep(
     case: Any, profile: Any, runtime: Any, threads: int, repeats: int, seed: int
 ) -> dict[str, Any]:
-    """The ``prune`` space's uniform plans, timed interleaved with the base (see the module docstring)."""
+    """The ``prune`` space's uniform plans at fp32 and int8, timed interleaved with the base
+    (see the module docstring)."""
+    from dataclasses import replace
+
     from automc.cost.latency import predict_latency, spearman
     from automc.space import SearchSpace
 
     bound = SearchSpace.load(ROOT / "search_spaces" / "prune.yaml").bind(list(case.layers), model=case.name)
     grid = sorted({v for p in bound.params if p.field == "keep" for v in p.grid() if v >= 0.25}, reverse=True)
-    plans = [bound.to_plan(bound.uniform_values(k)) for k in grid]
-    timed = _timed(case, plans, profile, runtime, threads, repeats, seed, "keep sweep")
+    fp32 = [bound.to_plan(bound.uniform_values(k)) for k in grid]
+    int8 = [
+        p.with_layers({s.name: replace(p.choice(s.name), w_bits=8, a_bits=8) for s in case.layers})
+        for p in fp32
+    ]
+    timed = _timed(case, fp32 + int8, profile, runtime, threads, repeats, seed, "keep sweep")
     measured = [v.measured_ms / timed[0].measured_ms for v in timed]
-    estimates = [predict_latency(case.layers, p, profile) for p in plans]
+    estimates = [predict_latency(case.layers, p, profile) for p in fp32 + int8]
     predicted = [e.total_ms / estimates[0].total_ms for e in estimates]
-    return {
-        "slower_than_base_measured": sum(m > 1.0 for m in measured[1:]),
-        "slower_than_base_predicted": sum(p > 1.0 for p in predicted[1:]),
-        "spearman": round(spearman(predicted, measured), 4),
-        "points": [
+    n = len(grid)
+
+    def points(lo: int) -> list[dict[str, Any]]:
+        return [
             {"keep": k, "measured": round(m, 4), "predicted": round(p, 4), "off_layout": e.off_layout}
-            for k, m, p, e in zip(grid, measured, predicted, estimates)
-        ],
+            for k, m, p, e in zip(grid, measured[lo:], predicted[lo:], estimates[lo:])
+        ]
+
+    pays_measured = [measured[n + i] < measured[i] for i in range(n)]
+    pays_predicted = [predicted[n + i] < predicted[i] for i in range(n)]
+    return {
+        "slower_than_base_measured": sum(m > 1.0 for m in measured[1:n]),
+        "slower_than_base_predicted": sum(p > 1.0 for p in predicted[1:n]),
+        "spearman": round(spearman(predicted[:n], measured[:n]), 4),
+        "points": points(0),
+        "int8": {
+            "spearman": round(spearman(predicted[n:], measured[n:]), 4),
+            "int8_pays_measured": sum(pays_measured),
+            "int8_pays_predicted": sum(pays_predicted),
+            "int8_pays_agree": sum(a == b for a, b in zip(pays_measured, pays_predicted)),
+            "points": points(n),
+        },
     }
 
 

@@ -132,6 +132,47 @@ def test_channels_last_linear_layers_are_found_and_run_int8(ort, data, tmp_path)
     assert np.abs(out8 - ref).max() < 0.1 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("saturates", [True, False])
+def test_int8_weights_are_7_bit_where_the_cpu_kernels_saturate(ort, data, tmp_path, monkeypatch, saturates):
+    from onnx import numpy_helper
+
+    from automc.hardware.runtimes import ort as ort_module
+
+    monkeypatch.setattr(ort_module, "int8_saturates", lambda: saturates)
+    net = _model()
+    path = ort.export(
+        net, data["example"], tmp_path / "int8.onnx", int8_layers=_layers(net), calib=data["calib"]
+    )
+    model = onnx.load(str(path))
+    weights = {
+        n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and "weight" in n.input[0]
+    }
+    peak = max(
+        int(np.abs(numpy_helper.to_array(i).astype(np.int32)).max())
+        for i in model.graph.initializer
+        if i.name in weights
+    )
+    assert weights and peak == (64 if saturates else 127)
+    assert not ort_module.OnnxRuntime(device="cuda").reduce_range  # no vpmaddubsw on a GPU
+
+
+def test_int8_saturates_follows_the_cpus_vnni_flags(monkeypatch, tmp_path):
+    from automc.hardware.runtimes import ort as ort_module
+
+    monkeypatch.setattr(ort_module, "_x86_features", lambda: {"AVX2": True, "AVX512VNNI": False})
+    monkeypatch.setattr(ort_module, "_cpuinfo_flags", lambda: ["fpu", "avx2"])
+    assert ort_module.int8_saturates()
+    monkeypatch.setattr(ort_module, "_cpuinfo_flags", lambda: ["fpu", "avx2", "avx_vnni"])
+    assert not ort_module.int8_saturates()
+    monkeypatch.setattr(ort_module, "_x86_features", lambda: {"AVX512VNNI": True})
+    monkeypatch.setattr(ort_module, "_cpuinfo_flags", lambda: None)
+    assert not ort_module.int8_saturates()
+    monkeypatch.setattr(ort_module, "_x86_features", lambda: {"AVX2": True})
+    assert ort_module.int8_saturates()  # no cpuinfo to prove VNNI: 7-bit weights are the safe side
+    monkeypatch.setattr(ort_module, "_x86_features", lambda: None)
+    assert not ort_module.int8_saturates()  # ARM and others: no vpmaddubsw
+
+
 def test_fp32_and_int8_artifacts_compute_what_the_torch_model_computes(ort, data, tmp_path):
     net = _model()
     x = data["test"]

@@ -4,6 +4,12 @@ Int8 layers are quantized by ``onnxruntime.quantization.quantize_static``: QDQ f
 per-channel symmetric int8 weights, asymmetric uint8 activations calibrated by min/max
 over the calibration batches. ONNX Runtime fuses each ``DequantizeLinear → Conv →
 QuantizeLinear`` into an integer kernel (``QLinearConv``) when it optimises the session graph.
+On an x86-64 CPU without VNNI those kernels multiply uint8 by int8 with AVX2's
+``vpmaddubsw``, whose 16-bit pair sums saturate: the fused model then computes something else
+than its own QDQ graph (measured on a 2-core AMD EPYC with AVX2, ORT 1.32: a tiny conv/MLP
+whose logits reach 0.61 was off by up to 0.126 fused, 0.032 unfused). There the weights are quantized to 7 bits
+(``reduce_range``, ONNX Runtime's own advice for such CPUs; :func:`int8_saturates`), which
+keeps every pair sum in range; the CUDA and TensorRT providers keep 8-bit weights.
 
 In a mixed int8/fp32 network only the int8 layers' conv/linear nodes are quantized, and of
 the other nodes (``Relu``, ``Add``, ``Clip``, pooling, ...) only those inside an int8 region
@@ -31,26 +37,59 @@ from automc.errors import AutomcError
 from automc.hardware.runtimes.base import Session
 from automc.hardware.runtimes.ort_session import GRAPH_OPTIMIZATION, PROVIDERS, load
 
-__all__ = ["OnnxRuntime", "nchwc_block_size"]
+__all__ = ["OnnxRuntime", "int8_saturates", "nchwc_block_size"]
+
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""``/proc/cpuinfo`` flags of the instructions MLAS's int8 kernels use instead of ``vpmaddubsw``."""
 
 
-def nchwc_block_size() -> int:
-    """MLAS's NCHWc block size on this x86-64 CPU (16 with AVX-512F, 8 with AVX or AVX2), 0
-    elsewhere: read from numpy's CPU-feature table (MLAS picks its kernels the same way)."""
+def _x86_features() -> dict[str, bool] | None:
+    """numpy's CPU-feature table on an x86-64 CPU (MLAS picks its kernels from the same
+    CPUID bits), None on any other architecture."""
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return 0
+        return None
     import importlib
 
     try:
         umath = importlib.import_module("numpy._core._multiarray_umath")
     except ImportError:
         umath = importlib.import_module("numpy.core._multiarray_umath")
-    features = umath.__cpu_features__
+    return dict(umath.__cpu_features__)
+
+
+def nchwc_block_size() -> int:
+    """MLAS's NCHWc block size on this x86-64 CPU (16 with AVX-512F, 8 with AVX or AVX2), 0
+    elsewhere."""
+    features = _x86_features()
+    if features is None:
+        return 0
     if features.get("AVX512F"):
         return 16
     return 8 if features.get("AVX2") or features.get("AVX") else 0
+
+
+def int8_saturates() -> bool:
+    """Whether ONNX Runtime's CPU int8 kernels can saturate on this CPU: x86-64 without
+    AVX-512 VNNI, AVX-VNNI or AMX (numpy's table has the first; ``/proc/cpuinfo``, where
+    there is one, all three). False on other architectures."""
+    features = _x86_features()
+    if features is None:
+        return False
+    if features.get("AVX512VNNI"):
+        return False
+    flags = _cpuinfo_flags()
+    return flags is None or not any(flag in flags for flag in _VNNI_FLAGS)
+
+
+def _cpuinfo_flags() -> list[str] | None:
+    """The first CPU's ``flags`` in ``/proc/cpuinfo``, None where there is no such file."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
 
 
 class OnnxRuntime:
@@ -71,6 +110,12 @@ class OnnxRuntime:
         self.precisions = (
             frozenset({"fp32", "int8"}) if device == "cpu" else frozenset({"fp32", "fp16", "int8"})
         )
+
+    @property
+    def reduce_range(self) -> bool:
+        """Whether int8 exports quantize weights to 7 bits: on the CPU provider where
+        :func:`int8_saturates` (see the module docstring)."""
+        return self.device == "cpu" and int8_saturates()
 
     def available(self) -> bool:
         """Whether onnxruntime is installed with this device's execution provider."""
@@ -129,7 +174,8 @@ class OnnxRuntime:
             fp32 = export_onnx(model, example, Path(tmp) / "fp32.onnx")
             graph = onnx.load(str(fp32)).graph
             int8_nodes = {n for names in onnx_layer_nodes(graph, int8_layers).values() for n in names}
-            _quantize(fp32, out, nodes=sorted(int8_region(graph, int8_nodes)), calib=calib)
+            nodes = sorted(int8_region(graph, int8_nodes))
+            _quantize(fp32, out, nodes=nodes, calib=calib, reduce_range=self.reduce_range)
         return out
 
     def session(self, artifact: Path, *, threads: int) -> Session:
@@ -178,7 +224,7 @@ def int8_region(graph: Any, int8_nodes: Collection[str]) -> set[str]:
     return chosen
 
 
-def _quantize(fp32: Path, out: Path, *, nodes: list[str], calib: Sequence[Any]) -> None:
+def _quantize(fp32: Path, out: Path, *, nodes: list[str], calib: Sequence[Any], reduce_range: bool) -> None:
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -199,7 +245,7 @@ def _quantize(fp32: Path, out: Path, *, nodes: list[str], calib: Sequence[Any]) 
     level = root.level
     root.setLevel(max(level, logging.ERROR))
     try:
-        _quantize_static(fp32, out, Reader(), nodes)
+        _quantize_static(fp32, out, Reader(), nodes, reduce_range=reduce_range)
     finally:
         root.setLevel(level)
     _drop_unused_constants(out)
@@ -220,7 +266,7 @@ def _drop_unused_constants(path: Path) -> None:
         onnx.save(model, str(path))
 
 
-def _quantize_static(fp32: Path, out: Path, reader: Any, nodes: list[str]) -> None:
+def _quantize_static(fp32: Path, out: Path, reader: Any, nodes: list[str], *, reduce_range: bool) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
@@ -229,6 +275,7 @@ def _quantize_static(fp32: Path, out: Path, reader: Any, nodes: list[str]) -> No
         reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
+        reduce_range=reduce_range,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
         calibrate_method=CalibrationMethod.MinMax,

@@ -285,7 +285,9 @@ class HardwareConfig(_Record):
     """The target device (latency is priced and measured on it) and where training runs.
 
     Attributes:
-        profile: device profile name or YAML path; ``None`` = no profile (no latency or
+        profile: device profile name or YAML path; ``auto`` (default) = the shipped ONNX
+            Runtime CPU profile measured on a CPU with this one's instruction sets
+            (``automc.schema.hw_profile.auto_profile``); ``None`` = no profile (no latency or
             energy budgets and objectives).
         device: where base training, proxy scoring, fine-tuning and accuracy evaluation
             run: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Latency
@@ -303,7 +305,7 @@ class HardwareConfig(_Record):
             no alignment; 0 or 1 = no alignment.
     """
 
-    profile: str | None = "cpu-x86-2core-ort"
+    profile: str | None = "auto"
     device: str = _checked("auto", _device)
     amp: bool = True
     threads: int | None = _checked(None, _at_least(1))

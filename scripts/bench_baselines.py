@@ -71,6 +71,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from automc.schema.hw_profile import profile_name
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = "automc/bench-baselines"
 AUTOMC_METHODS = ("automc-joint", "automc-prune", "automc-joint-amc")
@@ -141,7 +143,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--proxy", default=None, help="automc's search proxy (default: the search's, short_train)")
     p.add_argument("--other-controller", default="amc", help="the other controller compared")
     p.add_argument("--methods", default="", help="comma list (default: all that apply to a budget)")
-    p.add_argument("--profile", default="cpu-x86-2core-ort")
+    p.add_argument(
+        "--profile",
+        default="auto",
+        type=profile_name,
+        help="device profile (auto: the shipped one for this CPU)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--max-minutes",

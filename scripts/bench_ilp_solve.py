@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from automc.schema.hw_profile import profile_name
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,7 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="resnet20")
     p.add_argument("--space", default="joint", help="shipped space name or path")
     p.add_argument("--budgets", default="flops=0.3;flops=0.3,latency=0.6", help="budget sets, ';'-separated")
-    p.add_argument("--profile", default="cpu-x86-2core-ort", help="device profile for latency")
+    p.add_argument(
+        "--profile",
+        default="auto",
+        type=profile_name,
+        help="device profile for latency (auto: the shipped one for this CPU)",
+    )
     p.add_argument("--input-size", type=int, default=32)
     p.add_argument("--solves", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)

@@ -74,6 +74,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from automc.schema.hw_profile import profile_name
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"within_10pct": 0.9, "spearman": 0.95}
 
@@ -303,7 +305,12 @@ def _keep_sweep(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="hw_profiles/cpu-x86-2core-ort.yaml")
+    ap.add_argument(
+        "--profile",
+        default="auto",
+        type=profile_name,
+        help="device profile (auto: the shipped one for this CPU)",
+    )
     ap.add_argument("--model", action="append", help="models (default resnet20, mobilenetv2)")
     ap.add_argument("--n", type=int, default=30, help="held-out variants per model (default 30)")
     ap.add_argument("--seed", type=int, default=1000, help="variant seed; the profile uses 0 and 1")

@@ -49,6 +49,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from automc.schema.hw_profile import profile_name
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="comma list of wall-time budgets in seconds (default: the first ilp controller's median run time)",
     )
-    p.add_argument("--profile", default="cpu-x86-2core-ort", help="device profile for latency ('' = none)")
+    p.add_argument(
+        "--profile",
+        default="auto",
+        type=profile_name,
+        help="device profile for latency (auto: the shipped one for this CPU; '' = none)",
+    )
     p.add_argument(
         "--base-epochs", type=int, default=None, help="base-model training epochs (default: recipe)"
     )

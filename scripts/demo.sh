@@ -7,5 +7,5 @@
 source "$(dirname "$0")/_venv.sh"
 exec automc search --model resnet20 --dataset digits --space search_spaces/joint.yaml \
     --budget flops=0.3 --objectives acc,macs,latency --controller optuna-tpe --trials 120 \
-    --profile hw_profiles/cpu-x86-2core-ort.yaml --finetune-top 3 --finetune-epochs 4 \
+    --profile auto --finetune-top 3 --finetune-epochs 4 \
     --out reports/demo "$@"

@@ -63,7 +63,7 @@ def test_defaults_are_the_search_defaults() -> None:
     assert (c.controller.name, c.controller.trials, c.hardware.profile, c.seed) == (
         "optuna-tpe",
         50,
-        "cpu-x86-2core-ort",
+        "auto",
         0,
     )
     assert (c.proxy.name, c.proxy.steps, c.proxy.calib_batches, c.proxy.batch_size) == (

@@ -16,7 +16,11 @@ def test_shipped_names_are_the_top_level_files() -> None:
     assert resources.shipped_spaces() == sorted(p.stem for p in (ROOT / "search_spaces").glob("*.yaml"))
     assert {"joint", "lowrank", "prune", "quant"} <= set(resources.shipped_spaces())
     assert resources.shipped_profiles() == sorted(p.stem for p in (ROOT / "hw_profiles").glob("*.yaml"))
-    assert resources.shipped_profiles("automc/hw-profile") == ["cpu-x86-2core-ort", "cpu-x86-2core-torch"]
+    assert resources.shipped_profiles("automc/hw-profile") == [
+        "cpu-x86-2core-avx2-ort",
+        "cpu-x86-2core-ort",
+        "cpu-x86-2core-torch",
+    ]
     assert resources.shipped_profiles("automc/energy-table") == ["energy-45nm"]
 
 
@@ -53,6 +57,7 @@ def test_the_current_directorys_folder_comes_before_the_shipped_files(
     assert resources.find_space("mine") == tmp_path / "search_spaces" / "mine.yaml"
     assert resources.find_profile("measured") == tmp_path / "hw_profiles" / "measured.yaml"
     assert resources.profile_names("automc/hw-profile") == [
+        "cpu-x86-2core-avx2-ort",
         "cpu-x86-2core-ort",
         "cpu-x86-2core-torch",
         "measured",
@@ -72,6 +77,6 @@ def test_an_unknown_name_is_one_error_listing_the_known_ones(
     with pytest.raises(AutomcError, match=r"unknown energy table 'energy-7nm' \(known: energy-45nm;"):
         resources.find_profile("energy-7nm", schema="automc/energy-table", what="energy table")
     with pytest.raises(
-        AutomcError, match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-ort, cpu-x86-2core-torch;"
+        AutomcError, match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-avx2-ort, cpu-x86-2core-ort, cpu-x86-2core-torch;"
     ):
         resources.find_profile("gpu", schema="automc/hw-profile")

@@ -40,7 +40,7 @@ def _shipped_files(kind: str) -> dict[str, str]:
     from importlib.resources import files
 
     from automc import resources
-    from automc.schema.hw_profile import HW_PROFILE_SCHEMA, load_hw_profile
+    from automc.schema.hw_profile import AUTO_PROFILE, HW_PROFILE_SCHEMA, auto_profile, load_hw_profile
     from automc.schema.search_space import load_search_space
 
     if kind == "spaces":
@@ -50,9 +50,13 @@ def _shipped_files(kind: str) -> dict[str, str]:
             for name in resources.shipped_spaces()
         }
     folder = files(resources.PROFILES_PACKAGE)
+    auto = f"the default: the shipped ONNX Runtime CPU profile for this CPU's instruction sets (here {auto_profile()})"
     return {
-        name: load_hw_profile(str(folder / f"{name}.yaml")).device.description
-        for name in resources.shipped_profiles(HW_PROFILE_SCHEMA)
+        AUTO_PROFILE: auto,
+        **{
+            name: load_hw_profile(str(folder / f"{name}.yaml")).device.description
+            for name in resources.shipped_profiles(HW_PROFILE_SCHEMA)
+        },
     }
 
 

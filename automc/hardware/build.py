@@ -40,6 +40,7 @@ import torch
 
 from automc.cost.latency import DEFAULT_CHANNEL_FRACTIONS, predict_latency
 from automc.errors import AutomcError
+from automc.hardware import cpu
 from automc.hardware.fitting import _features, fit_network_mixed, fit_overhead, fit_row
 from automc.hardware.table import measure_roofline, measure_table, table_configs
 from automc.hardware.timing import TimingProtocol, measure_as_profiled, measure_model_ms, pinned_threads
@@ -258,6 +259,7 @@ def build_profile(
                 graph_optimization=runtime.graph_optimization,
                 precisions=precisions,
                 channel_block=runtime.channel_block,
+                isa=cpu.isa() if dev.type == "cpu" else (),
             ),
             measurement=MeasurementInfo(
                 warmup=settings.warmup,

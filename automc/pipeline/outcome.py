@@ -112,3 +112,28 @@ def warn_if_profile_off(base: Mapping[str, Any], *, fix: str) -> bool:
         f"budgets are judged for another machine; re-profile on this one: {fix}\n"
     )
     return True
+
+
+def warn_if_other_cpu(profile: Any, *, fix: str) -> bool:
+    """One warning line when a CPU ``profile`` was measured on a CPU whose kernel-deciding
+    instruction sets differ from this one's (:func:`automc.hardware.cpu.other_cpu`): the
+    runtime runs other conv and int8 kernels here, so latency budgets are judged for another
+    machine. Said before anything trains.
+
+    Args:
+        profile: the run's device profile.
+        fix: the command that re-profiles (:func:`profile_fix`).
+
+    Returns:
+        Whether it warned.
+    """
+    from automc.hardware.cpu import other_cpu
+
+    reason = other_cpu(profile)
+    if reason is None:
+        return False
+    sys.stderr.write(
+        f"automc: warning: {reason}: the runtime runs other kernels here, so latency budgets are "
+        f"judged for another machine; re-profile on this one: {fix}\n"
+    )
+    return True

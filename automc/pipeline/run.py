@@ -64,6 +64,16 @@ def profile_digest(profile: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
+def profile_name(setting: str | None, profile: Any) -> str:
+    """The run's profile as recorded: the name or path given, or for ``auto`` the shipped
+    profile it resolved to on this machine ('' without one)."""
+    from automc.schema.hw_profile import AUTO_PROFILE
+
+    if profile is not None and setting == AUTO_PROFILE:
+        return str(profile.device.id)
+    return str(setting or "")
+
+
 def storage_url(storage: str | None, out: Path) -> str:
     """Default storage: SQLite in the run folder; a bare path becomes a SQLite URL (``.log`` = journal file)."""
     if not storage:
@@ -291,7 +301,7 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
         "controller": config.controller.name,
         "proxy": label,
         "train_step": function_path(user.train_step),
-        "profile": str(config.hardware.profile or ""),
+        "profile": profile_name(config.hardware.profile, prof),
         "profile_digest": profile_digest(prof),
         "seed": config.seed,
         "config": config.to_dict(),

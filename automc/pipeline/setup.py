@@ -480,6 +480,11 @@ def prepare(
     limits = budget_mod.resolve(list(budgets), base_cost)
     budget_mod.check_feasible_space(bound, cost_fn, limits, budgets=budgets, base_cost=base_cost)
     check_shippable(net, example, profile, metrics)
+    if "latency_ms" in metrics:
+        from automc.pipeline import outcome
+
+        fix = outcome.profile_fix(config.base.model, profile=profile, input_shape=tuple(example.shape))
+        outcome.warn_if_other_cpu(profile, fix=fix)
     if user.train_step is not None:
         train.check_train_step(user.train_step, net, splits, placement.device)
     base, base_info = _base_model(config, splits, net, user=user, placement=placement)

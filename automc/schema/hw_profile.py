@@ -15,6 +15,7 @@ negative numbers, duplicate table entries).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,7 @@ _TOP_REQUIRED = {"schema", "version", "device", "runtime", "measurement", "roofl
 _TOP_OPTIONAL = {"validation"}
 _DEVICE_KEYS = {"id", "kind", "description"}
 _RUNTIME_KEYS = {"framework", "version", "threads", "batch", "dtype"}
-_RUNTIME_OPTIONAL = {"provider", "graph_optimization", "precisions", "channel_block"}
+_RUNTIME_OPTIONAL = {"provider", "graph_optimization", "precisions", "channel_block", "isa"}
 _MEASUREMENT_KEYS = {"warmup", "repeats", "statistic", "date"}
 _ROOFLINE_KEYS = {"peak_macs_per_s", "memory_bandwidth_bytes_per_s", "launch_overhead_ms"}
 _ENERGY_KEYS = {"table", "onchip_buffer_bytes"}
@@ -115,6 +116,9 @@ class RuntimeInfo:
             (ONNX Runtime CPU: MLAS NCHWc, 16 with AVX-512, 8 with AVX/AVX2); convs whose
             channels do not fit it run a generic kernel
             (:func:`automc.cost.latency.off_block_layout`). 0 (absent in a file): none.
+        isa: the instruction sets of the CPU it was measured on that decide the runtime's
+            kernels (:func:`automc.hardware.cpu.isa`: ``avx2``, ``avx512f``, ``vnni``; on
+            ARM ``neon``, ``dotprod``, ``i8mm``). Empty (absent in a file): not recorded.
     """
 
     framework: str
@@ -126,6 +130,7 @@ class RuntimeInfo:
     graph_optimization: str = "none"
     precisions: tuple[str, ...] = ("fp32",)
     channel_block: int = 0
+    isa: tuple[str, ...] = ()
 
     @property
     def native_bits(self) -> tuple[int, ...]:
@@ -490,6 +495,7 @@ class HwProfile:
                 "graph_optimization": self.runtime.graph_optimization,
                 "precisions": list(self.runtime.precisions),
                 **({"channel_block": self.runtime.channel_block} if self.runtime.channel_block else {}),
+                **({"isa": list(self.runtime.isa)} if self.runtime.isa else {}),
             },
             "measurement": {
                 "warmup": self.measurement.warmup,
@@ -693,6 +699,10 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
         level = p.string(rt, "graph_optimization", "runtime") if "graph_optimization" in rt else "none"
         precisions = _precisions(p, rt) if "precisions" in rt else None
         block = p.number(rt, "channel_block", "runtime", integer=True) if "channel_block" in rt else 0
+        isa = rt.get("isa", [])
+        if not isinstance(isa, list) or not all(isinstance(x, str) and x for x in isa):
+            p.add("runtime.isa", f"must be a list of instruction-set names, got {isa!r}")
+            isa = []
         if (
             fw
             and ver
@@ -713,6 +723,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
                 graph_optimization=level,
                 precisions=precisions or ("fp32",),
                 channel_block=int(block),
+                isa=tuple(isa),
             )
 
     ms = _section(p, data, "measurement", _MEASUREMENT_KEYS)
@@ -937,13 +948,44 @@ def dump_hw_profile(profile: HwProfile, path: str | Path) -> Path:
     return out
 
 
+AUTO_PROFILE = "auto"
+"""The profile name that resolves to the shipped CPU profile for this CPU (:func:`auto_profile`)."""
+
+SHIPPED_CPU_PROFILES = ("cpu-x86-2core-ort", "cpu-x86-2core-avx2-ort")
+"""The shipped ONNX Runtime CPU profiles :data:`AUTO_PROFILE` chooses from; the first where none matches."""
+
+
+@functools.cache
+def auto_profile() -> str:
+    """The name of the shipped ONNX Runtime CPU profile measured on a CPU with this one's
+    instruction sets (:func:`automc.hardware.cpu.isa`; ``cpu-x86-2core-ort``: AVX-512 with
+    VNNI, ``cpu-x86-2core-avx2-ort``: AVX2), the first of :data:`SHIPPED_CPU_PROFILES`
+    where none matches (a search with a latency budget then says so)."""
+    from automc.hardware.cpu import isa
+    from automc.resources import find_profile
+
+    here = isa()
+    for name in SHIPPED_CPU_PROFILES:
+        if load_hw_profile(find_profile(name, schema=HW_PROFILE_SCHEMA)).runtime.isa == here:
+            return name
+    return SHIPPED_CPU_PROFILES[0]
+
+
+def profile_name(name_or_path: str) -> str:
+    """``name_or_path`` as given, ``auto`` as the name it resolves to here (:func:`auto_profile`);
+    benchmarks record that name."""
+    return auto_profile() if name_or_path == AUTO_PROFILE else name_or_path
+
+
 def resolve_profile(name_or_path: str | Path) -> HwProfile:
     """Load a profile given a path or a name (``cpu-x86-2core-ort`` -> ``hw_profiles/cpu-x86-2core-ort.yaml``).
 
     A name is looked up in ``./hw_profiles`` first, then among the profiles shipped with
-    automc (``automc.resources.find_profile``). An unknown name raises ``AutomcError``
-    listing the available profiles.
+    automc (``automc.resources.find_profile``); ``auto`` is the shipped CPU profile for this
+    CPU (:func:`auto_profile`). An unknown name raises ``AutomcError`` listing the available
+    profiles.
     """
     from automc.resources import find_profile
 
+    name_or_path = profile_name(name_or_path) if isinstance(name_or_path, str) else name_or_path
     return load_hw_profile(find_profile(name_or_path, schema=HW_PROFILE_SCHEMA, what="device profile"))

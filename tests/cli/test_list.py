@@ -76,3 +76,4 @@ def test_list_profiles_shows_device_profiles_not_energy_tables(capsys) -> None:
     assert main(["list", "profiles"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert "cpu-x86-2core-ort" in names and "cpu-x86-2core-torch" in names and "energy-45nm" not in names
+    assert names[0] == "auto" and "cpu-x86-2core-avx2-ort" in names

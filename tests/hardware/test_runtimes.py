@@ -156,20 +156,24 @@ def test_int8_weights_are_7_bit_where_the_cpu_kernels_saturate(ort, data, tmp_pa
     assert not ort_module.OnnxRuntime(device="cuda").reduce_range  # no vpmaddubsw on a GPU
 
 
-def test_int8_saturates_follows_the_cpus_vnni_flags(monkeypatch, tmp_path):
+def test_int8_saturates_follows_the_cpus_vnni_flags(monkeypatch):
+    from automc.hardware import cpu
     from automc.hardware.runtimes import ort as ort_module
 
-    monkeypatch.setattr(ort_module, "_x86_features", lambda: {"AVX2": True, "AVX512VNNI": False})
-    monkeypatch.setattr(ort_module, "_cpuinfo_flags", lambda: ["fpu", "avx2"])
-    assert ort_module.int8_saturates()
-    monkeypatch.setattr(ort_module, "_cpuinfo_flags", lambda: ["fpu", "avx2", "avx_vnni"])
-    assert not ort_module.int8_saturates()
-    monkeypatch.setattr(ort_module, "_x86_features", lambda: {"AVX512VNNI": True})
-    monkeypatch.setattr(ort_module, "_cpuinfo_flags", lambda: None)
-    assert not ort_module.int8_saturates()
-    monkeypatch.setattr(ort_module, "_x86_features", lambda: {"AVX2": True})
+    def machine(features, flags):
+        monkeypatch.setattr(cpu, "x86_features", lambda: features)
+        monkeypatch.setattr(cpu, "cpuinfo_flags", lambda: flags)
+        monkeypatch.setattr(ort_module, "x86_features", lambda: features)
+
+    machine({"AVX2": True, "AVX512VNNI": False}, ["fpu", "avx2"])
+    assert ort_module.int8_saturates() and cpu.isa() == ("avx2",)
+    machine({"AVX2": True}, ["fpu", "avx2", "avx_vnni"])
+    assert not ort_module.int8_saturates() and cpu.isa() == ("avx2", "vnni")
+    machine({"AVX2": True, "AVX512F": True, "AVX512VNNI": True}, None)
+    assert not ort_module.int8_saturates() and cpu.isa() == ("avx2", "avx512f", "vnni")
+    machine({"AVX2": True}, None)
     assert ort_module.int8_saturates()  # no cpuinfo to prove VNNI: 7-bit weights are the safe side
-    monkeypatch.setattr(ort_module, "_x86_features", lambda: None)
+    machine(None, ["fp", "asimd", "asimddp"])
     assert not ort_module.int8_saturates()  # ARM and others: no vpmaddubsw
 
 

@@ -117,7 +117,7 @@ def test_the_installed_cli_lists_and_searches_with_the_shipped_defaults(installe
     assert listed.returncode == 0, listed.stderr
     assert "test_tiny" in listed.stdout
 
-    # the default space (joint) and profile (cpu-x86-2core-ort) are the shipped files
+    # the default space (joint) and profile (auto: a shipped CPU profile) are the shipped files
     out = installed.cwd / "run"
     argv = ["search", "--model", "test_tiny", "--dataset", "synthetic", "--budget", "flops=0.8"]
     argv += ["--trials", "3", "--finetune-top", "0", "--proxy", "adaptive_bn", "--no-onnx", "--quiet"]
@@ -125,7 +125,7 @@ def test_the_installed_cli_lists_and_searches_with_the_shipped_defaults(installe
     assert done.returncode == 0, done.stderr
     assert (out / "index.html").is_file()
     config = (out / "config.yaml").read_text(encoding="utf-8")
-    assert "space: joint" in config and "profile: cpu-x86-2core-ort" in config
+    assert "space: joint" in config and "profile: auto" in config
     with (out / "trials.csv").open(encoding="utf-8") as f:
         trials = list(csv.DictReader(f))
     assert len(trials) == 3

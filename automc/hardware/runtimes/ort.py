@@ -34,35 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from automc.errors import AutomcError
+from automc.hardware.cpu import has_vnni, x86_features
 from automc.hardware.runtimes.base import Session
 from automc.hardware.runtimes.ort_session import GRAPH_OPTIMIZATION, PROVIDERS, load
 
 __all__ = ["OnnxRuntime", "int8_saturates", "nchwc_block_size"]
 
-_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-"""``/proc/cpuinfo`` flags of the instructions MLAS's int8 kernels use instead of ``vpmaddubsw``."""
-
-
-def _x86_features() -> dict[str, bool] | None:
-    """numpy's CPU-feature table on an x86-64 CPU (MLAS picks its kernels from the same
-    CPUID bits), None on any other architecture."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
-    import importlib
-
-    try:
-        umath = importlib.import_module("numpy._core._multiarray_umath")
-    except ImportError:
-        umath = importlib.import_module("numpy.core._multiarray_umath")
-    return dict(umath.__cpu_features__)
-
 
 def nchwc_block_size() -> int:
     """MLAS's NCHWc block size on this x86-64 CPU (16 with AVX-512F, 8 with AVX or AVX2), 0
     elsewhere."""
-    features = _x86_features()
+    features = x86_features()
     if features is None:
         return 0
     if features.get("AVX512F"):
@@ -72,24 +54,8 @@ def nchwc_block_size() -> int:
 
 def int8_saturates() -> bool:
     """Whether ONNX Runtime's CPU int8 kernels can saturate on this CPU: x86-64 without
-    AVX-512 VNNI, AVX-VNNI or AMX (numpy's table has the first; ``/proc/cpuinfo``, where
-    there is one, all three). False on other architectures."""
-    features = _x86_features()
-    if features is None:
-        return False
-    if features.get("AVX512VNNI"):
-        return False
-    flags = _cpuinfo_flags()
-    return flags is None or not any(flag in flags for flag in _VNNI_FLAGS)
-
-
-def _cpuinfo_flags() -> list[str] | None:
-    """The first CPU's ``flags`` in ``/proc/cpuinfo``, None where there is no such file."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    VNNI (:func:`automc.hardware.cpu.has_vnni`). False on other architectures."""
+    return x86_features() is not None and not has_vnni()
 
 
 class OnnxRuntime:

@@ -77,6 +77,7 @@ def test_an_unknown_name_is_one_error_listing_the_known_ones(
     with pytest.raises(AutomcError, match=r"unknown energy table 'energy-7nm' \(known: energy-45nm;"):
         resources.find_profile("energy-7nm", schema="automc/energy-table", what="energy table")
     with pytest.raises(
-        AutomcError, match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-avx2-ort, cpu-x86-2core-ort, cpu-x86-2core-torch;"
+        AutomcError,
+        match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-avx2-ort, cpu-x86-2core-ort, cpu-x86-2core-torch;",
     ):
         resources.find_profile("gpu", schema="automc/hw-profile")

@@ -401,10 +401,12 @@ def pil_transform(
 
 
 @REGISTRY.register(
-    "cifar10", "CIFAR-10 from a local folder (--data-root; never downloaded); val = 5,000 train images"
+    "cifar10",
+    "CIFAR-10 python batches from a local folder (--data-root; never downloaded, unpickled without code); "
+    "val = 5,000 train images",
 )
 def _cifar10(*, name: str, root: str | Path | None, seed: int, options: DataOptions) -> Splits:
-    from torchvision import datasets
+    from automc.data.cifar import TEST_BATCH, TRAIN_BATCHES, CifarImages, read_split
 
     how = (
         "download the CIFAR-10 python version (cifar-10-python.tar.gz) from "
@@ -413,22 +415,23 @@ def _cifar10(*, name: str, root: str | Path | None, seed: int, options: DataOpti
     )
     if root is None:
         raise AutomcError(f"cifar10 needs a data folder: {how}")
-    folder = Path(root)
-    if not (folder / "cifar-10-batches-py").is_dir():
-        raise AutomcError(f"cifar10: {folder / 'cifar-10-batches-py'} not found; {how}")
+    folder = Path(root) / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise AutomcError(f"cifar10: {folder} not found; {how}")
+    missing = [n for n in (*TRAIN_BATCHES, TEST_BATCH) if not (folder / n).is_file()]
+    if missing:
+        raise AutomcError(f"cifar10: cannot read {folder}: {', '.join(missing)} missing; {how}")
     channels, size = options.in_channels or 3, options.input_size or 32
     normalize = options.normalize or f"{_fmt(CIFAR10_MEAN)}/{_fmt(CIFAR10_STD)}"
     tf, conversion, normalization = pil_transform(
         in_channels=channels, input_size=size, native=(32, 32), normalize=normalize
     )
-    try:
-        full_train = datasets.CIFAR10(str(folder), train=True, download=False, transform=tf)
-        test = datasets.CIFAR10(str(folder), train=False, download=False, transform=tf)
-    except (RuntimeError, OSError, ValueError) as e:
-        raise AutomcError(f"cifar10: cannot read {folder}: {' '.join(str(e).split())}; {how}") from None
+    full_train = CifarImages(*read_split(folder, TRAIN_BATCHES), tf)
+    test = CifarImages(*read_split(folder, (TEST_BATCH,)), tf)
     labels = np.asarray(full_train.targets, dtype=np.int64)
-    fit_idx, val_idx = stratified_split(labels, CIFAR10_VAL_SIZE / len(labels), seed=SPLIT_SEED)
-    files = sorted(p for p in (folder / "cifar-10-batches-py").iterdir() if p.is_file())
+    n_val = min(CIFAR10_VAL_SIZE, len(labels) // 10)
+    fit_idx, val_idx = stratified_split(labels, n_val / len(labels), seed=SPLIT_SEED)
+    files = [folder / n for n in (*TRAIN_BATCHES, TEST_BATCH)]
     return Splits(
         train=Subset(full_train, fit_idx.tolist()),
         val=Subset(full_train, val_idx.tolist()),
@@ -440,7 +443,7 @@ def _cifar10(*, name: str, root: str | Path | None, seed: int, options: DataOpti
         augment="crop+flip",
         sources=(
             "data_batch_1-5 minus val",
-            f"seeded stratified {CIFAR10_VAL_SIZE:,} of data_batch_1-5",
+            f"seeded stratified {len(val_idx):,} of data_batch_1-5",
             "test_batch",
         ),
         conversion=conversion,

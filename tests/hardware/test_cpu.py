@@ -67,7 +67,10 @@ def test_a_profile_from_another_kind_of_cpu_is_named_with_both_instruction_sets(
     assert "avx512f (its 16-channel layout)" in cpu.other_cpu(legacy)
     assert cpu.other_cpu(_with_runtime(legacy, channel_block=0)) is None  # nothing to compare
     eager = resolve_profile("cpu-x86-2core-torch")
-    assert cpu.other_cpu(dataclasses.replace(eager, device=dataclasses.replace(eager.device, kind="cuda"))) is None
+    assert (
+        cpu.other_cpu(dataclasses.replace(eager, device=dataclasses.replace(eager.device, kind="cuda")))
+        is None
+    )
 
 
 def test_the_search_warns_before_training_when_the_profile_is_another_cpus(machine, capsys):

@@ -88,13 +88,14 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise AutomcError(f"{where}: field 'data' must be uint8 rows of {PIXELS} pixels, got {got}")
     labels = fields.get("labels")
-    ok = isinstance(labels, (list, np.ndarray)) and len(labels) == len(data)
-    targets = (
-        np.asarray(labels, dtype=np.int64)
-        if ok and all(isinstance(t, (int, np.integer)) for t in labels)
-        else None
-    )
-    if targets is None or targets.ndim != 1 or (targets.size and (targets.min() < 0 or targets.max() > 9)):
+    targets = None
+    if isinstance(labels, (list, np.ndarray)) and all(isinstance(t, (int, np.integer)) for t in labels):
+        targets = np.asarray(labels, dtype=np.int64)
+    if (
+        targets is None
+        or targets.shape != (len(data),)
+        or (targets.size and not 0 <= targets.min() <= targets.max() <= 9)
+    ):
         raise AutomcError(f"{where}: field 'labels' must hold one class 0-9 per row of 'data' ({len(data)})")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), targets
 

@@ -82,7 +82,15 @@ def test_profile_gives_latency_and_roofline_flags(capsys, tmp_path):
     assert report["total"]["latency_ms"] > 0
     assert report["flags"] and all("latency" in note for note in report["flags"].values())
     code, text, _ = run_cli(capsys, "cost", *MODEL, "--profile", str(path))
-    assert code == 0 and "latency" in text and "ms (batch 1" in text
+    assert code == 0 and "latency" in text and "ms (batch 1, profile test-cpu)" in text
+
+
+def test_profile_auto_names_the_shipped_profile_it_resolved_to(capsys):
+    from automc.schema.hw_profile import auto_profile
+
+    code, text, err = run_cli(capsys, "cost", *MODEL, "--profile", "auto")
+    assert code == 0, err
+    assert f"ms (batch 1, profile {auto_profile()})" in text and auto_profile().startswith("cpu-x86-2core")
 
 
 def test_unpriceable_layer_refused_unless_allowed(capsys, tmp_path):

@@ -162,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
         f"energy                {t['energy_mj'] * 1e3:.3f} uJ = compute {t['energy_compute_mj'] * 1e3:.3f}"
         f" + memory {t['energy_memory_mj'] * 1e3:.3f} (energy table {cost_model.energy_table.name})"
     )
-    if has_latency:
-        batch = getattr(getattr(profile, "runtime", None), "batch", "?")
-        print(f"latency               {t['latency_ms']:.4f} ms (batch {batch}, profile {args.profile})")
+    if has_latency and profile is not None:
+        batch = profile.runtime.batch
+        print(f"latency               {t['latency_ms']:.4f} ms (batch {batch}, profile {profile.device.id})")
     else:
         print("latency               - (pass --profile for a latency prediction)")
     print(f"note: {SPARSITY_NOTE} (sparse-effective MACs {_fmt_count(t['macs_sparse_effective'])})")

@@ -117,8 +117,8 @@ def warn_if_profile_off(base: Mapping[str, Any], *, fix: str) -> bool:
 def warn_if_other_cpu(profile: Any, *, fix: str) -> bool:
     """One warning line when a CPU ``profile`` was measured on a CPU whose kernel-deciding
     instruction sets differ from this one's (:func:`automc.hardware.cpu.other_cpu`): the
-    runtime runs other conv and int8 kernels here, so latency (budgets, objectives) is priced for another
-    machine. Said before anything trains.
+    runtime runs other conv and int8 kernels here, so latency (budgets, objectives) is
+    priced for another machine. Said before anything trains.
 
     Args:
         profile: the run's device profile.

@@ -5,11 +5,12 @@ per-channel symmetric int8 weights, asymmetric uint8 activations calibrated by m
 over the calibration batches. ONNX Runtime fuses each ``DequantizeLinear → Conv →
 QuantizeLinear`` into an integer kernel (``QLinearConv``) when it optimises the session graph.
 On an x86-64 CPU without VNNI those kernels multiply uint8 by int8 with AVX2's
-``vpmaddubsw``, whose 16-bit pair sums saturate: the fused model then computes something else
-than its own QDQ graph (measured on a 2-core AMD EPYC with AVX2, ORT 1.32: a tiny conv/MLP
-whose logits reach 0.61 was off by up to 0.126 fused, 0.032 unfused). There the weights are quantized to 7 bits
-(``reduce_range``, ONNX Runtime's own advice for such CPUs; :func:`int8_saturates`), which
-keeps every pair sum in range; the CUDA and TensorRT providers keep 8-bit weights.
+``vpmaddubsw``, whose 16-bit pair sums saturate: the fused model then computes something
+other than its own QDQ graph (measured on a 2-core AMD EPYC with AVX2, ORT 1.32: a tiny
+conv/MLP whose logits reach 0.61 was off by up to 0.126 fused, 0.032 unfused). There the
+weights are quantized to 7 bits (``reduce_range``, ONNX Runtime's own advice for such CPUs;
+:func:`int8_saturates`), which keeps every pair sum in range; the CUDA and TensorRT
+providers keep 8-bit weights.
 
 In a mixed int8/fp32 network only the int8 layers' conv/linear nodes are quantized, and of
 the other nodes (``Relu``, ``Add``, ``Clip``, pooling, ...) only those inside an int8 region

@@ -406,7 +406,7 @@ def pil_transform(
     "val = 5,000 train images",
 )
 def _cifar10(*, name: str, root: str | Path | None, seed: int, options: DataOptions) -> Splits:
-    from automc.data.cifar import TEST_BATCH, TRAIN_BATCHES, CifarImages, read_split
+    from automc.data.cifar import TEST_BATCH, TRAIN_BATCHES, read_split
 
     how = (
         "download the CIFAR-10 python version (cifar-10-python.tar.gz) from "
@@ -421,21 +421,22 @@ def _cifar10(*, name: str, root: str | Path | None, seed: int, options: DataOpti
     missing = [n for n in (*TRAIN_BATCHES, TEST_BATCH) if not (folder / n).is_file()]
     if missing:
         raise AutomcError(f"cifar10: cannot read {folder}: {', '.join(missing)} missing; {how}")
+    train_x, train_y = read_split(folder, TRAIN_BATCHES)
+    test_x, test_y = read_split(folder, (TEST_BATCH,))
+    raw = torch.from_numpy(np.concatenate([train_x, test_x])).float().div_(255.0)
+    labels = np.concatenate([train_y, test_y])
     channels, size = options.in_channels or 3, options.input_size or 32
-    normalize = options.normalize or f"{_fmt(CIFAR10_MEAN)}/{_fmt(CIFAR10_STD)}"
-    tf, conversion, normalization = pil_transform(
-        in_channels=channels, input_size=size, native=(32, 32), normalize=normalize
+    images, conversion = convert_images(raw, in_channels=channels, input_size=size, pad=False)
+    n_val = min(CIFAR10_VAL_SIZE, len(train_y) // 10)
+    fit_idx, val_idx = stratified_split(train_y, n_val / len(train_y), seed=SPLIT_SEED)
+    normalize = options.normalize or (
+        f"{_fmt(CIFAR10_MEAN)}/{_fmt(CIFAR10_STD)}" if channels == 3 else "train"
     )
-    full_train = CifarImages(*read_split(folder, TRAIN_BATCHES), tf)
-    test = CifarImages(*read_split(folder, (TEST_BATCH,)), tf)
-    labels = np.asarray(full_train.targets, dtype=np.int64)
-    n_val = min(CIFAR10_VAL_SIZE, len(labels) // 10)
-    fit_idx, val_idx = stratified_split(labels, n_val / len(labels), seed=SPLIT_SEED)
-    files = [folder / n for n in (*TRAIN_BATCHES, TEST_BATCH)]
-    return Splits(
-        train=Subset(full_train, fit_idx.tolist()),
-        val=Subset(full_train, val_idx.tolist()),
-        test=test,
+    images, normalization = normalise_tensors(images, normalize, fit_idx)
+    return tensor_splits(
+        images,
+        labels,
+        (fit_idx, val_idx, np.arange(len(train_y), len(labels))),
         num_classes=10,
         in_channels=channels,
         input_size=(size, size),
@@ -448,7 +449,9 @@ def _cifar10(*, name: str, root: str | Path | None, seed: int, options: DataOpti
         ),
         conversion=conversion,
         normalization=normalization,
-        fingerprint=files_digest(files, conversion, normalization),
+        fingerprint=files_digest(
+            [folder / n for n in (*TRAIN_BATCHES, TEST_BATCH)], conversion, normalization
+        ),
     )
 
 

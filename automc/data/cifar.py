@@ -16,16 +16,14 @@ import codecs
 import importlib
 import io
 import pickle
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from automc.errors import AutomcError
 
-__all__ = ["TEST_BATCH", "TRAIN_BATCHES", "CifarImages", "read_batch", "read_split"]
+__all__ = ["TEST_BATCH", "TRAIN_BATCHES", "read_batch", "read_split"]
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -58,7 +56,7 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch: its images as uint8 ``(N, 32, 32, 3)`` and its labels ``(N,)``.
+    """One CIFAR-10 python batch: its images as uint8 ``(N, 3, 32, 32)`` and its labels ``(N,)``.
 
     Raises:
         AutomcError: the file is missing, not a pickle of a batch, names a global a batch
@@ -97,31 +95,10 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         or (targets.size and not 0 <= targets.min() <= targets.max() <= 9)
     ):
         raise AutomcError(f"{where}: field 'labels' must hold one class 0-9 per row of 'data' ({len(data)})")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), targets
+    return data.reshape(-1, 3, 32, 32), targets
 
 
 def read_split(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The batches ``names`` of ``folder`` (``cifar-10-batches-py``), concatenated."""
     parts = [read_batch(folder / name) for name in names]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-class CifarImages(Dataset):  # type: ignore[type-arg]
-    """``(transform(PIL image), label)`` pairs of uint8 HWC images, as torchvision's ``CIFAR10`` gives.
-
-    Attributes:
-        targets: the labels, a list of ints (what ``torchvision.datasets.CIFAR10.targets`` is).
-    """
-
-    def __init__(self, images: np.ndarray, targets: np.ndarray, transform: Callable[[Any], Any]) -> None:
-        self._images = images
-        self.targets = [int(t) for t in targets]
-        self._transform = transform
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        from PIL import Image
-
-        return self._transform(Image.fromarray(self._images[i])), self.targets[i]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from automc import data
+from automc.data._datasets import CIFAR10_MEAN, CIFAR10_STD
 from automc.data.cifar import TEST_BATCH, TRAIN_BATCHES, read_batch
 from automc.errors import AutomcError
 
@@ -43,11 +44,16 @@ def test_cifar10_batches_load_into_train_val_and_test(cifar_root: Path) -> None:
     splits = data.load("cifar10", cifar_root)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (90, 10, 20)
     x, y = splits.test[3]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y == 3
-    # pixel (row 0, col 0) of image 3 is its bytes 0 (red), 1024 (green), 2048 (blue), as torchvision reads it
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and int(y) == 3
+    # pixel (row 0, col 1) of image 3 is its bytes 1 (red), 1025 (green), 2049 (blue), as torchvision reads it
     raw = pickle.loads((cifar_root / "cifar-10-batches-py" / TEST_BATCH).read_bytes())["data"][3]
     images, _ = read_batch(cifar_root / "cifar-10-batches-py" / TEST_BATCH)
-    assert images[3, 0, 0].tolist() == [raw[0], raw[1024], raw[2048]]
+    assert images[3, :, 0, 1].tolist() == [raw[1], raw[1025], raw[2049]]
+    mean, std = torch.tensor(CIFAR10_MEAN), torch.tensor(CIFAR10_STD)
+    pixels = (x[:, 0, 1] * std + mean) * 255  # normalised with CIFAR-10's statistics
+    assert torch.allclose(
+        pixels, torch.tensor([raw[1], raw[1025], raw[2049]], dtype=torch.float32), atol=1e-3
+    )
     assert sorted({int(splits.val[i][1]) for i in range(len(splits.val))}) == list(range(10))  # stratified
 
 

@@ -64,16 +64,6 @@ def profile_digest(profile: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
-def profile_name(setting: str | None, profile: Any) -> str:
-    """The run's profile as recorded: the name or path given, or for ``auto`` the shipped
-    profile it resolved to on this machine ('' without one)."""
-    from automc.schema.hw_profile import AUTO_PROFILE
-
-    if profile is not None and setting == AUTO_PROFILE:
-        return str(profile.device.id)
-    return str(setting or "")
-
-
 def storage_url(storage: str | None, out: Path) -> str:
     """Default storage: SQLite in the run folder; a bare path becomes a SQLite URL (``.log`` = journal file)."""
     if not storage:
@@ -278,6 +268,8 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
     needs_profile = {"latency_ms", "energy_mj"} & ({o.name for o in objs} | {b.metric for b in budget_specs})
     if "latency_ms" in needs_profile and (prof is None or not getattr(prof, "has_latency", True)):
         raise AutomcError("a latency budget or objective needs --profile with a measured latency table")
+    from automc.schema.hw_profile import profile_name
+
     model, dataset = config.base.model, config.data.dataset
     name = default_study(model, dataset, config.controller.name, config.seed)
     out_dir = Path(config.output.out) if config.output.out else Path("reports") / name
@@ -301,7 +293,7 @@ def _search(config: SearchConfig, user: UserParts) -> SearchResult:
         "controller": config.controller.name,
         "proxy": label,
         "train_step": function_path(user.train_step),
-        "profile": profile_name(config.hardware.profile, prof),
+        "profile": profile_name(config.hardware.profile or ""),
         "profile_digest": profile_digest(prof),
         "seed": config.seed,
         "config": config.to_dict(),

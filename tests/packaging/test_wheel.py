@@ -10,6 +10,7 @@ editable automc stays inactive and ``import automc`` finds the installed wheel.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -126,6 +127,8 @@ def test_the_installed_cli_lists_and_searches_with_the_shipped_defaults(installe
     assert (out / "index.html").is_file()
     config = (out / "config.yaml").read_text(encoding="utf-8")
     assert "space: joint" in config and "profile: auto" in config
+    meta = json.loads((out / "pareto.json").read_text(encoding="utf-8"))["meta"]
+    assert meta["profile"] in ("cpu-x86-2core-ort", "cpu-x86-2core-avx2-ort")  # what auto resolved to
     with (out / "trials.csv").open(encoding="utf-8") as f:
         trials = list(csv.DictReader(f))
     assert len(trials) == 3

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, one_line
 
 __all__ = ["TEST_BATCH", "TRAIN_BATCHES", "read_batch", "read_split"]
 
@@ -70,9 +70,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _ArraysOnly(io.BytesIO(raw), encoding="latin1").load()
     except Exception as e:  # noqa: BLE001 - any unpickling failure is the file's, one line
-        raise AutomcError(
-            f"{where}: not a CIFAR-10 python batch ({' '.join(str(e).split())[:200]})"
-        ) from None
+        raise AutomcError(f"{where}: not a CIFAR-10 python batch ({one_line(e, 200, named=False)})") from None
     if not isinstance(batch, dict):
         raise AutomcError(f"{where}: not a CIFAR-10 python batch (a {type(batch).__name__}, not a dict)")
     fields = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}

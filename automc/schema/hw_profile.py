@@ -956,19 +956,28 @@ SHIPPED_CPU_PROFILES = ("cpu-x86-2core-ort", "cpu-x86-2core-avx2-ort")
 
 
 @functools.cache
+def _auto() -> tuple[str, HwProfile]:
+    """The name and the loaded profile :func:`auto_profile` chooses (each file parsed once)."""
+    from automc.hardware.cpu import isa
+    from automc.resources import find_profile
+
+    here = set(isa())
+    first = None
+    for name in SHIPPED_CPU_PROFILES:
+        profile = load_hw_profile(find_profile(name, schema=HW_PROFILE_SCHEMA))
+        if set(profile.runtime.isa) == here:
+            return name, profile
+        first = first or (name, profile)
+    assert first is not None
+    return first
+
+
 def auto_profile() -> str:
     """The name of the shipped ONNX Runtime CPU profile measured on a CPU with this one's
     instruction sets (:func:`automc.hardware.cpu.isa`; ``cpu-x86-2core-ort``: AVX-512 with
     VNNI, ``cpu-x86-2core-avx2-ort``: AVX2), the first of :data:`SHIPPED_CPU_PROFILES`
     where none matches (a search with a latency budget then says so)."""
-    from automc.hardware.cpu import isa
-    from automc.resources import find_profile
-
-    here = isa()
-    for name in SHIPPED_CPU_PROFILES:
-        if load_hw_profile(find_profile(name, schema=HW_PROFILE_SCHEMA)).runtime.isa == here:
-            return name
-    return SHIPPED_CPU_PROFILES[0]
+    return _auto()[0]
 
 
 def profile_name(name_or_path: str) -> str:
@@ -987,5 +996,6 @@ def resolve_profile(name_or_path: str | Path) -> HwProfile:
     """
     from automc.resources import find_profile
 
-    name_or_path = profile_name(name_or_path) if isinstance(name_or_path, str) else name_or_path
+    if name_or_path == AUTO_PROFILE:
+        return _auto()[1]
     return load_hw_profile(find_profile(name_or_path, schema=HW_PROFILE_SCHEMA, what="device profile"))

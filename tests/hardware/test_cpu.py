@@ -21,10 +21,10 @@ def machine(monkeypatch):
     def set_to(features, flags=None):
         monkeypatch.setattr(cpu, "x86_features", lambda: features)
         monkeypatch.setattr(cpu, "cpuinfo_flags", lambda: flags)
-        auto_profile.cache_clear()
+        hw_profile._auto.cache_clear()
 
     yield set_to
-    auto_profile.cache_clear()
+    hw_profile._auto.cache_clear()
 
 
 AVX2 = {"AVX2": True, "AVX512F": False, "AVX512VNNI": False}

@@ -54,6 +54,11 @@ Every figure is measured inside this one run (batch 1, ``--threads`` intra-op th
   and predicted, and how often the profile calls that right (``int8_pays_agree``): the
   choice a latency budget asks the search to make.
 
+* ``compared_profiles``: with ``--compare-profile NAME`` (repeatable), each other profile's
+  ``within_10pct``, ``rmspe``, ``spearman``, ``relative_within_10pct`` and
+  ``base_predicted_over_measured`` per model on the same held-out variants, timed once in this
+  run: e.g. a profile measured on another CPU with the same instruction sets against this CPU's.
+
 The machine's 1-minute load average is recorded before and after: other processes share
 the CPU and slow some periods down.
 
@@ -257,6 +262,25 @@ def _fidelity_row(
     return {k: (int(v) if k == "n" else round(float(v), 4)) for k, v in row.items()}, predicted
 
 
+def _compared_row(case: Any, variants: list[Any], base: Any, profile: Any) -> dict[str, float]:
+    """Another profile's fidelity on ``variants`` and their ``base``, all timed in this run."""
+    from automc.cost.latency import fidelity, predict_latency
+    from automc.plan import CompressionPlan
+
+    predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in variants]
+    measured = [v.measured_ms for v in variants]
+    base_ms = predict_latency(case.layers, CompressionPlan(), profile).total_ms
+    row = fidelity(predicted, measured)
+    relative = fidelity([p / base_ms for p in predicted], [m / base.measured_ms for m in measured])
+    return {
+        "within_10pct": round(row["within_10pct"], 4),
+        "rmspe": round(row["rmspe"], 4),
+        "spearman": round(row["spearman"], 4),
+        "relative_within_10pct": round(relative["within_10pct"], 4),
+        "base_predicted_over_measured": round(base_ms / base.measured_ms, 4),
+    }
+
+
 def _keep_sweep(
     case: Any, profile: Any, runtime: Any, threads: int, repeats: int, seed: int
 ) -> dict[str, Any]:
@@ -317,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, help="samples per network (default: the profile's repeats)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench" / "runtime.json"))
     ap.add_argument(
+        "--compare-profile",
+        action="append",
+        default=[],
+        type=profile_name,
+        help="another profile to score on the same timed variants (repeatable)",
+    )
+    ap.add_argument(
         "--retime",
         metavar="PLANS_JSON",
         help="only time the plans in this file, write their latencies to --out",
@@ -335,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     from automc.schema.hw_profile import resolve_profile
 
     profile = resolve_profile(args.profile)
+    compared = {name: resolve_profile(name) for name in args.compare_profile}
     runtime = get(profile.runtime.framework)
     threads = profile.runtime.threads
     repeats = args.repeats or profile.measurement.repeats
@@ -347,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     points: dict[str, list[list[float]]] = {}
     sweeps: dict[str, dict[str, Any]] = {}
     aligned: dict[str, dict[str, float]] = {}
+    compared_rows: dict[str, dict[str, dict[str, float]]] = {name: {} for name in compared}
     pooled_aligned: tuple[list[float], list[float]] = ([], [])
     pred_all: list[float] = []
     meas_all: list[float] = []
@@ -395,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                 {k: round(v, 4) for k, v in _cross_process([base.measured_ms, *measured], elsewhere).items()}
             )
             per_model[name] = row
+            for other, other_profile in compared.items():
+                compared_rows[other][name] = _compared_row(case, first, base, other_profile)
             points[name] = [
                 [round(p, 4), round(m, 4), int(v.macs)] for p, m, v in zip(predicted, measured, first)
             ]
@@ -459,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             "aligned_per_model": aligned,
         },
         "keep_sweep": sweeps,
+        **({"compared_profiles": compared_rows} if compared else {}),
         "targets": TARGETS,
         "targets_met": met,
         "points_predicted_measured_macs": points,

@@ -260,6 +260,7 @@ def build_profile(
                 precisions=precisions,
                 channel_block=runtime.channel_block,
                 isa=cpu.isa() if dev.type == "cpu" else (),
+                cpu=(cpu.cpu_model() or "") if dev.type == "cpu" else "",
             ),
             measurement=MeasurementInfo(
                 warmup=settings.warmup,

@@ -6,7 +6,13 @@ convolutions use VNNI's ``vpdpbusd`` where the CPU has it and AVX2's saturating
 ``vpmaddubsw`` where it does not (about half the int8 speed-up; see
 ``automc.hardware.runtimes.ort``). A latency profile holds for the instruction sets it was
 measured with (``RuntimeInfo.isa``): :func:`isa` is what this machine has, so a run can tell
-a profile measured on another kind of CPU. Nothing here imports torch.
+a profile measured on another kind of CPU.
+
+The same instruction sets do not make the same speed: on an AMD EPYC of family 23 model 1
+(AVX2, 128-bit wide AVX units), the AVX2 profile measured on another AVX2 EPYC predicted
+resnet20 and mobilenetv2 at 0.61x / 0.60x of their measured latency, and int8 ran slower than
+fp32 there (``reports/bench/runtime_zen1.json``). A profile also records the CPU's model
+(``RuntimeInfo.cpu``, :func:`cpu_model`), and a run compares both. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["X86_ISA", "cpuinfo_flags", "has_vnni", "isa", "other_cpu", "x86_features"]
+__all__ = ["CPUINFO", "X86_ISA", "cpu_model", "cpuinfo_flags", "has_vnni", "isa", "other_cpu", "x86_features"]
 
 X86_ISA = ("avx2", "avx512f", "vnni")
 """The x86-64 features :func:`isa` reports, in order: ``vnni`` is AVX-512 VNNI, AVX-VNNI or AMX."""
+
+CPUINFO = Path("/proc/cpuinfo")
+"""Where Linux describes the CPU (:func:`cpuinfo_flags`, :func:`cpu_model`)."""
 
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 """``/proc/cpuinfo`` flags of the instructions int8 kernels use instead of ``vpmaddubsw``."""
@@ -37,17 +46,42 @@ def x86_features() -> dict[str, bool] | None:
     return dict(umath.__cpu_features__)
 
 
+def _cpuinfo() -> dict[str, str] | None:
+    """The first processor's fields in :data:`CPUINFO`, None where there is no such file."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() and fields:
+            break
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
 def cpuinfo_flags() -> list[str] | None:
     """The first CPU's ``flags`` (x86) or ``Features`` (ARM) in ``/proc/cpuinfo``, None where
     there is no such file."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    fields = _cpuinfo()
+    if fields is None:
         return None
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")) and ":" in line:
-            return line.split(":", 1)[1].split()
-    return []
+    return (fields.get("flags") or fields.get("Features") or "").split()
+
+
+def cpu_model() -> str | None:
+    """This CPU's model as ``/proc/cpuinfo`` numbers it, e.g. ``AuthenticAMD family 23 model 1``
+    or ``ARM implementer 0x41 architecture 8 part 0xd0c``; None where there is no such file or
+    it names none (the marketing name, e.g. ``AMD EPYC`` under a hypervisor, tells models apart
+    less well)."""
+    f = _cpuinfo() or {}
+    if all(f.get(k) for k in ("vendor_id", "cpu family", "model")):
+        return f"{f['vendor_id']} family {f['cpu family']} model {f['model']}"
+    if all(f.get(k) for k in ("CPU implementer", "CPU architecture", "CPU part")):
+        return f"ARM implementer {f['CPU implementer']} architecture {f['CPU architecture']} part {f['CPU part']}"
+    return None
 
 
 def has_vnni() -> bool:
@@ -81,8 +115,9 @@ def isa() -> tuple[str, ...]:
 
 
 def other_cpu(profile: Any) -> str | None:
-    """How the CPU a CPU ``profile`` was measured on differs from this one in the
-    instruction sets that decide the runtime's kernels, or None where they agree (or the
+    """How the CPU a CPU ``profile`` was measured on differs from this one: in the
+    instruction sets that decide the runtime's kernels, else in its model
+    (:func:`cpu_model`, where the profile records one); None where they agree (or the
     profile is not a CPU's, or records nothing to compare).
 
     A profile without ``runtime.isa`` (written before it was recorded) is compared by its
@@ -94,7 +129,13 @@ def other_cpu(profile: Any) -> str | None:
     recorded = tuple(profile.runtime.isa)
     if recorded:
         if set(recorded) == set(here):
-            return None
+            model, recorded_model = cpu_model(), profile.runtime.cpu
+            if not recorded_model or not model or model == recorded_model:
+                return None
+            return (
+                f"profile {profile.device.id!r} was measured on another CPU model ({recorded_model}); "
+                f"this one is {model}, with the same instruction sets ({', '.join(here) or 'none of them'})"
+            )
         there = ", ".join(recorded)
     else:
         block = int(profile.runtime.channel_block)

@@ -116,9 +116,9 @@ def warn_if_profile_off(base: Mapping[str, Any], *, fix: str) -> bool:
 
 def warn_if_other_cpu(profile: Any, *, fix: str) -> bool:
     """One warning line when a CPU ``profile`` was measured on a CPU whose kernel-deciding
-    instruction sets differ from this one's (:func:`automc.hardware.cpu.other_cpu`): the
-    runtime runs other conv and int8 kernels here, so latency (budgets, objectives) is
-    priced for another machine. Said before anything trains.
+    instruction sets or model differ from this one's (:func:`automc.hardware.cpu.other_cpu`):
+    the runtime runs other kernels here, or the same ones at another speed, so latency
+    (budgets, objectives) is priced for another machine. Said before anything trains.
 
     Args:
         profile: the run's device profile.
@@ -133,7 +133,6 @@ def warn_if_other_cpu(profile: Any, *, fix: str) -> bool:
     if reason is None:
         return False
     sys.stderr.write(
-        f"automc: warning: {reason}: the runtime runs other kernels here, so latency is "
-        f"priced for another machine; re-profile on this one: {fix}\n"
+        f"automc: warning: {reason}: latency is priced for another machine; re-profile on this one: {fix}\n"
     )
     return True

@@ -43,7 +43,7 @@ _TOP_REQUIRED = {"schema", "version", "device", "runtime", "measurement", "roofl
 _TOP_OPTIONAL = {"validation"}
 _DEVICE_KEYS = {"id", "kind", "description"}
 _RUNTIME_KEYS = {"framework", "version", "threads", "batch", "dtype"}
-_RUNTIME_OPTIONAL = {"provider", "graph_optimization", "precisions", "channel_block", "isa"}
+_RUNTIME_OPTIONAL = {"provider", "graph_optimization", "precisions", "channel_block", "isa", "cpu"}
 _MEASUREMENT_KEYS = {"warmup", "repeats", "statistic", "date"}
 _ROOFLINE_KEYS = {"peak_macs_per_s", "memory_bandwidth_bytes_per_s", "launch_overhead_ms"}
 _ENERGY_KEYS = {"table", "onchip_buffer_bytes"}
@@ -119,6 +119,9 @@ class RuntimeInfo:
         isa: the instruction sets of the CPU it was measured on that decide the runtime's
             kernels (:func:`automc.hardware.cpu.isa`: ``avx2``, ``avx512f``, ``vnni``; on
             ARM ``neon``, ``dotprod``, ``i8mm``). Empty (absent in a file): not recorded.
+        cpu: the model of the CPU it was measured on (:func:`automc.hardware.cpu.cpu_model`,
+            e.g. ``AuthenticAMD family 23 model 1``): CPUs with the same instruction sets
+            run the same kernels at other speeds. Empty (absent in a file): not recorded.
     """
 
     framework: str
@@ -131,6 +134,7 @@ class RuntimeInfo:
     precisions: tuple[str, ...] = ("fp32",)
     channel_block: int = 0
     isa: tuple[str, ...] = ()
+    cpu: str = ""
 
     @property
     def native_bits(self) -> tuple[int, ...]:
@@ -496,6 +500,7 @@ class HwProfile:
                 "precisions": list(self.runtime.precisions),
                 **({"channel_block": self.runtime.channel_block} if self.runtime.channel_block else {}),
                 **({"isa": list(self.runtime.isa)} if self.runtime.isa else {}),
+                **({"cpu": self.runtime.cpu} if self.runtime.cpu else {}),
             },
             "measurement": {
                 "warmup": self.measurement.warmup,
@@ -703,6 +708,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
         if not isinstance(isa, list) or not all(isinstance(x, str) and x for x in isa):
             p.add("runtime.isa", f"must be a list of instruction-set names, got {isa!r}")
             isa = []
+        cpu = p.string(rt, "cpu", "runtime") if "cpu" in rt else ""
         if (
             fw
             and ver
@@ -712,6 +718,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
             and provider
             and level
             and block is not None
+            and cpu is not None
         ):
             runtime = RuntimeInfo(
                 framework=fw,
@@ -724,6 +731,7 @@ def parse_hw_profile(data: Any, source: str) -> HwProfile:
                 precisions=precisions or ("fp32",),
                 channel_block=int(block),
                 isa=tuple(isa),
+                cpu=cpu,
             )
 
     ms = _section(p, data, "measurement", _MEASUREMENT_KEYS)
@@ -951,32 +959,39 @@ def dump_hw_profile(profile: HwProfile, path: str | Path) -> Path:
 AUTO_PROFILE = "auto"
 """The profile name that resolves to the shipped CPU profile for this CPU (:func:`auto_profile`)."""
 
-SHIPPED_CPU_PROFILES = ("cpu-x86-2core-ort", "cpu-x86-2core-avx2-ort")
+SHIPPED_CPU_PROFILES = ("cpu-x86-2core-ort", "cpu-x86-2core-avx2-ort", "cpu-x86-2core-zen1-ort")
 """The shipped ONNX Runtime CPU profiles :data:`AUTO_PROFILE` chooses from; the first where none matches."""
 
 
 @functools.cache
 def _auto() -> tuple[str, HwProfile]:
     """The name and the loaded profile :func:`auto_profile` chooses (each file parsed once)."""
-    from automc.hardware.cpu import isa
+    from automc.hardware.cpu import cpu_model, isa
     from automc.resources import find_profile
 
-    here = set(isa())
-    first = None
+    here, model = set(isa()), cpu_model()
+    best: tuple[int, str, HwProfile] | None = None
     for name in SHIPPED_CPU_PROFILES:
         profile = load_hw_profile(find_profile(name, schema=HW_PROFILE_SCHEMA))
+        rank = 0
         if set(profile.runtime.isa) == here:
+            rank = 3 if model and profile.runtime.cpu == model else 1 if profile.runtime.cpu else 2
+        if rank == 3:
             return name, profile
-        first = first or (name, profile)
-    assert first is not None
-    return first
+        if best is None or rank > best[0]:
+            best = (rank, name, profile)
+    assert best is not None
+    return best[1], best[2]
 
 
 def auto_profile() -> str:
-    """The name of the shipped ONNX Runtime CPU profile measured on a CPU with this one's
-    instruction sets (:func:`automc.hardware.cpu.isa`; ``cpu-x86-2core-ort``: AVX-512 with
-    VNNI, ``cpu-x86-2core-avx2-ort``: AVX2), the first of :data:`SHIPPED_CPU_PROFILES`
-    where none matches (a search with a latency budget then says so)."""
+    """The name of the shipped ONNX Runtime CPU profile measured on this CPU: its model
+    (:func:`automc.hardware.cpu.cpu_model`) and instruction sets (:func:`automc.hardware.cpu.isa`)
+    where one matches both, else one with the same instruction sets that records no model,
+    else one with them measured on another model, else the first of
+    :data:`SHIPPED_CPU_PROFILES` (a search with a latency budget then says so).
+    ``cpu-x86-2core-ort``: AVX-512 with VNNI; ``cpu-x86-2core-avx2-ort``: AVX2;
+    ``cpu-x86-2core-zen1-ort``: AVX2 on AMD family 23 model 1."""
     return _auto()[0]
 
 

@@ -42,3 +42,26 @@ def test_the_keep_sweep_times_every_keep_ratio_at_fp32_and_int8(load_script) -> 
         assert 0 <= sweep["int8"][key] <= n
     pays = [i8["predicted"] < f["predicted"] for f, i8 in zip(fp32, int8)]
     assert sweep["int8"]["int8_pays_predicted"] == sum(pays)
+
+
+def test_another_profile_is_scored_on_the_same_timed_variants(load_script) -> None:
+    from automc import models
+    from automc.cost.latency import predict_latency
+    from automc.graph import layers
+    from automc.hardware import ProfileCase, Variant
+    from automc.plan import CompressionPlan, LayerChoice
+    from automc.schema.hw_profile import resolve_profile
+
+    bench = load_script("bench_runtime")
+    net, x = models.create("resnet20").eval(), torch.randn(1, 3, 32, 32)
+    case = ProfileCase(name="resnet20", model=net, example_input=x, layers=tuple(layers(net, x)))
+    profile = resolve_profile("cpu-x86-2core-avx2-ort")
+    conv = next(s.name for s in case.layers if s.kind == "conv2d")
+    plans = [CompressionPlan(layers={conv: LayerChoice(w_bits=8, a_bits=8)}), CompressionPlan()]
+    truth = [predict_latency(case.layers, p, profile).total_ms for p in plans]
+    # "measured" at 2x what this profile predicts: it is off by half, and exactly half the base
+    variants = [Variant(model="resnet20", plan=p, macs=0, measured_ms=2 * t) for p, t in zip(plans, truth)]
+    base = Variant(model="resnet20", plan=CompressionPlan(), macs=0, measured_ms=2 * truth[1])
+    row = bench._compared_row(case, variants, base, profile)
+    assert row["within_10pct"] == 0.0 and row["relative_within_10pct"] == 1.0
+    assert row["base_predicted_over_measured"] == 0.5 and row["rmspe"] == pytest.approx(0.5, abs=1e-3)

@@ -234,17 +234,11 @@ def _fidelity_row(
     network timed in the same run."""
     from automc.cost.latency import fidelity, predict_latency, spearman
     from automc.hardware import refit_loo_ms
-    from automc.plan import CompressionPlan
 
     estimates = [predict_latency(case.layers, v.plan, profile) for v in variants]
     predicted = [e.total_ms for e in estimates]
     measured = [v.measured_ms for v in variants]
-    row = fidelity(predicted, measured)
-    base_ms = predict_latency(case.layers, CompressionPlan(), profile).total_ms
-    relative = fidelity([p / base_ms for p in predicted], [m / base.measured_ms for m in measured])
-    row["relative_within_10pct"] = relative["within_10pct"]
-    row["relative_rmspe"] = relative["rmspe"]
-    row["base_predicted_over_measured"] = base_ms / base.measured_ms
+    row = _against_measured(case, predicted, measured, base, profile)
     self_agreement = fidelity([v.measured_ms for v in again], measured)
     row["measurement_self_spearman"] = self_agreement["spearman"]
     row["measurement_self_within_10pct"] = self_agreement["within_10pct"]
@@ -262,23 +256,31 @@ def _fidelity_row(
     return {k: (int(v) if k == "n" else round(float(v), 4)) for k, v in row.items()}, predicted
 
 
-def _compared_row(case: Any, variants: list[Any], base: Any, profile: Any) -> dict[str, float]:
-    """Another profile's fidelity on ``variants`` and their ``base``, all timed in this run."""
+def _against_measured(
+    case: Any, predicted: list[float], measured: list[float], base: Any, profile: Any
+) -> dict[str, float]:
+    """``fidelity`` of ``predicted`` against ``measured``, and the same on each as a fraction of
+    the ``base`` timed in the same run (``relative_*``, ``base_predicted_over_measured``)."""
     from automc.cost.latency import fidelity, predict_latency
     from automc.plan import CompressionPlan
 
-    predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in variants]
-    measured = [v.measured_ms for v in variants]
-    base_ms = predict_latency(case.layers, CompressionPlan(), profile).total_ms
     row = fidelity(predicted, measured)
+    base_ms = predict_latency(case.layers, CompressionPlan(), profile).total_ms
     relative = fidelity([p / base_ms for p in predicted], [m / base.measured_ms for m in measured])
-    return {
-        "within_10pct": round(row["within_10pct"], 4),
-        "rmspe": round(row["rmspe"], 4),
-        "spearman": round(row["spearman"], 4),
-        "relative_within_10pct": round(relative["within_10pct"], 4),
-        "base_predicted_over_measured": round(base_ms / base.measured_ms, 4),
-    }
+    row["relative_within_10pct"] = relative["within_10pct"]
+    row["relative_rmspe"] = relative["rmspe"]
+    row["base_predicted_over_measured"] = base_ms / base.measured_ms
+    return row
+
+
+def _compared_row(case: Any, variants: list[Any], base: Any, profile: Any) -> dict[str, float]:
+    """Another profile's fidelity on ``variants`` and their ``base``, all timed in this run."""
+    from automc.cost.latency import predict_latency
+
+    predicted = [predict_latency(case.layers, v.plan, profile).total_ms for v in variants]
+    row = _against_measured(case, predicted, [v.measured_ms for v in variants], base, profile)
+    keys = ("within_10pct", "rmspe", "spearman", "relative_within_10pct", "base_predicted_over_measured")
+    return {k: round(float(row[k]), 4) for k in keys}
 
 
 def _keep_sweep(

@@ -50,7 +50,7 @@ def _shipped_files(kind: str) -> dict[str, str]:
             for name in resources.shipped_spaces()
         }
     folder = files(resources.PROFILES_PACKAGE)
-    auto = f"the default: the shipped ONNX Runtime CPU profile for this CPU's instruction sets (here {auto_profile()})"
+    auto = f"the default: the shipped ONNX Runtime CPU profile for this CPU's model and instruction sets (here {auto_profile()})"
     return {
         AUTO_PROFILE: auto,
         **{

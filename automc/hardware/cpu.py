@@ -134,7 +134,7 @@ def other_cpu(profile: Any) -> str | None:
                 return None
             return (
                 f"profile {profile.device.id!r} was measured on another CPU model ({recorded_model}); "
-                f"this one is {model}, with the same instruction sets ({', '.join(here) or 'none of them'})"
+                f"this one is {model}, with the same instruction sets ({', '.join(here)})"
             )
         there = ", ".join(recorded)
     else:

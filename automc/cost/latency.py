@@ -9,13 +9,16 @@ table plus a fitted per-network overhead. For a network the profile was measured
 
              + transition_ms[net] * (number of int8/float precision boundaries)
              + transition_ns_per_element[net] * (tensor elements converted at them)
+             + int8_add_ns_per_element[net] * (tensor elements added in int8 regions)
 
 (with ``int8_table_scale[net]`` instead of ``table_scale[net]`` for the layers priced from
 int8 entries, and ``generic_table_scale[net]`` / ``int8_generic_table_scale[net]`` for the
 stages off the runtime's blocked channel layout, when the fit has them). A precision
 boundary is an int8 layer next to a float region of the network's tensors
 (:class:`PrecisionRegions`): the runtime quantizes the layer's input there, or dequantizes
-its output, and reorders the tensor's layout, at a cost that grows with the tensor.
+its output, and reorders the tensor's layout, at a cost that grows with the tensor. Where a
+region runs int8, its residual adds run as int8 kernels of their own
+(:meth:`PrecisionRegions.int8_add_elements`).
 
 For any other network the global fit is used and the estimate is flagged under
 ``"(network)"`` (see ``automc.schema.hw_profile.LatencyTable``)::
@@ -110,6 +113,9 @@ class LatencyEstimate:
             per element converted) is in ``total_ms``, in no layer's share.
         boundary_elements: the tensor elements converted at those boundaries
             (:meth:`PrecisionRegions.boundary_elements`, at the profile's batch size).
+        int8_add_elements: the tensor elements added in the int8 regions' residual adds
+            (:meth:`PrecisionRegions.int8_add_elements`, at the profile's batch size), priced at
+            the network fit's ``int8_add_ns_per_element`` in ``total_ms``, in no layer's share.
         off_layout: layers with a stage off the runtime's blocked channel layout
             (:func:`off_block_layout`), priced at the network fit's ``generic_table_scale``
             (float) or ``int8_generic_table_scale`` (int8).
@@ -124,6 +130,7 @@ class LatencyEstimate:
     simulated: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     boundaries: int = 0
     boundary_elements: int = 0
+    int8_add_elements: int = 0
     off_layout: int = 0
     off_layout_ms: float = 0.0
     int8_off_layout_ms: float = 0.0
@@ -278,10 +285,11 @@ class PrecisionRegions:
     (the classifier) and a region no layer reads (it feeds the network's output) stay float. A region runs int8 when
     every layer reading or writing it does (as the ONNX Runtime export quantizes:
     ``automc.hardware.runtimes.ort.int8_region``); each int8 layer pays one boundary per
-    float region it reads or writes.
+    float region it reads and one where it writes a float region.
 
     Attributes:
-        adjacent: per layer (in the order given), the regions it reads or writes.
+        adjacent: per layer (in the order given), the regions it reads, then the one it writes
+            (listed twice where it writes a region it reads).
         members: per region, the positions of the layers that read or write it.
         external: per region, whether it touches the network's input or output (float).
         roles: per layer, per region of ``adjacent``, the input segment
@@ -328,9 +336,9 @@ class PrecisionRegions:
                 if spec.kind == "dwconv2d":
                     last_dw[spec.group] = spec.index
                 out = region((spec.group, last_dw.get(spec.group, -1)), False, pos, False)
-            touched.setdefault(out, -1)
-            adjacent[pos] = tuple(touched)
-            roles[pos] = tuple(touched.values())
+            # a layer may write the region it reads (``x + conv(x)``): both are listed
+            adjacent[pos] = (*touched, out)
+            roles[pos] = (*touched.values(), -1)
         return cls(
             adjacent=tuple(adjacent),
             members=tuple(tuple(m) for m in members),
@@ -361,6 +369,24 @@ class PrecisionRegions:
                     if float_region[r]:
                         total += output_elements[i] if seg < 0 else segment_elements[i][seg]
         return total
+
+    def int8_add_elements(self, int8: Sequence[bool], output_elements: Sequence[int]) -> int:
+        """The tensor elements added in int8 where layer ``i`` runs int8 iff ``int8[i]``: in each
+        region that runs int8, every layer writing into it but the one writing the most adds its
+        output (``output_elements[i]``) to the others' (a residual add).
+
+        A float region's adds fuse into the convolution that writes them (ONNX Runtime's
+        ``FusedConv`` with a sum); an int8 region's run as kernels of their own
+        (``QLinearAdd``: dequantize both inputs, add, requantize), which no layer's table entry
+        holds. A network with most of its layers int8 has its residual streams int8 and pays
+        them all (resnet20 all int8: 9 ``QLinearAdd`` nodes on tensors of 16x32x32 to 64x8x8)."""
+        float_region = self._float_regions(int8)
+        writes: list[list[int]] = [[] for _ in self.members]
+        for i, (regs, roles) in enumerate(zip(self.adjacent, self.roles)):
+            for r, seg in zip(regs, roles):
+                if seg < 0 and not float_region[r]:
+                    writes[r].append(output_elements[i])
+        return sum(sum(w) - max(w) for w in writes if w)
 
 
 LATENCY_TOLERANCE = 0.10
@@ -742,13 +768,15 @@ class LatencyPredictor:
                 flags[spec.name] = hit[2]
             per_layer[spec.name] = ms
             total += ms
-        boundaries = elements = 0
+        boundaries = elements = added = 0
         if any(int8):
             regions = self._precision_regions(layers)
             boundaries = regions.boundaries(int8)
             elements = regions.boundary_elements(int8, segment_elements, output_elements)
+            added = regions.int8_add_elements(int8, output_elements)
         if fit is not None:
             total += fit.transition_ms * boundaries + fit.transition_ns_per_element * 1e-6 * elements
+            total += fit.int8_add_ns_per_element * 1e-6 * added
         return LatencyEstimate(
             total_ms=total,
             per_layer_ms=per_layer,
@@ -757,6 +785,7 @@ class LatencyPredictor:
             simulated=simulated,
             boundaries=boundaries,
             boundary_elements=elements,
+            int8_add_elements=added,
             off_layout=off_layout,
             off_layout_ms=off_layout_ms,
             int8_off_layout_ms=int8_off_layout_ms,

@@ -10,7 +10,8 @@ Steps (what ``automc profile`` runs):
     3. Overhead fit: a few *training* networks (each base model plus random compressed
        variants, every second one spread around a network-wide compression level so heavily
        and lightly compressed networks are both seen; on a runtime with int8 kernels each
-       plan also puts a random share of its layers at int8) are exported through the runtime
+       plan also puts a random share of its layers at int8, and the base model is timed with
+       every layer int8 as well) are exported through the runtime
        and timed end to end; the network-level terms of
        ``automc.cost.latency`` are fitted to them by non-negative relative least squares
        (:mod:`automc.hardware.fitting`).
@@ -54,7 +55,7 @@ from automc.hardware.variants import (
     random_plan,
     validation_info,
 )
-from automc.plan import CompressionPlan, layers_fingerprint
+from automc.plan import LAYER_KINDS, CompressionPlan, LayerChoice, layers_fingerprint
 from automc.schema.hw_profile import (
     PRECISION_BITS,
     STATISTICS,
@@ -302,8 +303,20 @@ def build_profile(
                 for i in range(n)
             ]
 
+        # The fit also sees each base model whole at int8 (with int8 kernels): the network a
+        # latency budget drives the search towards, and the only kind whose residual streams all
+        # run int8 (``NetworkFit.int8_add_ns_per_element``), which random shares rarely reach.
+        def anchors(case: ProfileCase) -> list[CompressionPlan]:
+            if int8_share is None:
+                return [CompressionPlan()]
+            int8 = {s.name: LayerChoice(w_bits=8, a_bits=8) for s in case.layers if s.kind in LAYER_KINDS}
+            return [
+                CompressionPlan(),
+                CompressionPlan(layers=int8, model=case.name, fingerprint=layers_fingerprint(case.layers)),
+            ]
+
         rng = random.Random(settings.seed)
-        train_plans = [[CompressionPlan()] + mixed_plans(c, rng, settings.train_variants) for c in cases]
+        train_plans = [anchors(c) + mixed_plans(c, rng, settings.train_variants) for c in cases]
         vrng = random.Random(settings.seed + 1)
         val_plans = [mixed_plans(c, vrng, settings.validate) for c in cases]
         # Each model's fit and held-out networks are timed in ONE interleaved run, so both see
@@ -344,6 +357,7 @@ def build_profile(
                     generic_table_scale=t.generic_table_scale,
                     int8_generic_table_scale=t.int8_generic_table_scale,
                     transition_ns_per_element=t.transition_ns_per_element,
+                    int8_add_ns_per_element=t.int8_add_ns_per_element,
                 )
             )
         profile = replace(

@@ -2,7 +2,8 @@
 
 The layer table prices each layer alone; what a whole network adds (a constant, a cost per
 conv/linear call, per output element, per factorised layer's second call, per element
-converted at an int8/float precision boundary, and a scale on the table, separate ones on its
+converted at an int8/float precision boundary, per element of a residual add inside an int8
+region, and a scale on the table, separate ones on its
 int8 entries and on the stages off the runtime's blocked layout) is fitted here by
 non-negative relative least squares: once over all profiled networks (:func:`fit_overhead`)
 and once per network (:func:`fit_network`, :func:`fit_network_mixed`). numpy only.
@@ -28,11 +29,11 @@ if TYPE_CHECKING:
 
 def _features(
     layers: Sequence[LayerSpec], plan: CompressionPlan, profile: HwProfile
-) -> tuple[float, float, float, float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float, float, float, float]:
     """(table-only latency, conv/linear calls, output elements, factorised layers, the part of
     the table-only latency priced from int8 entries, tensor elements converted at int8/float
     precision boundaries, the part of float stages off the runtime's blocked layout, the part of
-    int8 stages off it) under ``plan``; ``profile`` must carry no fitted terms
+    int8 stages off it, tensor elements added in int8 regions) under ``plan``; ``profile`` must carry no fitted terms
     (:func:`table_only`)."""
     bare = predict_latency(layers, plan, profile)
     table_ms = bare.total_ms - profile.latency.network_overhead_ms
@@ -50,7 +51,13 @@ def _features(
             if max(c.w_bits, c.a_bits) <= 8 and bare.simulated.get(name, 8) == 8:
                 int8_ms += ms
     features = (table_ms, float(calls), float(elems * profile.runtime.batch), float(factorised), int8_ms)
-    return (*features, float(bare.boundary_elements), bare.off_layout_ms, bare.int8_off_layout_ms)
+    return (
+        *features,
+        float(bare.boundary_elements),
+        bare.off_layout_ms,
+        bare.int8_off_layout_ms,
+        float(bare.int8_add_elements),
+    )
 
 
 def _nonneg_lstsq(
@@ -113,6 +120,8 @@ class FitRow(NamedTuple):
     """Table latency of its float stages off the blocked layout (``automc.cost.latency.off_block_layout``)."""
     int8_generic_ms: float = 0.0
     """Table latency of its int8 stages off the blocked layout (not in ``int8_ms``)."""
+    int8_add_elements: float = 0.0
+    """Tensor elements added in its int8 regions (``automc.cost.latency.PrecisionRegions.int8_add_elements``)."""
 
 
 class NetworkTerms(NamedTuple):
@@ -127,29 +136,30 @@ class NetworkTerms(NamedTuple):
     """``None``: not told apart from ``table_scale`` (no spread in ``generic_ms``, or fitted <= 0)."""
     int8_generic_table_scale: float | None = None
     """``None``: not told apart from ``int8_table_scale`` (no spread in ``int8_generic_ms``, or fitted <= 0)."""
+    int8_add_ns_per_element: float = 0.0
 
 
 def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
     """Fit ``measured = scale * float_table + generic_scale * generic_table + int8_scale *
     int8_table + int8_generic_scale * int8_generic_table + overhead + stage * factorised +
-    transition * boundary_elements``.
+    transition * boundary_elements + int8_add * int8_add_elements``.
 
     Args:
-        rows: :class:`FitRow` per network (plain tuples in its field order; ``generic_ms`` and
-            ``int8_generic_ms`` may be left out).
+        rows: :class:`FitRow` per network (plain tuples in its field order; ``generic_ms``,
+            ``int8_generic_ms`` and ``int8_add_elements`` may be left out).
 
     Returns:
         :class:`NetworkTerms`, every term >= 0 but the stage cost, minimising relative squared
         error (see :func:`fit_network`). A separate int8, generic or int8-generic scale needs a
         spread in its table part, four rows or more, and must come out positive; otherwise
         that part is priced at ``table_scale`` (the int8 one at the int8 scale; without an int8
-        scale the transition cost is 0, the generic scales ``None``). The stage and transition
-        terms need a spread in their counts and a row more than the terms fitted. The stage
+        scale the transition and int8-add costs are 0, the generic scales ``None``). The stage,
+        transition and int8-add terms need a spread in their counts and a row more than the terms fitted. The stage
         cost may come out negative: each stage's table entry carries the overhead of a session
         call of its own, which the factorised layer's second call inside a network does not pay.
     """
     data = np.asarray([tuple(FitRow(*r)) for r in rows], dtype=np.float64)
-    f, q, k, b, y, g, qg = data.T
+    f, q, k, b, y, g, qg, a = data.T
     n = len(data)
     w = 1.0 / y
     parts = {"int8": q, "generic": g, "int8_generic": qg}
@@ -166,7 +176,9 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
             q_col = q
         cols: dict[str, np.ndarray] = {"float": base, "overhead": np.ones(n)}
         cols.update({name: {"int8": q_col, "generic": g, "int8_generic": qg}[name] for name in split})
-        extra = {"stage": k, "transition": b * 1e-6} if "int8" in split else {"stage": k}
+        extra = (
+            {"stage": k, "transition": b * 1e-6, "int8_add": a * 1e-6} if "int8" in split else {"stage": k}
+        )
         for name, col in extra.items():
             if n > len(cols) + 1 and np.ptp(col) > 0:
                 cols[name] = col
@@ -187,7 +199,7 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
         split = [name for name in split if name not in dropped]
     if c["float"] <= 0:
         scale, overhead, stage = fit_network(
-            [(fi + qi + gi + qgi, ki, yi) for fi, qi, ki, _, yi, gi, qgi in data.tolist()]
+            [(fi + qi + gi + qgi, ki, yi) for fi, qi, ki, _, yi, gi, qgi, _ in data.tolist()]
         )
         return NetworkTerms(scale, scale, overhead, stage, 0.0)
     return NetworkTerms(
@@ -198,6 +210,7 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
         transition_ns_per_element=c.get("transition", 0.0),
         generic_table_scale=c.get("generic"),
         int8_generic_table_scale=c.get("int8_generic"),
+        int8_add_ns_per_element=c.get("int8_add", 0.0),
     )
 
 
@@ -246,7 +259,7 @@ def table_only(profile: HwProfile) -> HwProfile:
 
 def fit_row(features: Sequence[float], measured_ms: float) -> FitRow:
     """The :class:`FitRow` of a network with ``features`` (:func:`_features`) timed at ``measured_ms``."""
-    table_ms, _, _, factorised, int8_ms, elements, generic_ms, int8_generic_ms = features
+    table_ms, _, _, factorised, int8_ms, elements, generic_ms, int8_generic_ms, added = features
     return FitRow(
         float_ms=table_ms - int8_ms - generic_ms,
         int8_ms=int8_ms - int8_generic_ms,
@@ -255,6 +268,7 @@ def fit_row(features: Sequence[float], measured_ms: float) -> FitRow:
         measured_ms=measured_ms,
         generic_ms=generic_ms,
         int8_generic_ms=int8_generic_ms,
+        int8_add_elements=added,
     )
 
 
@@ -262,7 +276,7 @@ def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profi
     """Each variant's latency predicted by a network fit refitted on the *other* variants.
 
     The table of ``profile`` is kept; its network-level terms (:func:`fit_network_mixed`:
-    scales, constant, per-factorised-layer and per-boundary costs) are refitted leave-one-out on ``variants``, all of
+    scales, constant, per-factorised-layer, per-boundary and per-int8-add costs) are refitted leave-one-out on ``variants``, all of
     one model and timed in one run. Set against the profile's own predictions, this tells
     the table's and the fit's form error (what is left here) from the drift of the machine
     between the profiling run and this one (what the refit absorbs).
@@ -289,5 +303,6 @@ def refit_loo_ms(layers: Sequence[LayerSpec], variants: Sequence[Variant], profi
             + int8_generic_scale * r.int8_generic_ms
             + t.extra_stage_ms * r.factorised
             + t.transition_ns_per_element * 1e-6 * r.boundary_elements
+            + t.int8_add_ns_per_element * 1e-6 * r.int8_add_elements
         )
     return out

@@ -286,7 +286,8 @@ class NetworkFit:
     """Overhead fitted on one profiled network.
 
     ``latency = table_scale * table sum + network_overhead_ms + extra_stage_ms * factorised layers
-    + transition_ms * precision boundaries + transition_ns_per_element * elements converted at them``
+    + transition_ms * precision boundaries + transition_ns_per_element * elements converted at them
+    + int8_add_ns_per_element * elements added in int8 regions``
     (with the int8 and off-layout scales below on their parts of the table sum).
 
     The non-conv work (activations, adds, pooling, framework dispatch) of a network and how
@@ -326,6 +327,11 @@ class NetworkFit:
             Runtime's int8 kernels slow down there too: measured on mobilenetv2, int8 networks
             off the layout ran 14% slower than their on-layout table prices, those on it 9%
             faster). ``None`` (absent in the file): ``int8_table_scale``.
+        int8_add_ns_per_element: cost per tensor element of each residual add inside a region
+            that runs int8 (``automc.cost.latency.PrecisionRegions.int8_add_elements``): ONNX
+            Runtime runs those adds as ``QLinearAdd`` kernels, where a float network's adds fuse
+            into its convolutions, and no layer's table entry holds them. Optional in the file
+            (0 when absent: profiles measured before it, and runtimes without int8 kernels).
     """
 
     model: str
@@ -338,6 +344,7 @@ class NetworkFit:
     generic_table_scale: float | None = None
     int8_generic_table_scale: float | None = None
     transition_ns_per_element: float = 0.0
+    int8_add_ns_per_element: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -357,6 +364,8 @@ class NetworkFit:
             out["int8_generic_table_scale"] = _round_sig(self.int8_generic_table_scale)
         if self.transition_ns_per_element:
             out["transition_ns_per_element"] = _round_sig(self.transition_ns_per_element)
+        if self.int8_add_ns_per_element:
+            out["int8_add_ns_per_element"] = _round_sig(self.int8_add_ns_per_element)
         return out
 
 
@@ -642,6 +651,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
                 "generic_table_scale",
                 "int8_generic_table_scale",
                 "transition_ns_per_element",
+                "int8_add_ns_per_element",
             },
         )
         model = p.string(d, "model", field)
@@ -654,6 +664,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
         generic = p.number(d, "generic_table_scale", field, positive=True, required=False)
         int8_generic = p.number(d, "int8_generic_table_scale", field, positive=True, required=False)
         per_element = p.number(d, "transition_ns_per_element", field, required=False) or 0.0
+        per_added = p.number(d, "int8_add_ns_per_element", field, required=False) or 0.0
         if (
             model
             and fp
@@ -674,6 +685,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
                     generic_table_scale=None if generic is None else float(generic),
                     int8_generic_table_scale=None if int8_generic is None else float(int8_generic),
                     transition_ns_per_element=float(per_element),
+                    int8_add_ns_per_element=float(per_added),
                 )
             )
     return tuple(out)

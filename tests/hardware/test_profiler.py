@@ -187,6 +187,27 @@ def test_fit_network_mixed_recovers_the_transition_cost() -> None:
     assert (t.table_scale, t.int8_table_scale, t.extra_stage_ms) == pytest.approx((0.45, 0.2, 0.02))
 
 
+def test_fit_network_mixed_recovers_the_int8_add_cost() -> None:
+    """Rows with int8 residual adds on some networks get their per-element cost fitted back;
+    with no network adding in int8 the cost stays 0 (it is not told apart)."""
+    rng = random.Random(3)
+    rows = []
+    for _ in range(12):
+        f, q, b = rng.uniform(0.2, 1.0), rng.uniform(0.0, 0.8), rng.randint(0, 120_000)
+        a = rng.choice((0, 0, rng.randint(1_000, 80_000)))
+        rows.append(
+            FitRow(f, q, 0, b, 0.45 * f + 0.3 * q + 0.1 + 0.9e-6 * b + 6.5e-6 * a, int8_add_elements=a)
+        )
+    t = fit_network_mixed(rows)
+    assert t.int8_add_ns_per_element == pytest.approx(6.5)
+    assert (t.table_scale, t.int8_table_scale, t.transition_ns_per_element) == pytest.approx((0.45, 0.3, 0.9))
+    none_added = [
+        r._replace(int8_add_elements=0.0, measured_ms=r.measured_ms - 6.5e-6 * r.int8_add_elements)
+        for r in rows
+    ]
+    assert fit_network_mixed(none_added).int8_add_ns_per_element == 0.0
+
+
 def test_fit_network_mixed_keeps_a_negative_stage_cost() -> None:
     """Each table entry carries a session call's overhead that a factorised layer's second call
     inside a network does not pay: the fitted stage cost may be negative, the scales may not."""

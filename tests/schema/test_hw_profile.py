@@ -129,13 +129,18 @@ def test_network_fit_transition_cost_is_optional(tmp_path: Path) -> None:
 
 
 def test_network_fit_off_layout_int8_scale_and_per_element_transition_are_optional(tmp_path: Path) -> None:
-    """Profiles measured before ``int8_generic_table_scale`` and ``transition_ns_per_element``
-    existed load without them (and write none); new ones round-trip."""
+    """Profiles measured before ``int8_generic_table_scale``, ``transition_ns_per_element`` and
+    ``int8_add_ns_per_element`` existed load without them (and write none); new ones round-trip."""
     data = profile_dict()
-    new_terms = {"int8_generic_table_scale": 0.47, "transition_ns_per_element": 2.6}
+    new_terms = {
+        "int8_generic_table_scale": 0.47,
+        "transition_ns_per_element": 2.6,
+        "int8_add_ns_per_element": 6.5,
+    }
     data["latency"]["networks"] = [dict(NET), dict(NET, fingerprint="def", **new_terms)]
     old, new = load_hw_profile(write(tmp_path, data)).latency.networks
     assert old.int8_generic_table_scale is None and old.transition_ns_per_element == 0.0
+    assert old.int8_add_ns_per_element == 0.0
     assert not set(new_terms) & set(old.to_dict())
     assert {k: new.to_dict()[k] for k in new_terms} == new_terms
     data["latency"]["networks"] = [dict(NET, int8_generic_table_scale=0)]
@@ -166,6 +171,10 @@ def test_unquoted_date_is_accepted(tmp_path: Path) -> None:
         (
             lambda d: d["latency"].update(networks=[dict(NET, transition_ns_per_element=-0.5)]),
             "latency.networks[0].transition_ns_per_element: must be >= 0",
+        ),
+        (
+            lambda d: d["latency"].update(networks=[dict(NET, int8_add_ns_per_element="fast")]),
+            "latency.networks[0].int8_add_ns_per_element",
         ),
         (lambda d: d["latency"]["table"][0].update(median_ms=-0.1), "latency.table[0].median_ms"),
         (lambda d: d["latency"]["table"][1].update(kind="conv3d"), "latency.table[1].kind"),

@@ -23,7 +23,9 @@ resnet20 with every second layer int8: 21 integer convs for 11 int8 layers), so 
 the plan keeps at fp32 would not run at fp32. Each int8 layer next to a float region pays a
 ``QuantizeLinear`` on its input or a ``DequantizeLinear`` on its output (and the layout
 reorders around them): the precision boundaries the latency model counts
-(:func:`automc.cost.latency.precision_boundaries`).
+(:meth:`automc.cost.latency.PrecisionRegions.boundaries`). Inside an int8 region a residual
+``Add`` runs as ``QLinearAdd``, where at fp32 it fuses into the conv that writes it
+(:meth:`automc.cost.latency.PrecisionRegions.int8_add_elements`).
 """
 
 from __future__ import annotations

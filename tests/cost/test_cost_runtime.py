@@ -191,21 +191,28 @@ def test_runtime_fields_round_trip() -> None:
     assert again.runtime.provider == "CPUExecutionProvider"
 
 
-def test_precision_boundaries_count_the_int8_layers_next_to_float_regions() -> None:
+def residual_stream() -> list[LayerSpec]:
     """stem -> a -> b (b writes back into the stem's residual stream) -> dw (a new region of
-    the stream) -> fc: each int8 layer pays one boundary per float region it touches; the
-    network's input and output stay float."""
+    the stream) -> fc, all 16 channels."""
 
     def spec(name: str, group: int, in_group: int, index: int, kind: str = "conv2d") -> LayerSpec:
         return replace(conv(name, 16, 16, group=group, in_group=in_group, index=index), kind=kind)
 
-    layers = [
+    return [
         spec("stem", 0, -1, 0),
         spec("a", 1, 0, 1),
         spec("b", 0, 1, 2),
         spec("dw", 0, 0, 3, kind="dwconv2d"),
         spec("fc", -1, 0, 4, kind="linear"),
     ]
+
+
+def test_precision_boundaries_count_the_int8_layers_next_to_float_regions() -> None:
+    """stem -> a -> b (b writes back into the stem's residual stream) -> dw (a new region of
+    the stream) -> fc: each int8 layer pays one boundary per float region it touches; the
+    network's input and output stay float."""
+
+    layers = residual_stream()
     regions = PrecisionRegions.of(layers)
 
     def count(*int8: str) -> int:
@@ -223,16 +230,7 @@ def test_int8_add_elements_count_the_residual_adds_of_int8_regions() -> None:
     """stem and b both write the stem's residual stream (one add); the stream runs int8 only
     when every layer touching it (stem, a, b, dw) does; dw's own region has one writer."""
 
-    def spec(name: str, group: int, in_group: int, index: int, kind: str = "conv2d") -> LayerSpec:
-        return replace(conv(name, 16, 16, group=group, in_group=in_group, index=index), kind=kind)
-
-    layers = [
-        spec("stem", 0, -1, 0),
-        spec("a", 1, 0, 1),
-        spec("b", 0, 1, 2),
-        spec("dw", 0, 0, 3, kind="dwconv2d"),
-        spec("fc", -1, 0, 4, kind="linear"),
-    ]
+    layers = residual_stream()
     regions = PrecisionRegions.of(layers)
     out = [1024, 2048, 1000, 1024, 10]
 
@@ -253,41 +251,29 @@ def test_a_layer_writing_the_region_it_reads_pays_both_boundaries() -> None:
     assert (est.boundaries, est.boundary_elements, est.int8_add_elements) == (2, 2 * 16 * 64, 0)
 
 
-def test_the_network_fit_prices_the_int8_residual_adds() -> None:
-    """A residual pair (stem and body both write group 0) at int8 pays the fit's cost per added
-    element on body's 16x8x8 output; at fp32, or with only one of them int8, nothing."""
-    layers = [LAYERS[0], replace(LAYERS[1], group=0)]
-    prof = ort_profile()
-
-    def fitted(**terms: Any) -> HwProfile:
-        fit = NetworkFit(
-            model="toy",
-            fingerprint=layers_fingerprint(layers),
-            table_scale=1.0,
-            network_overhead_ms=0.0,
-            int8_table_scale=1.0,
-            **terms,
-        )
-        return replace(prof, latency=replace(prof.latency, networks=(fit,)))
-
-    priced, free = fitted(int8_add_ns_per_element=5.0), fitted()
-    for plan, elements in ((CompressionPlan(), 0), (at_bits(8, names=("stem",)), 0), (at_bits(8), 16 * 64)):
-        est = predict_latency(layers, plan, priced)
-        assert est.int8_add_elements == elements
-        assert est.total_ms - predict_latency(layers, plan, free).total_ms == pytest.approx(5e-6 * elements)
-
-
-def with_fit(prof: HwProfile, **terms: Any) -> HwProfile:
-    """``prof`` with one network fit of LAYERS: unit scales, no overhead, and ``terms``."""
+def with_fit(prof: HwProfile, layers: list[LayerSpec] = LAYERS, **terms: Any) -> HwProfile:
+    """``prof`` with one network fit of ``layers``: unit scales, no overhead, and ``terms``."""
     fit = NetworkFit(
         model="toy",
-        fingerprint=layers_fingerprint(LAYERS),
+        fingerprint=layers_fingerprint(layers),
         table_scale=1.0,
         network_overhead_ms=0.0,
         int8_table_scale=1.0,
         **terms,
     )
     return replace(prof, latency=replace(prof.latency, networks=(fit,)))
+
+
+def test_the_network_fit_prices_the_int8_residual_adds() -> None:
+    """A residual pair (stem and body both write group 0) at int8 pays the fit's cost per added
+    element on body's 16x8x8 output; at fp32, or with only one of them int8, nothing."""
+    layers = [LAYERS[0], replace(LAYERS[1], group=0)]
+    prof = ort_profile()
+    priced, free = with_fit(prof, layers, int8_add_ns_per_element=5.0), with_fit(prof, layers)
+    for plan, elements in ((CompressionPlan(), 0), (at_bits(8, names=("stem",)), 0), (at_bits(8), 16 * 64)):
+        est = predict_latency(layers, plan, priced)
+        assert est.int8_add_elements == elements
+        assert est.total_ms - predict_latency(layers, plan, free).total_ms == pytest.approx(5e-6 * elements)
 
 
 def test_the_network_fit_prices_each_precision_boundary() -> None:

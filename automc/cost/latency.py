@@ -382,10 +382,10 @@ class PrecisionRegions:
         them all (resnet20 all int8: 9 ``QLinearAdd`` nodes on tensors of 16x32x32 to 64x8x8)."""
         float_region = self._float_regions(int8)
         writes: list[list[int]] = [[] for _ in self.members]
-        for i, (regs, roles) in enumerate(zip(self.adjacent, self.roles)):
-            for r, seg in zip(regs, roles):
-                if seg < 0 and not float_region[r]:
-                    writes[r].append(output_elements[i])
+        for i, regs in enumerate(self.adjacent):
+            written = regs[-1]
+            if not float_region[written]:
+                writes[written].append(output_elements[i])
         return sum(sum(w) - max(w) for w in writes if w)
 
 

@@ -21,6 +21,7 @@ def test_shipped_names_are_the_top_level_files() -> None:
         "cpu-x86-2core-ort",
         "cpu-x86-2core-torch",
         "cpu-x86-2core-zen1-ort",
+        "cpu-x86-2core-zen5-ort",
     ]
     assert resources.shipped_profiles("automc/energy-table") == ["energy-45nm"]
 
@@ -62,6 +63,7 @@ def test_the_current_directorys_folder_comes_before_the_shipped_files(
         "cpu-x86-2core-ort",
         "cpu-x86-2core-torch",
         "cpu-x86-2core-zen1-ort",
+        "cpu-x86-2core-zen5-ort",
         "measured",
     ]
     assert "mine" not in resources.shipped_spaces()
@@ -80,6 +82,6 @@ def test_an_unknown_name_is_one_error_listing_the_known_ones(
         resources.find_profile("energy-7nm", schema="automc/energy-table", what="energy table")
     with pytest.raises(
         AutomcError,
-        match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-avx2-ort, cpu-x86-2core-ort, cpu-x86-2core-torch, cpu-x86-2core-zen1-ort;",
+        match=r"unknown device profile 'gpu' \(known: cpu-x86-2core-avx2-ort, cpu-x86-2core-ort, cpu-x86-2core-torch, cpu-x86-2core-zen1-ort, cpu-x86-2core-zen5-ort;",
     ):
         resources.find_profile("gpu", schema="automc/hw-profile")

@@ -149,14 +149,18 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
             ``int8_generic_ms`` and ``int8_add_elements`` may be left out).
 
     Returns:
-        :class:`NetworkTerms`, every term >= 0 but the stage cost, minimising relative squared
+        :class:`NetworkTerms`, every term >= 0 but the constant and the stage cost, minimising relative squared
         error (see :func:`fit_network`). A separate int8, generic or int8-generic scale needs a
         spread in its table part, four rows or more, and must come out positive; otherwise
         that part is priced at ``table_scale`` (the int8 one at the int8 scale; without an int8
         scale the transition and int8-add costs are 0, the generic scales ``None``). The stage,
-        transition and int8-add terms need a spread in their counts and a row more than the terms fitted. The stage
-        cost may come out negative: each stage's table entry carries the overhead of a session
-        call of its own, which the factorised layer's second call inside a network does not pay.
+        transition and int8-add terms need a spread in their counts and a row more than the terms fitted. The
+        constant and the stage cost may come out negative: each table entry was timed as a
+        session of its own and carries one session call's overhead, which a layer inside a
+        network does not pay, so the table sum of a network of N layers overprices it by N such
+        calls (the constant) and a factorised layer's second call by one (the stage cost).
+        Held at 0, that overpricing goes into a scale below 1 instead, which then prices thin
+        variants high against the base, where the calls are a larger share of the table sum.
     """
     data = np.asarray([tuple(FitRow(*r)) for r in rows], dtype=np.float64)
     f, q, k, b, y, g, qg, a = data.T
@@ -190,7 +194,7 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
             y,
             w,
             list(range(len(names))),
-            free=[names.index("stage")] if "stage" in names else [],
+            free=[names.index(name) for name in ("overhead", "stage") if name in names],
         )
         c = dict(zip(names, (float(v) for v in coef)))
         dropped = [name for name in split if c[name] <= 0]

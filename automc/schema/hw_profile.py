@@ -299,7 +299,10 @@ class NetworkFit:
         model: the network's name (informational).
         fingerprint: ``automc.plan.layers_fingerprint`` of its layers (the lookup key).
         table_scale: factor applied to the sum of the network's table latencies.
-        network_overhead_ms: fixed cost per forward pass.
+        network_overhead_ms: fixed cost per forward pass. Negative where the table sum
+            overprices the network's calls: each of its layers' entries was timed as a session
+            of its own and carries one session call's overhead, which a layer inside a network
+            does not pay (``automc.hardware.fitting.fit_network_mixed``).
         extra_stage_ms: cost of the second call of each low-rank-factorised layer inside
             the network (dispatch, its intermediate tensor), beyond both stages' table
             latencies. Negative where the table overprices that call: each entry of a
@@ -657,7 +660,7 @@ def _networks(p: Problems, raw: Any) -> tuple[NetworkFit, ...]:
         model = p.string(d, "model", field)
         fp = p.string(d, "fingerprint", field)
         scale = p.number(d, "table_scale", field, positive=True)
-        oh = p.number(d, "network_overhead_ms", field)
+        oh = p.number(d, "network_overhead_ms", field, minimum=None)
         stage = p.number(d, "extra_stage_ms", field, minimum=None) if "extra_stage_ms" in d else 0.0
         int8_scale = p.number(d, "int8_table_scale", field, positive=True, required=False)
         transition = p.number(d, "transition_ms", field) if "transition_ms" in d else 0.0
@@ -971,7 +974,12 @@ def dump_hw_profile(profile: HwProfile, path: str | Path) -> Path:
 AUTO_PROFILE = "auto"
 """The profile name that resolves to the shipped CPU profile for this CPU (:func:`auto_profile`)."""
 
-SHIPPED_CPU_PROFILES = ("cpu-x86-2core-ort", "cpu-x86-2core-avx2-ort", "cpu-x86-2core-zen1-ort")
+SHIPPED_CPU_PROFILES = (
+    "cpu-x86-2core-ort",
+    "cpu-x86-2core-avx2-ort",
+    "cpu-x86-2core-zen1-ort",
+    "cpu-x86-2core-zen5-ort",
+)
 """The shipped ONNX Runtime CPU profiles :data:`AUTO_PROFILE` chooses from; the first where none matches."""
 
 
@@ -1003,7 +1011,8 @@ def auto_profile() -> str:
     else one with them measured on another model, else the first of
     :data:`SHIPPED_CPU_PROFILES` (a search with a latency budget then says so).
     ``cpu-x86-2core-ort``: AVX-512 with VNNI; ``cpu-x86-2core-avx2-ort``: AVX2;
-    ``cpu-x86-2core-zen1-ort``: AVX2 on AMD family 23 model 1."""
+    ``cpu-x86-2core-zen1-ort``: AVX2 on AMD family 23 model 1; ``cpu-x86-2core-zen5-ort``:
+    AVX-512 with VNNI on AMD family 26 model 2."""
     return _auto()[0]
 
 

@@ -32,6 +32,7 @@ AVX2 = {"AVX2": True, "AVX512F": False, "AVX512VNNI": False}
 AVX512 = {"AVX2": True, "AVX512F": True, "AVX512VNNI": True}
 ZEN1 = "AuthenticAMD family 23 model 1"
 ZEN3 = "AuthenticAMD family 25 model 1"
+ZEN5 = "AuthenticAMD family 26 model 2"
 
 
 def _with_runtime(profile, **changes):
@@ -44,6 +45,8 @@ def test_the_shipped_cpu_profiles_record_the_instruction_sets_they_were_measured
     assert resolve_profile("cpu-x86-2core-avx2-ort").runtime.channel_block == 8
     zen1 = resolve_profile("cpu-x86-2core-zen1-ort").runtime
     assert (zen1.isa, zen1.cpu, zen1.channel_block) == (("avx2",), ZEN1, 8)
+    zen5 = resolve_profile("cpu-x86-2core-zen5-ort").runtime
+    assert (zen5.isa, zen5.cpu, zen5.channel_block) == (("avx2", "avx512f", "vnni"), ZEN5, 16)
 
 
 X86_CPUINFO = """processor\t: 0
@@ -96,6 +99,10 @@ def test_auto_is_the_shipped_profile_measured_with_this_cpus_instruction_sets(ma
     assert auto_profile() == "cpu-x86-2core-avx2-ort"
     assert resolve_profile("auto").device.id == "cpu-x86-2core-avx2-ort"
     machine(AVX512)
+    assert auto_profile() == "cpu-x86-2core-ort"
+    machine(AVX512, model=ZEN5)
+    assert auto_profile() == "cpu-x86-2core-zen5-ort"
+    machine(AVX512, model=ZEN3)  # another AVX-512 model: the profile that records no model
     assert auto_profile() == "cpu-x86-2core-ort"
     machine(None, ["fp", "asimd"])  # an ARM CPU: none matches, the first is taken
     assert auto_profile() == "cpu-x86-2core-ort"

@@ -221,6 +221,23 @@ def test_fit_network_mixed_keeps_a_negative_stage_cost() -> None:
     assert (t.table_scale, t.int8_table_scale, t.network_overhead_ms) == pytest.approx((0.5, 0.3, 0.1))
 
 
+def test_fit_network_mixed_keeps_a_negative_constant() -> None:
+    """A table whose entries each carry a session call's overhead overprices a network of N
+    layers by N calls: the fitted constant takes that back (negative) and the scale stays the
+    kernels', so a thin variant is priced as low against the base as it runs."""
+    rng = random.Random(4)
+    calls, call_ms, scale = 20, 0.03, 0.8
+    rows = []
+    for _ in range(10):
+        kernels, k = rng.uniform(0.05, 0.6), rng.randint(0, 4)
+        table = kernels + (calls + k) * call_ms
+        rows.append(FitRow(table, 0.0, k, 0, scale * kernels + 0.05 + 0.002 * k))
+    t = fit_network_mixed(rows)
+    assert t.table_scale == pytest.approx(scale)
+    assert t.network_overhead_ms == pytest.approx(0.05 - scale * calls * call_ms)
+    assert t.extra_stage_ms == pytest.approx(0.002 - scale * call_ms)
+
+
 def test_fit_network_mixed_tells_the_off_layout_stages_apart() -> None:
     """Float and int8 stages off the runtime's blocked layout get their own scales when their
     shares vary; a share that never varies is priced at the table scale of its precision."""

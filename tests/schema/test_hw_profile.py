@@ -113,6 +113,8 @@ def test_network_fit_stage_cost_is_optional(tmp_path: Path) -> None:
     assert new.to_dict()["extra_stage_ms"] == 0.02
     data["latency"]["networks"] = [dict(NET, extra_stage_ms=-0.003)]  # a session call the table overprices
     assert load_hw_profile(write(tmp_path, data)).latency.networks[0].extra_stage_ms == -0.003
+    data["latency"]["networks"] = [dict(NET, network_overhead_ms=-0.2)]  # each layer's session call
+    assert load_hw_profile(write(tmp_path, data)).latency.networks[0].network_overhead_ms == -0.2
 
 
 def test_network_fit_transition_cost_is_optional(tmp_path: Path) -> None:

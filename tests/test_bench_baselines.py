@@ -269,6 +269,17 @@ def test_margins_count_only_results_that_meet_the_budget_as_measured(bench) -> N
         "tp-l1-uniform-int8|latency=0.5|s0": 0.52,
         **{f"tp-taylor-int8|latency=0.5|s{s}": 0.76 for s in range(3)},
     }
+    assert m["paired"] is True
+    # no seed with both in budget: the difference of their medians, said to be unpaired
+    apart = dict(results)
+    apart["automc-prune|latency=0.5|s0"] = rec(0.75, 0.51)
+    for s in (1, 2):
+        apart[f"tp-l1-uniform-int8|latency=0.5|s{s}"] = rec(0.70, 0.6)
+    apart["tp-l1-uniform-int8|latency=0.5|s0"] = rec(0.72, 0.49)
+    unpaired = bench.margins_of(apart, ["latency=0.5"])["latency=0.5"]
+    assert (unpaired["seeds"], unpaired["paired"]) == ([], False)
+    assert unpaired["margin_points"] == pytest.approx(-2.0)
+    assert unpaired["target_met"] is False and unpaired["extra_wall_seconds"] == 0
     none_met = {k: v for k, v in results.items() if "tp-taylor" in k or "automc" in k}
     assert bench.margins_of(none_met, ["latency=0.5"])["latency=0.5"] == {
         "best_baseline": None,

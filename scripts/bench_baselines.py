@@ -660,9 +660,10 @@ def margins_of(results: Mapping[str, Mapping[str, Any]], budgets: list[str]) -> 
     """Per budget: automc's method with the best median val accuracy against the baseline with the
     best median test accuracy; the margin is the median over seeds of their paired test-accuracy
     difference, in points, or, where no seed has both in budget (``paired`` false), the
-    difference of their medians over their own seeds. Only results whose shipped model meets the budget by its measured cost
-    count (:func:`meets_measured`, the same rule for automc and the baselines: a result at 76% of
-    the base's latency is no answer to a 50% budget); ``over_budget`` names the others."""
+    difference of their medians over their own seeds. Only results whose shipped model meets
+    the budget by its measured cost count (:func:`meets_measured`, the same rule for automc and
+    the baselines: a result at 76% of the base's latency is no answer to a 50% budget);
+    ``over_budget`` names the others."""
     out: dict[str, Any] = {}
     for budget in budgets:
         test_key, val_key = accuracy_keys(budget)
@@ -724,10 +725,7 @@ def margins_of(results: Mapping[str, Mapping[str, Any]], budgets: list[str]) -> 
             margin = statistics.median(diffs)
         else:
             margin = 100 * (median(winner, test_key) - median(baseline, test_key))
-            walls = [
-                statistics.median(float(r["wall_seconds"]) for r in by_method[winner].values())
-                - statistics.median(float(r["wall_seconds"]) for r in by_method[baseline].values())
-            ]
+            walls = [median(winner, "wall_seconds") - median(baseline, "wall_seconds")]
         target = TARGET_POINTS.get(budget)
         out[budget] = {
             "automc_method": winner,

@@ -149,8 +149,8 @@ def fit_network_mixed(rows: Sequence[Sequence[float]]) -> NetworkTerms:
             ``int8_generic_ms`` and ``int8_add_elements`` may be left out).
 
     Returns:
-        :class:`NetworkTerms`, every term >= 0 but the constant and the stage cost, minimising relative squared
-        error (see :func:`fit_network`). A separate int8, generic or int8-generic scale needs a
+        :class:`NetworkTerms`, every term >= 0 but the constant and the stage cost, minimising
+        relative squared error (see :func:`fit_network`). A separate int8, generic or int8-generic scale needs a
         spread in its table part, four rows or more, and must come out positive; otherwise
         that part is priced at ``table_scale`` (the int8 one at the int8 scale; without an int8
         scale the transition and int8-add costs are 0, the generic scales ``None``). The stage,

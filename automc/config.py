@@ -248,12 +248,15 @@ class ProxyConfig(_Record):
         name: ``short_train`` (``steps`` SGD steps distilled from the base model, then
             BatchNorm recalibration) or ``adaptive_bn`` (recalibration only).
         steps: SGD steps of the ``short_train`` proxy.
+        lr: its constant learning rate (``scripts/bench_proxy.py``: a smaller step ranks
+            candidates more like the fine-tune does; README, "Measured results").
         calib_batches: batches for BatchNorm recalibration.
         batch_size: batch size of the recalibration and proxy batches.
     """
 
     name: str = _checked("short_train", _search_proxy)
     steps: int = _checked(10, _positive_integer)
+    lr: float = _checked(0.005, _positive_number)
     calib_batches: int = _checked(4, _at_least(1))
     batch_size: int = _checked(128, _at_least(1))
 
@@ -517,6 +520,7 @@ FLAT_NAMES: Mapping[str, str] = types.MappingProxyType(
         "batch_size": "proxy.batch_size",
         "proxy": "proxy.name",
         "proxy_steps": "proxy.steps",
+        "proxy_lr": "proxy.lr",
         "ray_address": "distributed.ray_address",
         "cpus_per_trial": "distributed.cpus_per_trial",
         "gpus_per_trial": "distributed.gpus_per_trial",

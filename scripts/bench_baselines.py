@@ -141,6 +141,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warm-start", default=None, help="automc's warm start (default: the controller's, uniform)"
     )
     p.add_argument("--proxy", default=None, help="automc's search proxy (default: the search's, short_train)")
+    p.add_argument(
+        "--proxy-lr",
+        type=float,
+        default=None,
+        help="the short_train proxy's learning rate (default: the search's)",
+    )
     p.add_argument("--other-controller", default="amc", help="the other controller compared")
     p.add_argument("--methods", default="", help="comma list (default: all that apply to a budget)")
     p.add_argument(
@@ -181,6 +187,7 @@ SEARCH_SETTINGS = frozenset(
         "controller",
         "warm_start",
         "proxy",
+        "proxy_lr",
         "other_controller",
         "space_criteria",
     }
@@ -222,7 +229,13 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "profile",
         "threads",
     )
-    return {**{k: getattr(args, k) for k in keep}, "space_criteria": space_criteria()}
+    from automc.config import SearchConfig
+
+    return {
+        **{k: getattr(args, k) for k in keep},
+        "proxy_lr": args.proxy_lr or SearchConfig().proxy.lr,
+        "space_criteria": space_criteria(),
+    }
 
 
 def methods_for(budget: str, chosen: list[str]) -> list[str]:
@@ -855,6 +868,7 @@ def prepare_context(args: argparse.Namespace, work: Path) -> tuple[Context, dict
         finetune_epochs=args.finetune_epochs,
         warm_start=args.warm_start,
         **({"proxy": args.proxy} if args.proxy else {}),
+        **({"proxy_lr": args.proxy_lr} if args.proxy_lr else {}),
         profile=args.profile,
         threads=args.threads,
         device="cpu",

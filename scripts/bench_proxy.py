@@ -20,8 +20,9 @@ so positive = the proxy orders candidates as the fine-tuned metric does.
 ``--extra-calib-batches K`` also scores adaptive-BN with ``K`` calibration batches on the
 same compressed models (``adaptive_bn_k<K>``), to see how much the number of batches matters.
 ``--short-train-steps S`` also scores the ``short_train`` proxy (``S`` SGD steps with KD
-from the base on fixed train batches, then adaptive BN) on a copy of each compressed model
-(``short_train_s<S>``, with its own seconds per candidate).
+from the base on fixed train batches, then adaptive BN) on a copy of each compressed model,
+at each ``--short-train-lr`` (default the proxy's own), as ``short_train_s<S>_lr<LR>`` with
+its own seconds per candidate.
 
 Also measures the adaptive-BN proxy's speed: seconds per candidate and
 ``overhead_vs_forward`` = proxy time / time of the bare forward passes over the same
@@ -57,7 +58,15 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from automc import compress, data, graph, train
 from automc.cost.flops import layer_geometry
 from automc.plan import CompressionPlan, LayerChoice, LayerSpec, layers_fingerprint
-from automc.proxy import AdaptiveBNProxy, ProxyBatches, ProxyData, ShortTrainProxy, SynFlowProxy, VanillaProxy
+from automc.proxy import (
+    SHORT_TRAIN_LR,
+    AdaptiveBNProxy,
+    ProxyBatches,
+    ProxyData,
+    ShortTrainProxy,
+    SynFlowProxy,
+    VanillaProxy,
+)
 from automc.resources import find_space
 from automc.space import BoundSpace, SearchSpace
 
@@ -281,7 +290,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         help="also score the short_train proxy with this many SGD steps (on a copy of each compressed "
-        "model; reported as short_train_s<STEPS> with its seconds per candidate; repeatable)",
+        "model; reported as short_train_s<STEPS>_lr<LR> with its seconds per candidate; repeatable)",
+    )
+    ap.add_argument(
+        "--short-train-lr",
+        type=float,
+        action="append",
+        default=[],
+        help=f"learning rates of the short_train proxy, each with every --short-train-steps "
+        f"(default {SHORT_TRAIN_LR:g}, the proxy's own; repeatable)",
     )
     ap.add_argument(
         "--short-train-batches",
@@ -359,10 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
     )
     short = {
-        steps: ShortTrainProxy(data=short_data, teacher=base, steps=steps, cache_size=0)
+        f"s{steps}_lr{lr:g}": ShortTrainProxy(data=short_data, teacher=base, steps=steps, lr=lr, cache_size=0)
         for steps in args.short_train_steps
+        for lr in args.short_train_lr or [SHORT_TRAIN_LR]
     }
-    short_seconds: dict[int, list[float]] = {steps: [] for steps in short}
+    short_seconds: dict[str, list[float]] = {variant: [] for variant in short}
 
     stored = load_ground_truth(args) if args.ground_truth else None
     rng = random.Random(args.seed)
@@ -389,13 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         row["synflow"] = synflow.evaluate(model, plan)["score"]
         for k, proxy in extra.items():  # before the main proxy, whose recalibration fine-tuning starts from
             row[f"adaptive_bn_acc_k{k}"] = proxy.evaluate(model, plan)["acc"]
-        for steps, st_proxy in short.items():
+        for variant, st_proxy in short.items():
             trainee = copy.deepcopy(model)
             t0 = time.perf_counter()
             st = st_proxy.evaluate(trainee, plan)
-            short_seconds[steps].append(time.perf_counter() - t0)
-            row[f"short_train_acc_s{steps}"] = st["acc"]
-            row[f"short_train_loss_s{steps}"] = st["loss"]
+            short_seconds[variant].append(time.perf_counter() - t0)
+            row[f"short_train_acc_{variant}"] = st["acc"]
+            row[f"short_train_loss_{variant}"] = st["loss"]
         if len(ratios) < args.timing_candidates:
             bare, timed = [], []
             for _ in range(3):
@@ -474,16 +492,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k in extra
         },
         **{
-            f"short_train_s{steps}": {
-                **correlations([r[f"short_train_acc_s{steps}"] for r in rows], ft_acc, ft_loss),
+            f"short_train_{variant}": {
+                **correlations([r[f"short_train_acc_{variant}"] for r in rows], ft_acc, ft_loss),
                 "loss_as_proxy": correlations(
-                    [-r[f"short_train_loss_s{steps}"] for r in rows], ft_acc, ft_loss
+                    [-r[f"short_train_loss_{variant}"] for r in rows], ft_acc, ft_loss
                 ),
-                "seconds_per_candidate": statistics.mean(short_seconds[steps]),
+                "steps": st_proxy.steps,
+                "lr": st_proxy.lr,
+                "seconds_per_candidate": statistics.mean(short_seconds[variant]),
                 "train_batches": args.short_train_batches,
                 "batch_size": args.calib_batch_size,
             }
-            for steps in short
+            for variant, st_proxy in short.items()
         },
         "seconds_per_candidate": per_candidate,
         "candidates_per_second": 1.0 / per_candidate,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from automc.config import SearchConfig
 from automc.errors import AutomcError
 
 
@@ -135,6 +136,24 @@ def test_another_proxy_reruns_only_the_searches_and_the_default_matches_older_js
     report = bench.load_report(out, other)
     assert list(report["results"]) == ["tp-l1-uniform|flops=0.3|s0"]
     assert report["reruns"][0]["search_settings_changed"] == {"proxy": [None, "adaptive_bn"]}
+
+
+def test_a_json_from_before_the_proxy_lr_setting_reruns_the_searches(bench, tmp_path) -> None:
+    """Such a JSON's searches ran the short_train proxy at the learning rate of its day (0.01),
+    not the search's default now, so only its Torch-Pruning results are kept."""
+    default = bench.settings_of(bench.parse_args([]))
+    assert default["proxy_lr"] == SearchConfig().proxy.lr
+    assert bench.settings_of(bench.parse_args(["--proxy-lr", "0.02"]))["proxy_lr"] == 0.02
+    out = tmp_path / "b.json"
+    results = {
+        "tp-l1-global|flops=0.15|s1": {"test_acc": 0.7},
+        "automc-joint|flops=0.15|s1": {"test_acc": 0.6},
+    }
+    older = {k: v for k, v in default.items() if k != "proxy_lr"}
+    out.write_text(json.dumps({"schema": bench.SCHEMA, "settings": older, "results": results, "runs": []}))
+    report = bench.load_report(out, default)
+    assert list(report["results"]) == ["tp-l1-global|flops=0.15|s1"]
+    assert report["reruns"][0]["search_settings_changed"] == {"proxy_lr": [None, SearchConfig().proxy.lr]}
 
 
 def test_budgets_are_no_setting_a_rerun_adds_one(bench, tmp_path) -> None:

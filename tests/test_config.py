@@ -22,6 +22,7 @@ from automc.config import (
     flag_for,
 )
 from automc.errors import AutomcError
+from automc.proxy import SHORT_TRAIN_LR
 
 CUSTOM = SearchConfig().with_overrides(
     model="test_tiny",
@@ -72,6 +73,7 @@ def test_defaults_are_the_search_defaults() -> None:
         4,
         128,
     )
+    assert c.proxy.lr == SHORT_TRAIN_LR
     assert (c.finetune.top, c.finetune.epochs, c.finetune.kd_temperature, c.finetune.kd_alpha) == (
         3,
         3,
@@ -221,6 +223,7 @@ def test_list_settings_take_a_comma_separated_string_as_the_command_line_does() 
         ({"base_lr": float("nan")}, "--base-lr must be a positive number, got nan"),
         ({"proxy": "synflow"}, "--proxy: unknown search proxy 'synflow' (known: adaptive_bn, short_train)"),
         ({"proxy_steps": 0}, "--proxy-steps must be a positive integer, got 0"),
+        ({"proxy_lr": 0.0}, "--proxy-lr must be a positive number, got 0.0"),
         ({"workers": -1}, "--workers must be >= 0, got -1"),
         ({"budgets": ["flops=lots"]}, "--budget: budget 'flops=lots': cannot parse the value 'lots'"),
         ({"kd_alpha": True}, "--kd-alpha must be a number, got True"),

@@ -250,6 +250,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--proxy-steps", type=int, help=_help("proxy_steps", "SGD steps of the short_train proxy"))
+    p.add_argument("--proxy-lr", type=float, help=_help("proxy_lr", "learning rate of the short_train proxy"))
     p.add_argument(
         "--ray-address",
         help=_help("ray_address", "join this Ray cluster (also RAY_ADDRESS) with --controller ray"),

@@ -89,9 +89,10 @@ def function_path(fn: Any) -> str:
 
 
 def proxy_label(config: SearchConfig) -> str:
-    """The proxy as the study records it (part of the resume key): ``adaptive_bn``, ``short_train (10 steps)``."""
+    """The proxy as the study records it (part of the resume key): ``adaptive_bn``,
+    ``short_train (10 steps, lr 0.005)``."""
     name = config.proxy.name
-    return name if name == "adaptive_bn" else f"{name} ({config.proxy.steps} steps)"
+    return name if name == "adaptive_bn" else f"{name} ({config.proxy.steps} steps, lr {config.proxy.lr:g})"
 
 
 def warn_if_proxy_blind(trials: Sequence[Any], num_classes: int, label: str) -> bool:

@@ -333,7 +333,9 @@ def _cpu_proxy(
     if short:
         from automc.proxy import ShortTrainProxy
 
-        return ShortTrainProxy(data=data, teacher=base, steps=config.proxy.steps, train_step=train_step)
+        return ShortTrainProxy(
+            data=data, teacher=base, steps=config.proxy.steps, lr=config.proxy.lr, train_step=train_step
+        )
     return create(config.proxy.name, data=data, teacher=base if kl_teacher else None)
 
 

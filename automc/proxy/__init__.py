@@ -23,6 +23,7 @@ from typing import Any
 
 from automc.errors import AutomcError
 from automc.proxy._accuracy import (
+    SHORT_TRAIN_LR,
     AdaptiveBNProxy,
     KLToTeacherProxy,
     ShortTrainProxy,
@@ -37,6 +38,7 @@ from automc.registry import Registry
 
 __all__ = [
     "REGISTRY",
+    "SHORT_TRAIN_LR",
     "AdaptiveBNProxy",
     "CachedProxy",
     "KLToTeacherProxy",

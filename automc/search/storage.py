@@ -78,6 +78,7 @@ RESUME_FIELDS = (
     "controller.name",
     "proxy.name",
     "proxy.steps",
+    "proxy.lr",
     "proxy.calib_batches",
     "proxy.batch_size",
     "hardware.profile",

@@ -48,6 +48,7 @@ def run(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         ({"dataset": "digits"}, "data.dataset"),
         ({"seed": 1}, "seed"),
         ({"proxy_steps": 3}, "proxy.steps"),
+        ({"proxy_lr": 0.02}, "proxy.lr"),
         ({"controller": "optuna-tpe"}, "controller.name"),
         ({"space": "quant"}, "space"),
     ],

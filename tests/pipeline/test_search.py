@@ -99,7 +99,7 @@ def test_short_train_proxy_scores_the_search_and_is_part_of_the_resume_key(home,
     args = {**ARGS, "finetune_top": 0}
     r = automc.search(trials=3, out=tmp_path, seed=0, proxy="short_train", proxy_steps=3, **args)
     study = optuna.load_study(study_name=r.study, storage=r.storage)
-    assert study.user_attrs["automc"]["proxy"] == "short_train (3 steps)"
+    assert study.user_attrs["automc"]["proxy"] == "short_train (3 steps, lr 0.005)"
     scored = [t.user_attrs["proxy"] for t in study.trials if t.user_attrs.get("proxy")]
     assert scored and all(set(p) == {"acc", "loss", "kl"} for p in scored)
     with pytest.raises(automc.AutomcError, match="proxy.name differs"):
@@ -210,7 +210,7 @@ def test_a_proxy_scoring_near_chance_is_reported(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "automc: warning: the adaptive_bn proxy scores a median 18.0%" in err
     assert "use --proxy short_train" in err
-    assert warn_if_proxy_blind(blind, 10, "short_train (10 steps)")
+    assert warn_if_proxy_blind(blind, 10, "short_train (10 steps, lr 0.005)")
     assert "raise --proxy-steps" in capsys.readouterr().err
     assert not warn_if_proxy_blind(_rows([0.15, 0.22, 0.3, 0.5, 0.76]), 10, "adaptive_bn")
     assert not warn_if_proxy_blind(blind, 100, "adaptive_bn")  # 18% is far above chance among 100 classes

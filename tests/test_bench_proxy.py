@@ -34,3 +34,12 @@ def test_split_half_agreement_averages_out_seed_noise(bench) -> None:
     assert exact["split_half"]["kendall"] == pytest.approx(1.0) and exact["split_half"][
         "spearman_loss"
     ] == pytest.approx(1.0)
+
+
+def test_a_stored_candidate_is_the_same_plan_up_to_a_near_tie_of_its_vanilla_accuracy(bench) -> None:
+    stored = [{"macs_ratio": 0.15, "vanilla_acc": 0.2636, "ft_acc": 0.8}]
+    assert bench.stored_row(stored, 0, {"macs_ratio": 0.15, "vanilla_acc": 0.2634}, 5000)["ft_acc"] == 0.8
+    with pytest.raises(SystemExit, match="candidate 1 is not the same plan"):
+        bench.stored_row(stored, 0, {"macs_ratio": 0.15, "vanilla_acc": 0.2630}, 5000)
+    with pytest.raises(SystemExit, match="candidate 1 is not the same plan"):
+        bench.stored_row(stored, 0, {"macs_ratio": 0.16, "vanilla_acc": 0.2636}, 5000)

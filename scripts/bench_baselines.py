@@ -176,6 +176,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key in ("train_subset", "val_subset", "test_subset", "base_epochs"):
         if getattr(args, key) == 0:
             setattr(args, key, None)
+    if args.proxy_lr is None:
+        from automc.config import SearchConfig
+
+        args.proxy_lr = SearchConfig().proxy.lr
     return args
 
 
@@ -228,14 +232,9 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "other_controller",
         "profile",
         "threads",
+        "proxy_lr",
     )
-    from automc.config import SearchConfig
-
-    return {
-        **{k: getattr(args, k) for k in keep},
-        "proxy_lr": args.proxy_lr or SearchConfig().proxy.lr,
-        "space_criteria": space_criteria(),
-    }
+    return {**{k: getattr(args, k) for k in keep}, "space_criteria": space_criteria()}
 
 
 def methods_for(budget: str, chosen: list[str]) -> list[str]:
@@ -868,7 +867,7 @@ def prepare_context(args: argparse.Namespace, work: Path) -> tuple[Context, dict
         finetune_epochs=args.finetune_epochs,
         warm_start=args.warm_start,
         **({"proxy": args.proxy} if args.proxy else {}),
-        **({"proxy_lr": args.proxy_lr} if args.proxy_lr else {}),
+        proxy_lr=args.proxy_lr,
         profile=args.profile,
         threads=args.threads,
         device="cpu",
